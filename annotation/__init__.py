@@ -1,0 +1,1 @@
+"""Label Studio client, the label ledger, simulated annotators, agreement and aggregation."""

@@ -1,0 +1,3 @@
+from mintline.cli import main
+
+raise SystemExit(main())

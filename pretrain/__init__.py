@@ -1,0 +1,1 @@
+"""Corpus preparation (readers, filters, dedup, tokenizer) and the pretraining engine."""

@@ -1,0 +1,1 @@
+"""Signed MIT release bundles: assembly, model card, provenance, manifest, signing, verification."""

@@ -1,0 +1,1 @@
+"""Keyed watermarks on generated text: keys, generation, detection without the model, robustness."""
