@@ -47,6 +47,11 @@ def find_leaf(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argpars
         if not argv or argv[0] in ("-h", "--help"):
             parser.print_help()
             raise SystemExit(0 if argv else 2)
+        default = getattr(parser, "default_subcommand", None)
+        if argv[0] not in choices and default is not None:
+            # `mintline align --config recipe.yaml` means `mintline align run --config recipe.yaml`
+            parser = choices[default]
+            continue
         if argv[0] not in choices:
             close = difflib.get_close_matches(argv[0], list(choices), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; choose from {', '.join(choices)}"
