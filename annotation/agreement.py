@@ -73,7 +73,7 @@ def cohen_kappa(first: Sequence[str], second: Sequence[str]) -> float | None:
         return None
     p_observed = sum(x == y for x, y in zip(first, second)) / n
     first_counts, second_counts = Counter(first), Counter(second)
-    p_chance = sum(first_counts[c] * second_counts[c] for c in CATEGORIES) / (n * n)
+    p_chance = sum(first_counts[c] * second_counts[c] for c in set(first_counts) | set(second_counts)) / (n * n)
     if p_chance >= 1.0:
         return None
     return (p_observed - p_chance) / (1 - p_chance)
