@@ -251,7 +251,7 @@ def check_label_config(label_config: str, project_id: int, url: str) -> None:
 
 def _detail(body: Any) -> str:
     if isinstance(body, dict):
-        for key in ("detail", "validation_errors", "message", "error"):
+        for key in ("validation_errors", "detail", "message", "error"):
             if body.get(key):
                 return " ".join(str(body[key]).split())[:200]
     return " ".join(str(body or "").split())[:200]

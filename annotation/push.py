@@ -88,8 +88,6 @@ def push_pairs(
 ) -> dict:
     """Create the tasks Label Studio lacks; returns figures (pushed, already_there, predictions...)."""
     unique = list({p.pair_id: p for p in pairs}.values())
-    if any(p.predicted is not None for p in unique):
-        client.set_model_version(project_id, model_version)
     on_server = server_pairs(client, project_id)
     figures = {"pairs": len(unique), "pushed": 0, "already_there": 0, "predictions": 0, "predictions_repaired": 0}
 
@@ -110,6 +108,9 @@ def push_pairs(
             figures["pushed"] += len(batch)
             bar.update(len(batch))
     figures["predictions"] = sum(1 for p in unique if p.predicted is not None and p.confidence is not None)
+    # After the import: Label Studio accepts a model_version only once predictions carry it.
+    if figures["predictions"] and client.project(project_id).get("model_version") != model_version:
+        client.set_model_version(project_id, model_version)
     figures["model_version"] = model_version
     return figures
 
