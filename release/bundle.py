@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from release import keys, license, provenance, signing
+from release import archive, keys, license, provenance, signing
 from release.card import CARD_NAME, CardFacts, render_card
 from release.errors import BundleExistsError, ModelDirectoryError, ReleaseError
 from release.hashing import HashJob, hash_bytes, hash_files
@@ -53,6 +53,7 @@ class ReleaseConfig:
     base_pubkey: str = field(default=None, metadata={"help": "public key to verify --base_bundle with before recording it"})
     passphrase_env: str = field(default=None, metadata={"help": "environment variable holding the private key's passphrase"})
     tags: list[str] = field(default_factory=list, metadata={"help": "extra model-card tags"})
+    tar: bool = field(default=False, metadata={"help": "also write OUT.tar (deterministic) beside the bundle directory"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing bundle (atomically)"})
     allow_symlinks: bool = field(default=False, metadata={"help": "copy the targets of symlinks in the model directory"})
     workers: int = field(default=None, metadata={"help": "hashing threads (default: one per available core)"})
@@ -83,7 +84,7 @@ def release_stage(model_dir: str | os.PathLike, config: ReleaseConfig) -> dict:
         model_dir, config.out, config.key, name=config.name, version=config.version, holder=config.holder,
         run_json=config.run_json, base_bundle=config.base_bundle, base_pubkey=config.base_pubkey,
         passphrase=passphrase_from_env(config.passphrase_env), year=config.year, tags=config.tags,
-        overwrite=config.overwrite, allow_symlinks=config.allow_symlinks, workers=config.workers,
+        overwrite=config.overwrite, allow_symlinks=config.allow_symlinks, workers=config.workers, tar=config.tar,
     )
 
 
@@ -104,13 +105,16 @@ def build_bundle(
     overwrite: bool = False,
     allow_symlinks: bool = False,
     workers: int | None = None,
+    tar: bool = False,
 ) -> dict:
     """Build and sign a bundle at `out`; return its figures (files, bytes, digests, key id, seconds)."""
     started = time.perf_counter()
     started_at = _now()
     out = Path(out)
-    if (out.exists() or out.is_symlink()) and not overwrite:
-        raise BundleExistsError(f"{out} already exists; choose another --out or pass --overwrite")
+    tar_path = out.with_name(out.name + ".tar") if tar else None
+    for target in (out, tar_path):
+        if target is not None and (target.exists() or target.is_symlink()) and not overwrite:
+            raise BundleExistsError(f"{target} already exists; choose another --out or pass --overwrite")
     if not out.parent.is_dir():
         raise ReleaseError(f"{out.parent}: no such directory for the bundle")
     if not name.strip() or "/" in name:
@@ -133,7 +137,7 @@ def build_bundle(
             target = staging / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             jobs.append(HashJob(relative, source, size, copy_to=target))
-        report = hash_files(jobs, workers=workers, follow_symlinks=allow_symlinks)
+        report = hash_files(jobs, workers=workers, follow_symlinks=allow_symlinks, progress="copying")
         if report.errors:
             relative, why = next(iter(report.errors.items()))
             raise ModelDirectoryError(f"{model_dir}: cannot read {relative}: {why}")
@@ -170,6 +174,8 @@ def build_bundle(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if tar_path is not None:
+        archive.write_tar(out, tar_path)
     return {
         "bundle": os.fspath(out),
         "name": name,
@@ -187,6 +193,7 @@ def build_bundle(
         "run_json": run.path,
         "stages_described": sorted(run.stages),
         "copy_hash_mb_per_s": report.figures()["hash_mb_per_s"],
+        "tar": os.fspath(tar_path) if tar_path else None,
         "seconds": round(time.perf_counter() - started, 3),
     }
 

@@ -85,10 +85,19 @@ def hash_files(
     workers: int | None = None,
     chunk_size: int = CHUNK_SIZE,
     follow_symlinks: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | str | None = None,
 ) -> HashReport:
-    """Hash every job's file; never raises for an unreadable file (see `HashReport.errors`)."""
+    """Hash every job's file; never raises for an unreadable file (see `HashReport.errors`).
+
+    `progress` is a callback taking a byte count, or a label for a tqdm bar over all bytes.
+    """
     pending = sorted(jobs, key=lambda job: job.size, reverse=True)
+    if isinstance(progress, str):
+        bar = ByteProgress(sum(job.size for job in pending), progress)
+        try:
+            return hash_files(pending, workers=workers, chunk_size=chunk_size, follow_symlinks=follow_symlinks, progress=bar)
+        finally:
+            bar.close()
     workers = max(1, min(workers or default_workers(), len(pending) or 1))
     report = HashReport(workers=workers)
     lock = threading.Lock()
@@ -122,6 +131,26 @@ def hash_files(
             thread.join()
     report.seconds = time.perf_counter() - started
     return report
+
+
+class ByteProgress:
+    """A tqdm bar over bytes that several hashing threads may advance at once.
+
+    tqdm reads TQDM_DISABLE itself (the CLI's -q sets it), so `disable=` is never passed here.
+    """
+
+    def __init__(self, total: int, desc: str):
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
+        self._lock = threading.Lock()
+
+    def __call__(self, count: int) -> None:
+        with self._lock:
+            self._bar.update(count)
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 def _hash_one(job: HashJob, buffer: bytearray, follow_symlinks: bool, progress) -> tuple[str, int]:

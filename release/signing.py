@@ -98,7 +98,7 @@ def sign_directory(
     workers: int | None = None,
     known_digests: dict[str, str] | None = None,
     private_key=None,
-    progress=None,
+    progress="signing",
 ) -> dict:
     """Hash every file under `directory` and write `directory/model.sig`; return the figures.
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from release import card, keys, license, provenance
+from release import archive, card, keys, license, provenance
 from release.errors import ReleaseError
 from release.hashing import HashJob, hash_files
 from release.manifest import PAYLOAD_TYPE, Manifest, parse_statement
@@ -52,7 +52,19 @@ def verify_bundle(
     allow_symlinks: bool = False,
     workers: int | None = None,
 ) -> VerificationResult:
-    """Signature + files (see `verify_directory`), then the release policy and the base chain."""
+    """Signature + files (see `verify_directory`), then the release policy and the base chain.
+
+    `bundle` is a bundle directory or a tar of one (`archive.write_tar`).
+    """
+    if archive.is_tar(bundle):
+        with archive.extracted(bundle) as (directory, problems):
+            if directory is None:
+                keys.load_public_key(pubkey_path)  # a usage error still wins over a bad tar
+                return VerificationResult(ok=False, reasons=problems, figures={"bundle": os.fspath(bundle)})
+            result = verify_bundle(directory, pubkey_path, base=base, base_pubkey_path=base_pubkey_path,
+                                   allow_symlinks=allow_symlinks, workers=workers)
+            result.figures["bundle"] = os.fspath(bundle)
+            return result
     result = verify_directory(bundle, pubkey_path, allow_symlinks=allow_symlinks, workers=workers)
     bundle = Path(bundle)
     result.reasons.extend(_policy_reasons(bundle, result))
@@ -81,7 +93,7 @@ def verify_directory(
     *,
     allow_symlinks: bool = False,
     workers: int | None = None,
-    progress=None,
+    progress="verifying",
 ) -> VerificationResult:
     """Check `directory/model.sig` against the public key and every file against its manifest."""
     directory = Path(directory)
