@@ -1,0 +1,68 @@
+"""How a DPO-trained policy is judged: implicit-reward accuracy and gold win rate.
+
+Implicit reward (Rafailov et al. 2023): r(x, y) = β·[log π(y|x) − log π_ref(y|x)]; the policy
+"prefers" the chosen response of a held-out pair when r(chosen) > r(rejected). β does not
+change the sign, so it is left out. Before any training π = π_ref and every pair is a tie,
+scored 0.5 — the accuracy rises above 0.5 only if DPO moved the policy the right way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+
+import numpy as np
+
+
+def sequence_logprob(model, tokenizer, prompt: str, response: str, max_length: int = 512) -> float:
+    import torch
+
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    ids = (prompt_ids + response_ids)[-max_length:]
+    cut = max(len(ids) - len(response_ids), 1)
+    tensor = torch.tensor([ids], device=model.device)
+    with torch.inference_mode():
+        logits = model(input_ids=tensor).logits[0, cut - 1 : -1].float()
+    logprobs = torch.log_softmax(logits, -1).gather(-1, tensor[0, cut:].unsqueeze(-1))
+    return float(logprobs.sum())
+
+
+def implicit_reward_accuracy(policy, ref_model, tokenizer, prompts, chosen, rejected, max_length: int = 512) -> float:
+    """Share of pairs whose chosen response gets the larger implicit reward (ties count half).
+
+    `ref_model=None` with a PEFT policy means the base model under the adapter is the reference.
+    """
+    policy.eval()
+
+    def reference_context():
+        if ref_model is None and hasattr(policy, "disable_adapter"):
+            return policy.disable_adapter()
+        return contextlib.nullcontext()
+
+    reference = ref_model if ref_model is not None else policy
+    if ref_model is not None:
+        ref_model.eval()
+    score = 0.0
+    for prompt, good, bad in zip(prompts, chosen, rejected):
+        lp_good = sequence_logprob(policy, tokenizer, prompt, good, max_length)
+        lp_bad = sequence_logprob(policy, tokenizer, prompt, bad, max_length)
+        with reference_context():
+            ref_good = sequence_logprob(reference, tokenizer, prompt, good, max_length)
+            ref_bad = sequence_logprob(reference, tokenizer, prompt, bad, max_length)
+        margin = (lp_good - ref_good) - (lp_bad - ref_bad)
+        score += 1.0 if margin > 1e-6 else 0.5 if abs(margin) <= 1e-6 else 0.0
+    return round(score / max(len(prompts), 1), 4)
+
+
+def win_rate(scores_first: list[float], scores_second: list[float], seed: int = 0, draws: int = 2000) -> dict:
+    """How often the first system's response beats the second's (ties half), with a bootstrap 95% interval."""
+    first, second = np.asarray(scores_first, float), np.asarray(scores_second, float)
+    outcome = np.where(first > second, 1.0, np.where(first < second, 0.0, 0.5))
+    rng = random.Random(seed)
+    n = len(outcome)
+    samples = sorted(float(np.mean([outcome[rng.randrange(n)] for _ in range(n)])) for _ in range(draws)) if n else []
+    rate = float(outcome.mean()) if n else math.nan
+    low, high = (samples[int(0.025 * draws)], samples[int(0.975 * draws) - 1]) if samples else (math.nan, math.nan)
+    return {"win_rate": round(rate, 4), "margin": round(rate - 0.5, 4), "margin_ci": [round(low - 0.5, 4), round(high - 0.5, 4)], "n": n}

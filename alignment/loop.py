@@ -1,0 +1,163 @@
+"""The RLHF-lite active-labelling loop: select a batch → request labels → refit the reward model.
+
+State lives in the annotation ledger, not in this process: the pairs already requested, the
+labels received and the skips are read back from it at every round. That makes the loop
+resumable and lets it work with people who answer slowly — with a Label Studio backend it
+pushes a batch and returns a "waiting for N labels" state instead of blocking; running it again
+later collects what arrived and carries on. With simulated annotators it runs to the budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from alignment.acquisition import SelectionContext, parse_strategy, pseudo_label
+from alignment.errors import ConfigError
+from alignment.features import FeatureConfig, feature_blocks
+from alignment.reward_model import BradleyTerryModel, PairFeatureSpace, RewardModelConfig
+from annotation.pairs import PreferencePair
+
+log = logging.getLogger("alignment")
+
+
+@dataclass
+class ActiveLoopConfig:
+    budget: int = field(default=100, metadata={"help": "human labels to ask for in all"})
+    batch_size: int = field(default=20, metadata={"help": "pairs asked per round"})
+    strategy: str = field(default="fisher+kcenter", metadata={"help": "acquisition strategy (see `mintline align benchmark`)"})
+    pseudo_threshold: float = field(default=0.9, metadata={"help": "+pseudo: confidence needed for a pseudo-label"})
+    pseudo_cap: int = field(default=0, metadata={"help": "+pseudo: pseudo-labels at most (0 = half the budget)"})
+    seed: int = field(default=0, metadata={"help": "seed of the acquisition's random choices"})
+
+    def __post_init__(self):
+        if self.budget < 1 or self.batch_size < 1:
+            raise ConfigError(f"budget and batch_size: must be >= 1, got {self.budget} and {self.batch_size}")
+        if not 0.5 < self.pseudo_threshold <= 1:
+            raise ConfigError(f"pseudo_threshold: must be in (0.5, 1], got {self.pseudo_threshold}")
+        parse_strategy(self.strategy)  # unknown names fail before any work
+
+
+def pair_feature_matrix(pairs: list[PreferencePair], config: FeatureConfig, dim: int = 64) -> np.ndarray:
+    """Reduced pair differences z_a − z_b for every pair (the reduction is fitted on these pairs, unlabelled)."""
+    prompts = [p.prompt for p in pairs for _ in (0, 1)]
+    responses = [t for p in pairs for t in (p.response_a, p.response_b)]
+    blocks = feature_blocks(prompts, responses, config)
+    a, b = 2 * np.arange(len(pairs)), 2 * np.arange(len(pairs)) + 1
+    z = PairFeatureSpace(dim).fit(blocks, a, b).transform(blocks)
+    return z[a] - z[b]
+
+
+def _training_set(ledger, ids: list[str], index: dict[str, int]):
+    """Pool positions and targets (1 = a preferred) of every aggregated, non-tie label on these pairs."""
+    positions, targets = [], []
+    for label in ledger.labels(pair_ids=ids):
+        if label.choice in ("a", "b") and label.pair_id in index:
+            positions.append(index[label.pair_id])
+            targets.append(1.0 if label.choice == "a" else 0.0)
+    return np.asarray(positions, dtype=int), np.asarray(targets, dtype=float)
+
+
+def run_active_loop(pairs: list[PreferencePair], x: np.ndarray, backend, config: ActiveLoopConfig,
+                    rm_config: RewardModelConfig | None = None, model_id: str = "bt-reward-model",
+                    eval_x: np.ndarray | None = None, eval_y: np.ndarray | None = None) -> dict:
+    """Run rounds until `budget` pairs have been requested and answered; returns figures and a state.
+
+    `state` is "done", or "waiting" with `waiting_for` = labels still outstanding at a backend
+    that answers later (Label Studio). Nothing is lost by returning: call again to continue.
+    """
+    if config.budget > len(pairs):
+        raise ConfigError(f"budget: {config.budget} labels asked but only {len(pairs)} candidate pairs exist")
+    spec = parse_strategy(config.strategy)
+    strategy = spec.build()
+    rm_config = rm_config or RewardModelConfig()
+    ledger = backend.ledger
+    ids = [p.pair_id for p in pairs]
+    index = {pair_id: i for i, pair_id in enumerate(ids)}
+    rng = np.random.default_rng(config.seed)
+    model = BradleyTerryModel(rm_config, seed=config.seed)
+    started, rounds_this_call = time.perf_counter(), 0
+    backend.collect()
+    while True:
+        positions, targets = _training_set(ledger, ids, index)
+        pending = [pair_id for pair_id in ledger.pending() if pair_id in index]
+        requested = set(pending) | {ids[i] for i in positions} | _skipped_only(ledger, ids)
+        outstanding = [pair_id for pair_id in pending if pair_id not in _skipped_only(ledger, ids)]
+        if len(positions):
+            model.fit(x[positions], targets)
+        if outstanding:
+            return _figures("waiting", ledger, ids, model, positions, targets, x, config, rounds_this_call,
+                            started, waiting_for=len(outstanding), eval_x=eval_x, eval_y=eval_y)
+        if len(requested) >= config.budget:
+            break
+        candidates = np.asarray([i for i, pair_id in enumerate(ids) if pair_id not in requested], dtype=int)
+        if not len(candidates):
+            break
+        labelled = np.asarray(sorted(index[p] for p in requested), dtype=int)
+        ctx = SelectionContext(model=model, x=x, candidates=candidates, labelled=labelled, rng=rng)
+        batch = strategy.select(ctx, min(config.batch_size, config.budget - len(requested)))
+        round_number = -(-len(requested) // config.batch_size)
+        backend.request([_with_prediction(pairs[i], model, x[i]) for i in batch], round=round_number)
+        backend.collect()
+        rounds_this_call += 1
+        log.info("round %d: asked %d pairs (%d of %d requested)", round_number, len(batch), len(requested) + len(batch), config.budget)
+
+    pseudo_count = 0
+    if spec.pseudo and model.fitted:
+        requested_positions = {index[p] for p in requested}
+        unrequested = np.asarray([i for i in range(len(ids)) if i not in requested_positions], dtype=int)
+        pseudo = pseudo_label(model, x, unrequested, config.pseudo_threshold, config.pseudo_cap or max(1, config.budget // 2))
+        if len(pseudo.indices):
+            pseudo_count = ledger.record_pseudo_labels(
+                [(ids[i], "a" if prefer else "b", float(c)) for i, prefer, c in zip(pseudo.indices, pseudo.prefer_a, pseudo.confidence)],
+                model=model_id,
+            )
+    return _figures("done", ledger, ids, model, positions, targets, x, config, rounds_this_call, started,
+                    pseudo_recorded=pseudo_count, eval_x=eval_x, eval_y=eval_y)
+
+
+def _skipped_only(ledger, ids) -> set[str]:
+    """Requested pairs every annotator skipped: answered, but with no label to learn from."""
+    finder = getattr(ledger, "skipped_pairs", None)
+    return set(finder()) & set(ids) if callable(finder) else set()
+
+
+def _with_prediction(pair: PreferencePair, model: BradleyTerryModel, x_row: np.ndarray) -> PreferencePair:
+    """The pair with the reward model's current guess, shown to annotators as a pre-annotation."""
+    if not model.fitted:
+        return pair
+    p_a = float(model.prob(x_row[None, :])[0])
+    predicted, confidence = ("a", p_a) if p_a >= 0.5 else ("b", 1.0 - p_a)
+    return PreferencePair(prompt=pair.prompt, response_a=pair.response_a, response_b=pair.response_b,
+                          pair_id=pair.pair_id, model=pair.model, predicted=predicted,
+                          confidence=min(max(confidence, 0.5), 1.0), metadata=dict(pair.metadata))
+
+
+def _figures(state, ledger, ids, model, positions, targets, x, config, rounds, started, waiting_for=0,
+             pseudo_recorded=0, eval_x=None, eval_y=None) -> dict:
+    counts = ledger.counts()
+    figures = {
+        "state": state,
+        "waiting_for": waiting_for,
+        "strategy": config.strategy,
+        "budget": config.budget,
+        "rounds_this_call": rounds,
+        "labels_requested": counts.get("requested", 0),
+        "labels_received": counts.get("labelled", 0),
+        "labels_skipped": counts.get("skipped", 0),
+        "labels_pending": counts.get("pending", 0),
+        "pseudo_labels": counts.get("pseudo", 0),
+        "pseudo_labels_recorded_now": pseudo_recorded,
+        "labels_used_for_reward_model": int(len(positions)),
+        "ledger_counts": counts,
+        "loop_seconds": round(time.perf_counter() - started, 3),
+    }
+    if model.fitted:
+        figures["reward_model_train_accuracy"] = round(model.accuracy(x[positions], targets), 4)
+        figures["reward_model_prior_precision"] = round(float(model.prior_precision), 5)
+        if eval_x is not None and eval_y is not None and len(eval_y):
+            figures["reward_model_eval_accuracy"] = round(model.accuracy(eval_x, eval_y), 4)
+    return figures

@@ -1,0 +1,88 @@
+"""A full-model reward model with TRL's `RewardTrainer`, in TRL's script layout (`trl/scripts/reward.py`).
+
+    python -m alignment.reward --model_name_or_path runs/default/pretrain/model \
+        --dataset_name preferences.jsonl --output_dir runs/default/align/reward-model --num_train_epochs 1
+    mintline align reward ...        # the same parser, as a sub-command
+
+The policy checkpoint is loaded as `AutoModelForSequenceClassification(num_labels=1)`: its body
+is reused and a fresh scalar head is trained with the Bradley–Terry loss. This is the
+expensive, most accurate reward model; the active-learning loop uses the cheap Bradley–Terry
+heads over frozen features (`alignment.reward_model`) because it refits after every batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from alignment.trl_common import load_preference_dataset, prepare_for_cpu, save_trained, write_figures
+
+log = logging.getLogger("alignment")
+
+
+def main(script_args, training_args, model_args, options=None) -> dict:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardTrainer, get_peft_config
+
+    from alignment.errors import ConfigError
+
+    if not model_args.model_name_or_path:
+        raise ConfigError("model_name_or_path: required (a model directory whose body the reward model reuses)")
+    prepare_for_cpu(training_args)
+    want_eval = training_args.eval_strategy != "no"
+    dataset = load_preference_dataset(script_args, want_eval, seed=training_args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_args.model_name_or_path, num_labels=1, dtype=model_args.dtype or "float32"
+    )
+    model.config.pad_token_id = tokenizer.pad_token_id
+    peft_config = get_peft_config(model_args)
+    if peft_config is not None and model_args.lora_task_type == "CAUSAL_LM":
+        peft_config.task_type = "SEQ_CLS"  # the scalar head must be trained, not frozen
+    trainer = RewardTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset[script_args.dataset_train_split],
+        eval_dataset=dataset[script_args.dataset_test_split] if want_eval else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    train = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    figures = {
+        "train_loss": round(float(train.training_loss), 5),
+        "steps": int(train.global_step),
+        "train_pairs": len(dataset[script_args.dataset_train_split]),
+        "use_peft": bool(model_args.use_peft),
+    }
+    if want_eval:
+        metrics = trainer.evaluate()
+        figures["eval_pairs"] = len(dataset[script_args.dataset_test_split])
+        figures["eval_accuracy"] = round(float(metrics.get("eval_accuracy", float("nan"))), 4)
+    figures.update(save_trained(trainer, tokenizer, training_args.output_dir))
+    write_figures(training_args.output_dir, "reward_figures.json", figures)
+    return figures
+
+
+def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str | None = None):
+    from trl import ModelConfig, RewardConfig, ScriptArguments, TrlParser
+
+    dataclass_types = (ScriptArguments, RewardConfig, ModelConfig)
+    if subparsers is not None:
+        return subparsers.add_parser("reward", help="full-model reward model with TRL's RewardTrainer",
+                                     dataclass_types=dataclass_types)
+    return TrlParser(dataclass_types, prog=prog or "python -m alignment.reward")
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    from alignment.errors import AlignmentError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    script_args, training_args, model_args = make_parser().parse_args_and_config()
+    try:
+        print(json.dumps(main(script_args, training_args, model_args)))
+    except AlignmentError as exc:
+        sys.stderr.write(f"alignment.reward: error: {exc}\n")
+        raise SystemExit(exc.exit_code) from None
