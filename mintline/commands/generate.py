@@ -69,8 +69,8 @@ def main(args: GenerateArguments, generation: GenerationArguments, options: argp
 
 
 if __name__ == "__main__":
-    parser = make_parser()
-    *configs, options = parser.parse_args_and_config()
-    from mintline.console import print_result
+    import sys
 
-    raise SystemExit(print_result(options.handler(*configs, options), options.json))
+    from mintline.cli import main as cli_main
+
+    raise SystemExit(cli_main(["generate", *sys.argv[1:]]))
