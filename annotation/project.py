@@ -31,7 +31,7 @@ def bind_project(
     created = False
     if settings.project_id is not None:
         project_id = settings.project_id
-        _check_existing(client, project_id)
+        title = _check_existing(client, project_id).get("title", "")
         if bound_id is not None and (bound_id, bound_url) != (project_id, client.url):
             log.warning("ledger %s: re-bound from project %s at %s to project %s at %s",
                         ledger.path, bound_id, bound_url, project_id, client.url)
@@ -41,23 +41,24 @@ def bind_project(
                 f"ledger {ledger.path} belongs to project {bound_id} at {bound_url}, not to {client.url}; "
                 "use another run_dir, or give project_id to re-bind it"
             )
-        project_id = bound_id
-        _check_existing(client, project_id)
+        _check_existing(client, bound_id)
+        return bound_id, False  # already bound: the ledger is not touched
     else:
-        found = client.find_projects(settings.project_title)
+        title = settings.project_title
+        found = client.find_projects(title)
         if len(found) > 1:
             raise LabelStudioError(
-                f"{len(found)} projects titled {settings.project_title!r} at {client.url} (ids {', '.join(map(str, found))}); "
+                f"{len(found)} projects titled {title!r} at {client.url} (ids {', '.join(map(str, found))}); "
                 "give project_id to choose one"
             )
         if found:
             project_id = found[0]
             _check_existing(client, project_id)
         else:
-            project_id = client.create_project(settings.project_title, model_version, overlap)
+            project_id = client.create_project(title, model_version, overlap)
             created = True
-    ledger.set_meta({"labelstudio_url": client.url, "labelstudio_project": str(project_id),
-                     "labelstudio_title": settings.project_title})
+    if (bound_id, bound_url) != (project_id, client.url):
+        ledger.set_meta({"labelstudio_url": client.url, "labelstudio_project": str(project_id), "labelstudio_title": title})
     return project_id, created
 
 
