@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import sysconfig
 import warnings
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def module_docstrings(path: Path, root: Path | None = None) -> Document | None:
     except (SyntaxError, ValueError, OSError):
         return None
     parts = []
-    for node in ast.walk(tree):
+    for node in _statement_walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             doc = ast.get_docstring(node)
             if doc:
@@ -63,6 +64,20 @@ def module_docstrings(path: Path, root: Path | None = None) -> Document | None:
         return None
     relative = path.relative_to(root).as_posix()
     return Document(id=f"stdlib:{relative}", text="\n\n".join(parts), source=f"stdlib:{relative}")
+
+
+_STATEMENT_LIKE = (ast.stmt, ast.excepthandler, ast.match_case)
+
+
+def _statement_walk(tree: ast.AST) -> Iterator[ast.AST]:
+    """ast.walk's breadth-first order restricted to statements: docstrings live only on
+    modules, classes and functions, and no expression holds a statement, so skipping
+    expressions yields the same nodes in the same order at a fraction of the cost."""
+    queue = deque([tree])
+    while queue:
+        node = queue.popleft()
+        queue.extend(child for child in ast.iter_child_nodes(node) if isinstance(child, _STATEMENT_LIKE))
+        yield node
 
 
 def iter_builtin_corpus() -> Iterator[Document]:
