@@ -120,8 +120,9 @@ def prepare_corpus(config: PrepareConfig, out_dir: str | os.PathLike) -> dict[st
         report = FilterReport(config, sources)
         index = DuplicateIndex(config.dedup, work / "signatures.bin")
         spill_path = work / "passed.jsonl"
-        with open(work / "removed.jsonl", "w", encoding="utf-8") as removed, open(spill_path, "w", encoding="utf-8") as spill:
-            _filter_and_fingerprint(config, reader, report, index, removed, spill)
+        with open(work / "removed.jsonl", "w", encoding="utf-8") as removed:
+            with open(spill_path, "w", encoding="utf-8") as spill:
+                _filter_and_fingerprint(config, reader, report, index, removed, spill)
             report.read = reader.stats
             report.seconds["filter"] = time.perf_counter() - started
             if report.docs_read == 0:
