@@ -24,7 +24,8 @@ def bound_project(ledger: Ledger) -> tuple[str | None, int | None]:
 
 
 def bind_project(
-    client: LabelStudioClient, ledger: Ledger, settings: LabelStudioSettings, model_version: str, overlap: int = 1
+    client: LabelStudioClient, ledger: Ledger, settings: LabelStudioSettings, model_version: str, overlap: int = 1,
+    create: bool = True,
 ) -> tuple[int, bool]:
     """(project id, created?) for this ledger: the bound one, the one named, found by title, or a new one."""
     bound_url, bound_id = bound_project(ledger)
@@ -54,6 +55,11 @@ def bind_project(
         if found:
             project_id = found[0]
             _check_existing(client, project_id)
+        elif not create:
+            raise LedgerError(
+                f"ledger {ledger.path} is not bound to a Label Studio project and none is titled {title!r} at "
+                f"{client.url}: run `mintline annotate init` first"
+            )
         else:
             project_id = client.create_project(title, model_version, overlap)
             created = True

@@ -100,7 +100,7 @@ def pull_annotations(client: LabelStudioClient, ledger: Ledger, project_id: int)
         if has_annotations and row.get("updated_at") != seen:
             to_fetch.add(task_id)
     vanished = {task_id for task_id, row in known.items() if row["deleted_at"] is None and task_id not in listing}
-    full = {str(t["id"]): t for t in client.tasks_by_ids(project_id, to_fetch | vanished)} if (to_fetch | vanished) else {}
+    full = {str(t["id"]): t for t in client.export_tasks(project_id, to_fetch | vanished)} if (to_fetch | vanished) else {}
     deleted = sorted(vanished - set(full), key=int)
     emails = client.user_emails() if full else {}
 

@@ -133,7 +133,7 @@ def _import_batch(client, project_id, batch, seed, model_version) -> dict[str, d
             task_ids = list(answer.task_ids or [])
             if len(task_ids) != len(todo):
                 raise LabelStudioError(f"Label Studio at {client.url} created {len(task_ids)} tasks for {len(todo)} pairs")
-            listing = client.tasks_by_ids(project_id, task_ids)
+            listing = client.tasks_by_ids(project_id, task_ids, include=LISTING_FIELDS)
             for task in listing:
                 pair_id = (task.get("meta") or {}).get("mintline_pair_id")
                 if pair_id in wanted:

@@ -62,12 +62,12 @@ def open_ledger(config: AnnotationConfig, must_exist: bool = False) -> Ledger:
     return Ledger(config.ledger_path)
 
 
-def _connect(config: AnnotationConfig, ledger: Ledger, api_key: str | Secret | None):
+def _connect(config: AnnotationConfig, ledger: Ledger, api_key: str | Secret | None, create: bool = True):
     from annotation.labelstudio import connect
     from annotation.project import bind_project
 
     client = connect(config.labelstudio, api_key)
-    project_id, created = bind_project(client, ledger, config.labelstudio, config.model_version, config.overlap)
+    project_id, created = bind_project(client, ledger, config.labelstudio, config.model_version, config.overlap, create)
     return client, project_id, created
 
 
@@ -94,7 +94,7 @@ def pull(config: AnnotationConfig, api_key: str | Secret | None = None) -> dict:
     from annotation.pull import pull_annotations
 
     with open_ledger(config, must_exist=True) as ledger:
-        client, project_id, _ = _connect(config, ledger, api_key)
+        client, project_id, _ = _connect(config, ledger, api_key, create=False)  # a pull never creates a project
         figures = pull_annotations(client, ledger, project_id)
         return {"url": client.url, "project_id": project_id, **figures, "totals": ledger.counts()}
 

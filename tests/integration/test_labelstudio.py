@@ -210,3 +210,12 @@ def test_the_key_is_never_written(setup):
     for path in setup["run_dir"].rglob("*"):
         if path.is_file():
             assert key not in path.read_bytes(), path
+
+
+def test_pull_never_creates_a_project(cli, setup):
+    run_dir = setup["root"] / "unbound"
+    init_free = cli("annotate", "pull", "--run_dir", run_dir, "--project_title", f"absent {uuid.uuid4().hex}")
+    assert init_free.code == 2 and "no ledger" in init_free.err  # nothing to pull into yet
+    Ledger(run_dir / "annotate" / "ledger.sqlite").close()
+    unbound = cli("annotate", "pull", "--run_dir", run_dir, "--project_title", f"absent {uuid.uuid4().hex}")
+    assert unbound.code == 2 and "annotate init" in unbound.err and unbound.err.count("\n") == 1
