@@ -175,12 +175,17 @@ def run_benchmark(config: BenchmarkConfig, rm_config: RewardModelConfig | None =
     from tqdm.auto import tqdm
 
     rm_config = rm_config or RewardModelConfig()
-    specs = config.specs()
-    dataset = dataset or load_dataset(config, config.features)
+    specs = config.specs()  # unknown strategies, encoders and a budget beyond the pool fail before any encoding
+    for encoder in filter(None, (config.features, config.baseline_features)):
+        FeatureConfig(encoder=encoder, policy_model=config.policy_model).parts()
+    if dataset is None:
+        preference_file = read_preference_file(config.pairs)
+        make_split(len(preference_file.rows), config, 0)
+        dataset = load_dataset(config, config.features, preference_file.rows, preference_file.skipped_by_reason())
     if config.baseline_features and baseline is None:
         baseline = load_dataset(config, config.baseline_features, dataset.rows, dataset.skipped)
     n_rows = len(dataset.rows)
-    make_split(n_rows, config, 0)  # budget vs pool checked before any long work
+    make_split(n_rows, config, 0)
     curves: dict[str, list[Curve]] = {s.name: [] for s in specs}
     baseline_curves: list[Curve] = []
     for seed in tqdm(range(config.seeds), desc="seeds", unit="seed"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from alignment.trl_common import load_preference_dataset, prepare_for_cpu, save_trained, write_figures
+from alignment.trl_common import cpu_defaults, load_preference_dataset, prepare_for_cpu, save_trained, write_figures
 
 log = logging.getLogger("alignment")
 
@@ -71,8 +71,11 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str 
 
     dataclass_types = (ScriptArguments, DPOConfig, ModelConfig)
     if subparsers is not None:
-        return subparsers.add_parser("dpo", help="DPO with TRL on a preference JSONL", dataclass_types=dataclass_types)
-    return TrlParser(dataclass_types, prog=prog or "python -m alignment.dpo")
+        parser = subparsers.add_parser("dpo", help="DPO with TRL on a preference JSONL", dataclass_types=dataclass_types)
+    else:
+        parser = TrlParser(dataclass_types, prog=prog or "python -m alignment.dpo")
+    cpu_defaults(parser)
+    return parser
 
 
 if __name__ == "__main__":

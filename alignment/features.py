@@ -8,6 +8,9 @@ A response's features depend on its prompt. Three sources, combinable with '+':
   model over feature *differences* can still reward relevance to the prompt;
 * the policy itself (`policy`, or a causal-LM directory): mean last hidden state over the
   response tokens given the prompt, and the response's mean token log-probability;
+* the same sentence encoder reading prompt and response as one text (`minilm-joint`, or
+  `DIR:joint`), truncated from the left so the response and the end of the prompt survive —
+  a cross-encoding in which the embedding itself can register how the response answers;
 * cheap text statistics (`stats`): lengths, repetition, overlap with the prompt.
 
 Embeddings are cached on disk by content digest, so re-running a benchmark does not
@@ -30,7 +33,7 @@ from alignment.errors import ConfigError, UnknownEncoderError
 
 log = logging.getLogger("alignment")
 
-KNOWN_ENCODERS = ("minilm", "policy", "stats")
+KNOWN_ENCODERS = ("minilm", "minilm-joint", "policy", "stats")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_']*")
 
 
@@ -50,7 +53,8 @@ class FeatureConfig:
         if not parts:
             raise UnknownEncoderError("features: empty encoder name")
         for part in parts:
-            if part not in KNOWN_ENCODERS and not (Path(part) / "config.json").is_file():
+            directory = part[: -len(":joint")] if part.endswith(":joint") else part
+            if part not in KNOWN_ENCODERS and not (Path(directory) / "config.json").is_file():
                 raise UnknownEncoderError(
                     f"features: unknown encoder {part!r} (choose from {', '.join(KNOWN_ENCODERS)}, "
                     "or give a model directory with a config.json)"
@@ -177,9 +181,17 @@ def feature_blocks(prompts: list[str], responses: list[str], config: FeatureConf
         if part == "stats":
             blocks.append(np.asarray([text_statistics(p, r) for p, r in zip(prompts, responses)], dtype=np.float32))
             continue
-        model_dir = Path(config.policy_model) if part == "policy" else minilm_path() if part == "minilm" else Path(part)
+        joint = part == "minilm-joint" or part.endswith(":joint")
+        directory = part[: -len(":joint")] if part.endswith(":joint") else part
+        model_dir = (Path(config.policy_model) if part == "policy"
+                     else minilm_path() if part in ("minilm", "minilm-joint") else Path(directory))
         is_causal = part == "policy" or _is_causal_lm(model_dir)
         digest_of_model = _model_digest(model_dir)
+        if joint and not is_causal:
+            texts = [f"{p.rstrip()}\n{r.strip()}" for p, r in zip(prompts, responses)]
+            key = _cache_key("sentence-joint", texts, digest_of_model + str(config.max_length))
+            blocks.append(_cached(config, key, lambda: encode_sentences(model_dir, texts, config, truncate_left=True)))
+            continue
         if is_causal:
             key = _cache_key("policy", [p + "\0" + r for p, r in zip(prompts, responses)], digest_of_model + str(config.max_length))
             blocks.append(_cached(config, key, lambda: policy_features(str(model_dir), prompts, responses, config)))

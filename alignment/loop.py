@@ -31,7 +31,7 @@ class ActiveLoopConfig:
     strategy: str = field(default="fisher+kcenter", metadata={"help": "acquisition strategy (see `mintline align benchmark`)"})
     pseudo_threshold: float = field(default=0.9, metadata={"help": "+pseudo: confidence needed for a pseudo-label"})
     pseudo_cap: int = field(default=0, metadata={"help": "+pseudo: pseudo-labels at most (0 = half the budget)"})
-    seed: int = field(default=0, metadata={"help": "seed of the acquisition's random choices"})
+    selection_seed: int = field(default=0, metadata={"help": "seed of the acquisition's random choices"})
 
     def __post_init__(self):
         if self.budget < 1 or self.batch_size < 1:
@@ -77,15 +77,16 @@ def run_active_loop(pairs: list[PreferencePair], x: np.ndarray, backend, config:
     ledger = backend.ledger
     ids = [p.pair_id for p in pairs]
     index = {pair_id: i for i, pair_id in enumerate(ids)}
-    rng = np.random.default_rng(config.seed)
-    model = BradleyTerryModel(rm_config, seed=config.seed)
+    rng = np.random.default_rng(config.selection_seed)
+    model = BradleyTerryModel(rm_config, seed=config.selection_seed)
     started, rounds_this_call = time.perf_counter(), 0
     backend.collect()
     while True:
         positions, targets = _training_set(ledger, ids, index)
         pending = [pair_id for pair_id in ledger.pending() if pair_id in index]
-        requested = set(pending) | {ids[i] for i in positions} | _skipped_only(ledger, ids)
-        outstanding = [pair_id for pair_id in pending if pair_id not in _skipped_only(ledger, ids)]
+        skipped = _skipped_only(ledger, pending)
+        requested = set(pending) | {ids[i] for i in positions}
+        outstanding = [pair_id for pair_id in pending if pair_id not in skipped]
         if len(positions):
             model.fit(x[positions], targets)
         if outstanding:
@@ -119,10 +120,10 @@ def run_active_loop(pairs: list[PreferencePair], x: np.ndarray, backend, config:
                     pseudo_recorded=pseudo_count, eval_x=eval_x, eval_y=eval_y)
 
 
-def _skipped_only(ledger, ids) -> set[str]:
-    """Requested pairs every annotator skipped: answered, but with no label to learn from."""
-    finder = getattr(ledger, "skipped_pairs", None)
-    return set(finder()) & set(ids) if callable(finder) else set()
+def _skipped_only(ledger, pending: list[str]) -> set[str]:
+    """Pending pairs that were answered with skips only: nothing to wait for, nothing to learn from."""
+    pending_set = set(pending)
+    return {a.pair_id for a in ledger.annotations() if a.choice == "skip" and a.pair_id in pending_set}
 
 
 def _with_prediction(pair: PreferencePair, model: BradleyTerryModel, x_row: np.ndarray) -> PreferencePair:

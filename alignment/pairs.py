@@ -33,7 +33,7 @@ class CandidateConfig:
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass"})
     top_k: int = field(default=0, metadata={"help": "sample from the k most likely tokens (0 = off)"})
     generate_batch_size: int = field(default=16, metadata={"help": "prompts per generate call"})
-    seed: int = field(default=0, metadata={"help": "sampling seed"})
+    sample_seed: int = field(default=0, metadata={"help": "seed for sampling the candidate responses"})
 
     def __post_init__(self):
         if self.samples_per_prompt < 2:
@@ -81,7 +81,7 @@ def sample_responses(model, tokenizer, prompts: list[str], config: CandidateConf
     import torch
     from tqdm.auto import tqdm
 
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.sample_seed)
     tokenizer.padding_side = "left"
     out: list[list[str]] = []
     k = config.samples_per_prompt
@@ -102,7 +102,7 @@ def sample_responses(model, tokenizer, prompts: list[str], config: CandidateConf
 
 def form_pairs(prompts: list[str], responses: list[list[str]], config: CandidateConfig, model_id: str = "") -> list[PreferencePair]:
     """Within-prompt pairs of distinct, non-empty responses (and optional cross-prompt pairs), deduplicated."""
-    rng = random.Random(config.seed)
+    rng = random.Random(config.sample_seed)
     pairs: dict[str, PreferencePair] = {}
     for index, (prompt, texts) in enumerate(zip(prompts, responses)):
         distinct = list(dict.fromkeys(t for t in texts if t.strip()))

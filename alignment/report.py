@@ -78,7 +78,11 @@ def label_ratio(reference, curves, seed: int = 0) -> dict:
     for _ in range(BOOTSTRAP_DRAWS if len(acc) > 1 else 0):
         pick = rng.integers(0, len(acc), len(acc))
         draws.append(labels_to_reach(labels, acc[pick].mean(0), float(ref[pick, -1].mean())) / budget)
-    low, high = (np.percentile(draws, [2.5, 97.5]) if draws else (-math.inf, math.inf))
+    low, high = -math.inf, math.inf
+    if draws:
+        # "never reached" sorts above every finite ratio; percentile arithmetic needs a finite stand-in.
+        finite = np.where(np.isfinite(draws), draws, 1e9)
+        low, high = (v if v < 1e8 else math.inf for v in np.percentile(finite, [2.5, 97.5], method="lower"))
     return {"ratio": _finite(point), "ci": [_finite(low), _finite(high)], "target_accuracy": round(target, 4),
             "reached": math.isfinite(point)}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from alignment.trl_common import load_preference_dataset, prepare_for_cpu, save_trained, write_figures
+from alignment.trl_common import cpu_defaults, load_preference_dataset, prepare_for_cpu, save_trained, write_figures
 
 log = logging.getLogger("alignment")
 
@@ -68,9 +68,12 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str 
 
     dataclass_types = (ScriptArguments, RewardConfig, ModelConfig)
     if subparsers is not None:
-        return subparsers.add_parser("reward", help="full-model reward model with TRL's RewardTrainer",
-                                     dataclass_types=dataclass_types)
-    return TrlParser(dataclass_types, prog=prog or "python -m alignment.reward")
+        parser = subparsers.add_parser("reward", help="full-model reward model with TRL's RewardTrainer",
+                                       dataclass_types=dataclass_types)
+    else:
+        parser = TrlParser(dataclass_types, prog=prog or "python -m alignment.reward")
+    cpu_defaults(parser)
+    return parser
 
 
 if __name__ == "__main__":

@@ -49,6 +49,17 @@ def load_preference_dataset(script_args, want_eval: bool, seed: int = 0):
     return dataset
 
 
+def cpu_defaults(parser) -> None:
+    """Without a GPU, default to `use_cpu=True`: TRL's bf16=True default is refused otherwise.
+
+    Only the default changes; `--use_cpu false` or a YAML key still wins.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        parser.set_defaults(use_cpu=True)
+
+
 def prepare_for_cpu(training_args) -> None:
     """Without a GPU, run on the CPU (TRL's bf16 default then uses the CPU's bf16 units)."""
     import torch

@@ -32,10 +32,15 @@ class KCenterDiversity(Strategy):
         else:
             nearest = np.full(len(shortlist), np.inf)
         chosen: list[int] = []
+        taken = np.zeros(len(shortlist), dtype=bool)
+        rank_bonus = -np.arange(len(shortlist), dtype=float)  # ties (no labels yet): the base strategy's order
         for _ in range(k):
-            # Before any label all distances are infinite: start from the base strategy's favourite.
-            best = int(np.argmax(np.where(np.isinf(nearest), 1e300 - np.arange(len(nearest)), nearest)))
+            unbounded = np.isposinf(nearest) & ~taken
+            if unbounded.any():
+                best = int(np.argmax(np.where(unbounded, rank_bonus, -np.inf)))
+            else:
+                best = int(np.argmax(np.where(taken, -np.inf, nearest)))
             chosen.append(best)
+            taken[best] = True
             nearest = np.minimum(nearest, pair_distances(points, points[best : best + 1])[:, 0])
-            nearest[chosen] = -np.inf
         return shortlist[np.asarray(chosen, dtype=int)]

@@ -1,0 +1,216 @@
+"""RLHF-lite as one library call: candidate pairs → active labelling loop → DPO with TRL.
+
+    figures = run_align_stage(AlignStageConfig(policy_model=..., output_dir=...), CandidateConfig(),
+                              ActiveLoopConfig(), RewardModelConfig(), logits_processor=watermark)
+
+What lands in `output_dir`: `pairs.jsonl` (every candidate), `ledger.sqlite` (unless another
+ledger is named), `preferences.jsonl` (TRL export of the labels), `model/` (the DPO policy, or
+only its LoRA adapter) and `figures.json`. Re-running resumes: the candidates are reused and the
+loop reads its state back from the ledger. With Label Studio the stage returns
+`state="waiting"` until the people have answered, and trains nothing until then.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from alignment.errors import ConfigError, PreferenceDataError
+from alignment.features import FeatureConfig
+from alignment.gold import gold_score
+from alignment.loop import ActiveLoopConfig, pair_feature_matrix, run_active_loop
+from alignment.pairs import CandidateConfig, generate_candidate_pairs, prompts_from_documents, read_prompts
+from alignment.reward_model import RewardModelConfig
+
+log = logging.getLogger("alignment")
+BACKENDS = ("simulated", "labelstudio")
+
+
+@dataclass
+class AlignStageConfig:
+    policy_model: str = field(default=None, metadata={"help": "the policy: a causal-LM directory with its tokenizer"})
+    output_dir: str = field(default=None, metadata={"help": "where pairs, labels and the aligned model go (default RUN_DIR/align)"})
+    prompts_file: str = field(default=None, metadata={"help": "prompts, one per line (or JSONL with 'prompt'/'text')"})
+    corpus: str = field(default=None, metadata={"help": "held-out documents (JSONL with 'text', file or directory) to cut prompts from"})
+    num_prompts: int = field(default=64, metadata={"help": "prompts to draw from the corpus"})
+    ledger: str = field(default=None, metadata={"help": "label ledger (SQLite); default OUTPUT_DIR/ledger.sqlite"})
+    backend: str = field(default="simulated", metadata={"help": "who labels: 'simulated' or 'labelstudio'"})
+    label_studio_url: str = field(default=None, metadata={"help": "Label Studio URL (default $LABEL_STUDIO_URL)"})
+    annotators: int = field(default=1, metadata={"help": "simulated annotators"})
+    annotators_per_pair: int = field(default=1, metadata={"help": "votes asked per pair"})
+    flip_rate: float = field(default=0.25, metadata={"help": "simulated label flips (AlpacaFarm: 0.25)"})
+    annotator_temperature: float = field(default=0.0, metadata={"help": "simulated Bradley-Terry choice noise on the gold score"})
+    features: str = field(default="policy+stats", metadata={"help": "reward-model features (see FeatureConfig)"})
+    feature_cache: str = field(default=None, metadata={"help": "cache directory for encoded texts"})
+    include_pseudo: bool = field(default=False, metadata={"help": "train DPO on pseudo-labels too"})
+    eval_fraction: float = field(default=0.15, metadata={"help": "labelled pairs held out from DPO to measure it"})
+    dpo_beta: float = field(default=0.1, metadata={"help": "DPO β"})
+    dpo_learning_rate: float = field(default=5e-4, metadata={"help": "DPO learning rate"})
+    dpo_epochs: float = field(default=2.0, metadata={"help": "DPO epochs"})
+    dpo_batch_size: int = field(default=8, metadata={"help": "DPO per-device batch size"})
+    dpo_max_length: int = field(default=128, metadata={"help": "tokens per prompt+response in DPO"})
+    use_peft: bool = field(default=True, metadata={"help": "train a LoRA adapter (saved on its own) instead of all weights"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
+
+    def __post_init__(self):
+        if not self.policy_model:
+            raise ConfigError("policy_model: required (the causal-LM directory to align)")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend: must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if not 0 <= self.eval_fraction < 1 or not 0 <= self.flip_rate <= 1:
+            raise ConfigError("eval_fraction in [0, 1) and flip_rate in [0, 1] are required")
+
+
+def load_prompts(config: AlignStageConfig, seed: int) -> list[str]:
+    if config.prompts_file:
+        return read_prompts(config.prompts_file)
+    if not config.corpus:
+        raise ConfigError("prompts_file or corpus: give prompts, or documents to cut them from")
+    path = Path(config.corpus)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    texts = []
+    for file in files:
+        try:
+            texts.extend(json.loads(line)["text"] for line in file.read_text(encoding="utf-8").splitlines() if line.strip())
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise PreferenceDataError(f"corpus: cannot read documents from {file}: {exc}") from None
+    return prompts_from_documents(texts, config.num_prompts, seed=seed)
+
+
+def make_backend(config: AlignStageConfig, ledger, seed: int):
+    from annotation.backends import LabelStudioBackend, SimulatedBackend
+    from annotation.simulated import SimulatedAnnotators
+
+    if config.backend == "labelstudio":
+        return LabelStudioBackend(ledger, url=config.label_studio_url or os.environ.get("LABEL_STUDIO_URL"),
+                                  api_key=os.environ.get("LABEL_STUDIO_API_KEY"))
+    annotators = SimulatedAnnotators(gold_score, n_annotators=config.annotators, temperature=config.annotator_temperature,
+                                     flip_rate=config.flip_rate, seed=seed)
+    return SimulatedBackend(ledger, annotators, annotators_per_pair=config.annotators_per_pair)
+
+
+def candidate_pairs(config: AlignStageConfig, candidates: CandidateConfig, logits_processor=None):
+    """Generate the candidates once; a re-run reads them back so the loop sees the same pool."""
+    from annotation.pairs import read_pairs_jsonl, write_pairs_jsonl
+
+    path = Path(config.output_dir) / "pairs.jsonl"
+    if path.is_file():
+        return read_pairs_jsonl(path)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(config.policy_model)
+    model = AutoModelForCausalLM.from_pretrained(config.policy_model).eval()
+    prompts = load_prompts(config, candidates.sample_seed)
+    pairs = generate_candidate_pairs(model, tokenizer, prompts, candidates, logits_processor,
+                                     model_id=Path(config.policy_model).name)
+    write_pairs_jsonl(path, pairs)
+    return pairs
+
+
+def train_dpo(policy_model: str, preferences: str, output_dir: str, config: AlignStageConfig, seed: int = 0) -> dict:
+    """DPO through the TRL script's own `main`, with the stage's handful of knobs."""
+    from trl import DPOConfig, ModelConfig, ScriptArguments
+
+    from alignment.dpo import main as dpo_main
+
+    script_args = ScriptArguments(dataset_name=preferences)
+    training_args = DPOConfig(
+        output_dir=output_dir, beta=config.dpo_beta, learning_rate=config.dpo_learning_rate,
+        num_train_epochs=config.dpo_epochs, per_device_train_batch_size=config.dpo_batch_size,
+        max_length=config.dpo_max_length, gradient_checkpointing=False, use_cpu=_no_gpu(), bf16=False,
+        report_to="none", save_strategy="no", logging_steps=10, seed=seed, disable_tqdm=True,
+    )
+    model_args = ModelConfig(model_name_or_path=policy_model, use_peft=config.use_peft, lora_r=config.lora_r,
+                             lora_alpha=2 * config.lora_r)
+    return dpo_main(script_args, training_args, model_args)
+
+
+def _no_gpu() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def split_preferences(path: Path, eval_fraction: float, seed: int) -> tuple[Path, Path | None]:
+    """Hold out a share of the labelled pairs so DPO's effect is measured on pairs it never saw."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    random.Random(seed).shuffle(lines)
+    n_eval = int(len(lines) * eval_fraction)
+    train, held = lines[n_eval:], lines[:n_eval]
+    train_path = path.with_name("preferences.train.jsonl")
+    train_path.write_text("\n".join(train) + "\n", encoding="utf-8")
+    if not held:
+        return train_path, None
+    eval_path = path.with_name("preferences.eval.jsonl")
+    eval_path.write_text("\n".join(held) + "\n", encoding="utf-8")
+    return train_path, eval_path
+
+
+def run_align_stage(config: AlignStageConfig, candidates: CandidateConfig | None = None,
+                    loop: ActiveLoopConfig | None = None, rm_config: RewardModelConfig | None = None,
+                    logits_processor=None) -> dict:
+    from annotation.ledger import Ledger
+
+    candidates, loop, rm_config = candidates or CandidateConfig(), loop or ActiveLoopConfig(), rm_config or RewardModelConfig()
+    if not config.output_dir:
+        raise ConfigError("output_dir: required (where pairs, labels and the aligned model go)")
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = candidate_pairs(config, candidates, logits_processor)
+    if loop.budget > len(pairs):
+        raise ConfigError(f"budget: {loop.budget} labels asked but only {len(pairs)} candidate pairs were generated")
+    features = FeatureConfig(encoder=config.features, policy_model=config.policy_model, cache_dir=config.feature_cache)
+    x = pair_feature_matrix(pairs, features, rm_config.feature_dim)
+    with Ledger(config.ledger or out / "ledger.sqlite") as ledger:
+        backend = make_backend(config, ledger, loop.selection_seed)
+        figures = {"candidate_pairs": len(pairs), **run_active_loop(pairs, x, backend, loop, rm_config)}
+        if figures["state"] != "done":
+            log.info("waiting for %d labels; run again when they are in", figures["waiting_for"])
+            return figures
+        preferences = out / "preferences.jsonl"
+        figures["exported_pairs"] = ledger.export_trl(preferences, include_pseudo=config.include_pseudo)
+    if figures["exported_pairs"] < 2:
+        raise PreferenceDataError(f"only {figures['exported_pairs']} usable labels: too few to train DPO")
+    train_path, eval_path = split_preferences(preferences, config.eval_fraction, loop.selection_seed)
+    dpo = train_dpo(config.policy_model, str(train_path), str(out / "model"), config, seed=loop.selection_seed)
+    figures["dpo"] = dpo
+    if eval_path is not None:
+        figures["dpo"]["heldout_implicit_reward_accuracy"] = heldout_accuracy(config.policy_model, out / "model", eval_path)
+    figures["model_dir"] = str(out / "model")
+    (out / "figures.json").write_text(json.dumps(figures, indent=2, default=str) + "\n", encoding="utf-8")
+    return figures
+
+
+def load_aligned(policy_model: str, model_dir: str | Path):
+    """The aligned policy: a LoRA adapter put back onto its base, or a full model directory."""
+    from transformers import AutoModelForCausalLM
+
+    model_dir = Path(model_dir)
+    if (model_dir / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(policy_model)
+        return PeftModel.from_pretrained(base, model_dir).eval()
+    return AutoModelForCausalLM.from_pretrained(model_dir).eval()
+
+
+def heldout_accuracy(policy_model: str, model_dir: Path, eval_path: Path) -> float:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from alignment.data import read_preference_file
+    from alignment.evaluation import implicit_reward_accuracy
+
+    rows = read_preference_file(eval_path).rows
+    tokenizer = AutoTokenizer.from_pretrained(policy_model)
+    policy = load_aligned(policy_model, model_dir)
+    reference = None if hasattr(policy, "disable_adapter") else AutoModelForCausalLM.from_pretrained(policy_model).eval()
+    return implicit_reward_accuracy(policy, reference, tokenizer, [r.prompt for r in rows],
+                                    [r.chosen for r in rows], [r.rejected for r in rows])
+
+
+def config_dict(*configs) -> dict:
+    return {type(c).__name__: asdict(c) for c in configs}

@@ -1,0 +1,180 @@
+"""`mintline align`: RLHF-lite — active preference labelling, then DPO with TRL.
+
+    mintline align --config recipe.yaml                 # = mintline align run: pairs → labels → DPO
+    mintline align run --policy_model runs/default/pretrain/model --corpus runs/default/prepare/data --budget 200
+    mintline align dpo --model_name_or_path M --dataset_name prefs.jsonl --output_dir out --beta 0.1 --use_peft
+    mintline align reward --model_name_or_path M --dataset_name prefs.jsonl --output_dir rm
+    mintline align benchmark --pairs prefs.jsonl.gz --strategies random,fisher,bald --budget 400 --seeds 10 --json
+
+`dpo` and `reward` are TRL's own script parsers (every DPOConfig / RewardConfig / ModelConfig
+flag works); `run` and `benchmark` take mintline's dataclass configs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mintline.console import CommandResult, format_table
+
+
+def make_parser(subparsers: argparse._SubParsersAction | None = None):
+    from alignment.benchmark import BenchmarkConfig
+    from alignment.loop import ActiveLoopConfig
+    from alignment.pairs import CandidateConfig
+    from alignment.reward_model import RewardModelConfig
+    from alignment.stage import AlignStageConfig
+    from mintline.argparsing import MintlineParser
+    from mintline.journal import RunArguments
+
+    if subparsers is None:
+        parser = MintlineParser(prog="mintline align")
+    else:
+        parser = subparsers.add_parser("align", help="RLHF-lite: active preference labelling and DPO with TRL")
+    group = parser.add_subparsers(parser_class=MintlineParser, dest="verb")
+    parser.default_subcommand = "run"
+
+    run = group.add_parser("run", help="candidate pairs → active labelling → DPO (the whole stage)",
+                           dataclass_types=(AlignStageConfig, CandidateConfig, ActiveLoopConfig, RewardModelConfig, RunArguments))
+    run.set_defaults(handler=run_main)
+
+    from alignment import dpo, reward
+
+    dpo.make_parser(group).set_defaults(handler=dpo_main)
+    reward.make_parser(group).set_defaults(handler=reward_main)
+
+    bench = group.add_parser("benchmark", help="pool-based label-efficiency benchmark of acquisition strategies",
+                             dataclass_types=(BenchmarkConfig, RewardModelConfig))
+    bench.set_defaults(handler=benchmark_main)
+    return parser
+
+
+# -- run ---------------------------------------------------------------------------------------
+def run_main(stage, candidates, loop, rm_config, run, options) -> CommandResult:
+    from alignment.stage import config_dict, run_align_stage
+    from mintline.journal import Journal, digest_config, digest_path, now_iso
+
+    if not stage.output_dir:
+        stage.output_dir = str(Path(run.run_dir) / "align")
+    journal = Journal(run.run_dir)
+    config = config_dict(stage, candidates, loop, rm_config)
+    inputs = {"policy_model": stage.policy_model}
+    for name in ("prompts_file", "corpus"):
+        if getattr(stage, name):
+            inputs[name] = getattr(stage, name)
+    digests = {k: digest_path(v) for k, v in inputs.items() if Path(v).exists()}
+    previous = None if run.force else journal.is_up_to_date("align", digest_config(config), digests)
+    if previous is not None:
+        figures = previous.get("figures", {})
+        return CommandResult(data={"skipped": True, **figures}, text=f"align: up to date ({journal.path}); --force to redo")
+    journal.update_stage("align", status="running", started_at=now_iso(), config=config,
+                         config_digest=digest_config(config), inputs=digests, error=None)
+    try:
+        figures = run_align_stage(stage, candidates, loop, rm_config)
+    except BaseException as exc:
+        journal.update_stage("align", status="failed", finished_at=now_iso(), error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise
+    finished = figures["state"] == "done"
+    outputs = {figures["model_dir"]: digest_path(figures["model_dir"])} if finished else {}
+    journal.update_stage("align", status="finished" if finished else "waiting", finished_at=now_iso(),
+                         figures=figures, outputs=outputs)
+    if not finished:
+        text = f"align: waiting for {figures['waiting_for']} labels ({figures['labels_received']} of {figures['labels_requested']} in); run again later"
+    else:
+        dpo = figures["dpo"]
+        text = (f"align: {figures['labels_received']} labels ({figures['labels_skipped']} skipped, {figures['pseudo_labels']} pseudo) "
+                f"in {figures['rounds_this_call']} rounds of '{figures['strategy']}'; DPO {dpo['steps']} steps, "
+                f"held-out implicit-reward accuracy {dpo.get('heldout_implicit_reward_accuracy', 'n/a')}; "
+                f"{dpo['saved']} in {figures['model_dir']}")
+    return CommandResult(data=figures, text=text)
+
+
+# -- TRL scripts -------------------------------------------------------------------------------
+def dpo_main(script_args, training_args, model_args, options) -> CommandResult:
+    from alignment.dpo import main
+
+    figures = main(script_args, training_args, model_args)
+    return CommandResult(data=figures)
+
+
+def reward_main(script_args, training_args, model_args, options) -> CommandResult:
+    from alignment.reward import main
+
+    figures = main(script_args, training_args, model_args)
+    return CommandResult(data=figures)
+
+
+# -- benchmark ---------------------------------------------------------------------------------
+def benchmark_main(config, rm_config, options) -> CommandResult:
+    from alignment.benchmark import run_benchmark
+    from alignment.report import plot_curves, summarise
+
+    results = run_benchmark(config, rm_config)
+    summary = summarise(results, config.budget)
+    if config.plot:
+        summary["plot"] = plot_curves(summary, config.plot, f"{Path(config.pairs).name}: {config.features}, "
+                                      f"{config.seeds} seeds, noise {config.label_noise}")
+    data = {
+        "label_ratio": summary["label_ratio"],
+        "label_ratio_ci": summary["label_ratio_ci"],
+        "flat": summary["flat"],
+        **({"refused": summary["refused"]} if "refused" in summary else {}),
+        "target_accuracy": summary["target_accuracy"],
+        "budget": config.budget,
+        "seeds": config.seeds,
+        "features": config.features,
+        "label_noise": config.label_noise,
+        "pairs": results["rows"],
+        "skipped_rows": results["skipped_rows"],
+        "test_size": results["test_size"],
+        "pool_size": results["pool_size"],
+        "seconds_per_label": summary["seconds_per_label"],
+        **{k: summary[k] for k in ("feature_gain", "pseudo_labels_per_seed", "plot") if k in summary},
+        "flatness": summary["flatness"],
+        "curves": summary["curves"],
+    }
+    return CommandResult(data=data, text=benchmark_text(data))
+
+
+def benchmark_text(data: dict) -> str:
+    rows = []
+    for name, curve in data["curves"].items():
+        ratio = data["label_ratio"].get(name)
+        interval = data["label_ratio_ci"].get(name) if data["label_ratio_ci"] else None
+        steps = curve["accuracy_mean"]
+        rows.append({
+            "strategy": name,
+            "acc@25%": steps[max(0, len(steps) // 4 - 1)],
+            "acc@50%": steps[max(0, len(steps) // 2 - 1)],
+            "acc@100%": steps[-1],
+            "label ratio": "refused" if data["flat"] else ("> 1" if ratio is None else ratio) if name in data["label_ratio"] else "",
+            "95% CI": "" if not interval else f"[{_fmt(interval[0])}, {_fmt(interval[1])}]",
+            "s/label": data["seconds_per_label"].get(name, ""),
+        })
+    lines = [format_table(rows),
+             f"target = random's accuracy at the full budget ({data['budget']} labels): {data['target_accuracy']}; "
+             f"test {data['test_size']} pairs, pool {data['pool_size']}, {data['seeds']} seeds, features {data['features']}"]
+    if data["flat"]:
+        lines.append("no ratios: " + data["refused"])
+    if "feature_gain" in data:
+        gain = data["feature_gain"]
+        lines.append(f"feature gain (random, {data['features']} vs baseline features): label ratio "
+                     f"{gain['random_label_ratio']} {gain['random_label_ratio_ci']}; full-budget accuracy "
+                     f"{gain['features_full_budget_accuracy']} vs {gain['baseline_full_budget_accuracy']}")
+    if data.get("skipped_rows"):
+        lines.append(f"skipped rows: {data['skipped_rows']}")
+    if data.get("plot"):
+        lines.append(f"plot: {data['plot']}")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "> 1" if value is None else f"{value:.3f}"
+
+
+if __name__ == "__main__":
+    parser = make_parser()
+    from mintline.cli import main as cli_main
+    import sys
+
+    raise SystemExit(cli_main(["align", *sys.argv[1:]]))
