@@ -74,7 +74,11 @@ def resolve_url(url: str | None = None) -> str:
     if not value:
         raise CredentialsError(f"no Label Studio URL: pass url or set {URL_VARIABLE}")
     parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+    try:
+        parsed.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise CredentialsError(f"Label Studio URL must look like http://host:port, got {value!r}")
     return value.rstrip("/")
 

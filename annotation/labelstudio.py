@@ -81,7 +81,12 @@ class LabelStudioClient:
         key = resolve_api_key(api_key, api_key_file)
         self.timeout, self.retries, self.backoff, self.max_backoff = timeout, retries, backoff, max_backoff
         self._sleep = sleep
-        self.sdk = LabelStudio(base_url=self.url, api_key=key.reveal(), timeout=timeout, max_retries=0)
+        from label_studio_sdk.core.api_error import ApiError
+
+        try:
+            self.sdk = LabelStudio(base_url=self.url, api_key=key.reveal(), timeout=timeout, max_retries=0)
+        except ApiError as exc:  # the SDK checks a personal access token's expiry up front
+            raise LabelStudioError(f"Label Studio API key for {self.url} refused: {_detail(exc.body)}", exc.status_code) from None
 
     def __repr__(self) -> str:
         return f"LabelStudioClient({self.url!r})"
@@ -112,6 +117,8 @@ class LabelStudioClient:
         import httpx
         from label_studio_sdk.core.api_error import ApiError
 
+        if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
+            raise LabelStudioError(f"cannot reach Label Studio at {self.url}: {exc}") from None
         if isinstance(exc, httpx.TimeoutException):
             return f"timed out after {self.timeout:g} s"
         if isinstance(exc, httpx.ConnectError):

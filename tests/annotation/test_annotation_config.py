@@ -34,8 +34,9 @@ def test_missing_or_bad_values(monkeypatch):
         resolve_url()
     with pytest.raises(CredentialsError, match="no Label Studio API key"):
         resolve_api_key()
-    with pytest.raises(CredentialsError, match="http://host:port"):
-        resolve_url("ftp://x")
+    for bad in ("ftp://x", "http://127.0.0.1:99999", "http://:80", "localhost:8080"):
+        with pytest.raises(CredentialsError, match="http://host:port"):
+            resolve_url(bad)
     with pytest.raises(ValueError, match="retries"):
         LabelStudioSettings(retries=-1)
 

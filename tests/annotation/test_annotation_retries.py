@@ -86,3 +86,17 @@ def test_before_retry_sees_the_server_state_first():
 
     assert client([]).retrying("import", flaky, before_retry=lambda: calls.append("look")) == "ok"
     assert calls == ["call", "look", "call"]
+
+
+def test_an_expired_personal_access_token_is_a_one_line_refusal():
+    import base64
+    import json as _json
+
+    def part(data):
+        return base64.urlsafe_b64encode(_json.dumps(data).encode()).rstrip(b"=").decode()
+
+    expired = f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part({'token_type': 'refresh', 'exp': 1000})}.c2ln"
+    with pytest.raises(LabelStudioError, match="expired") as caught:
+        LabelStudioClient("http://127.0.0.1:9", expired)
+    assert expired not in str(caught.value)
+
