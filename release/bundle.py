@@ -47,7 +47,7 @@ class ReleaseConfig:
     name: str = field(default="mintline-model", metadata={"help": "model name, used in the card and the signature subject"})
     version: str = field(default="0.1.0", metadata={"help": "release version"})
     holder: str = field(default="mintline contributors", metadata={"help": "copyright holder written into LICENSE"})
-    year: int = field(default=None, metadata={"help": "copyright year (default: this year)"})
+    year: int = field(default=None, metadata={"help": "copyright year; the current year when not given"})
     run_json: str = field(default=None, metadata={"help": "the pipeline's run.json (or run directory): fills the card and provenance"})
     base_bundle: str = field(default=None, metadata={"help": "for an adapter: the base model's bundle, recorded by its manifest digest"})
     base_pubkey: str = field(default=None, metadata={"help": "public key to verify --base_bundle with before recording it"})
@@ -56,7 +56,7 @@ class ReleaseConfig:
     tar: bool = field(default=False, metadata={"help": "also write OUT.tar (deterministic) beside the bundle directory"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing bundle (atomically)"})
     allow_symlinks: bool = field(default=False, metadata={"help": "copy the targets of symlinks in the model directory"})
-    workers: int = field(default=None, metadata={"help": "hashing threads (default: one per available core)"})
+    workers: int = field(default=None, metadata={"help": "hashing threads; one per available core when not given"})
 
     def __post_init__(self):
         if not self.out:

@@ -136,10 +136,10 @@ def _walk(root: Path, allow_symlinks: bool):
         rel_dir = Path(directory).relative_to(root).as_posix()
         prefix = "" if rel_dir == "." else rel_dir + "/"
         for sub in list(subdirs):
-            if os.path.islink(os.path.join(directory, sub)):
-                raise ModelDirectoryError(f"{root}: {prefix}{sub} is a symlinked directory; copy the real files in")
             if sub.startswith(".") or sub.startswith("checkpoint-"):
                 subdirs.remove(sub)  # hidden dirs (.git, .cache) and Trainer checkpoints are never released
+            elif os.path.islink(os.path.join(directory, sub)):
+                raise ModelDirectoryError(f"{root}: {prefix}{sub} is a symlinked directory; copy the real files in")
         for base in sorted(files):
             path = Path(directory) / base
             mode = os.lstat(path).st_mode

@@ -48,7 +48,7 @@ class VerifyArguments:
     allow_symlinks: bool = field(
         default=False, metadata={"help": "accept symlinks to files inside the bundle (never followed outside)"}
     )
-    workers: int = field(default=None, metadata={"help": "hashing threads (default: one per available core)"})
+    workers: int = field(default=None, metadata={"help": "hashing threads; one per available core when not given"})
 
     def __post_init__(self):
         if not self.pubkey:
