@@ -112,15 +112,38 @@ def _dataset_name(value: str) -> str:
 
 
 def _metrics(run: RunRecord) -> list[dict]:
-    figures = run.figures("pretrain", "align", "evaluate")
+    # Validation figures of pretraining (the engine logs eval_loss and eval_perplexity); anchored
+    # patterns so that "initial_eval_loss" (before training) is never taken for the final one.
+    figures = run.figures("pretrain")
     metrics = []
-    loss = find_number(figures, r"(eval|val|validation).*loss$", r"final_loss$")
-    ppl = find_number(figures, r"perplexity$", r"ppl$")
+    loss = find_number(figures, r"^(eval|val|validation)_loss$", r"^final_(eval_|val_)?loss$")
+    ppl = find_number(figures, r"^(eval_|val_|validation_)?perplexity$", r"^(eval_|val_)?ppl$")
     if loss is not None:
-        metrics.append({"type": "loss", "name": "validation loss (nats/token)", "value": round(float(loss), 4)})
+        metrics.append({"type": "loss", "name": "validation loss after pretraining (nats/token)", "value": round(float(loss), 4)})
     if ppl is not None:
-        metrics.append({"type": "perplexity", "name": "validation perplexity", "value": round(float(ppl), 3)})
+        metrics.append({"type": "perplexity", "name": "validation perplexity after pretraining", "value": round(float(ppl), 3)})
     return metrics
+
+
+def label_counts(run: RunRecord) -> dict[str, float | int | None]:
+    """Labels used in alignment: real (human), simulated, pseudo; None where the run does not say.
+
+    Explicit figures win; otherwise the alignment loop's `labels_received` are attributed by the
+    label backend in its config ('simulated' or a Label Studio server with people behind it).
+    """
+    figures = run.figures("annotate", "align")
+    real = find_number(figures, r"^(real|human)_labels$", r"^labels_(real|human)$")
+    simulated = find_number(figures, r"^simulated_labels$", r"^labels_simulated$")
+    pseudo = find_number(figures, r"^pseudo_labels$", r"^labels_pseudo$")
+    if real is None and simulated is None:
+        received = find_number(figures, r"^labels_received$")
+        align = run.stage("align")
+        backend = (find_text(align.config, r"(^|\.)backend$") or "").lower() if align else ""
+        if received is not None and "simulated" in backend:
+            real, simulated = 0, received
+        elif received is not None and backend in ("labelstudio", "label_studio", "human"):
+            real, simulated = received, 0
+    return {"real (human) labels": real, "simulated labels": simulated, "pseudo labels": pseudo}
 
 
 def _summary(facts: CardFacts, model: ModelFiles, run: RunRecord) -> str:
@@ -171,15 +194,11 @@ def _alignment_section(run: RunRecord) -> str:
     if not stage and not annotate:
         return "## Alignment\n\nThis model was not aligned with preference labels."
     figures = run.figures("annotate", "align")
-    labels = {
-        "real (human) labels": find_number(figures, r"(real|human)[_a-z]*labels?$", r"labels?_(real|human)$", r"(real|human)$"),
-        "simulated labels": find_number(figures, r"simulated[_a-z]*labels?$", r"labels?_simulated$", r"simulated$"),
-        "pseudo labels": find_number(figures, r"pseudo[_a-z]*labels?$", r"labels?_pseudo$", r"pseudo$"),
-    }
+    labels = label_counts(run)
     lines = ["## Alignment", "", "RLHF-lite: preference pairs chosen by active learning, then DPO. Labels used:", ""]
     lines.append(_table({k: ("not recorded" if v is None else v) for k, v in labels.items()}))
     lines.append("\nSimulated labels come from a scripted annotator, not a person; pseudo labels are the reward model's own confident predictions.")
-    other = {k: v for k, v in _scalars(figures).items() if not re.search(r"real|human|simulated|pseudo", k)}
+    other = {k: v for k, v in _scalars(figures).items() if not re.search(r"real|human|simulated|pseudo|_dir$|path", k)}
     if other:
         lines += ["", _table(other)]
     return "\n".join(lines)

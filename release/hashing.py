@@ -93,7 +93,10 @@ def hash_files(
     """
     pending = sorted(jobs, key=lambda job: job.size, reverse=True)
     if isinstance(progress, str):
-        bar = ByteProgress(sum(job.size for job in pending), progress)
+        total = sum(job.size for job in pending)
+        if not total:  # nothing worth a bar (e.g. every digest was already known)
+            return hash_files(pending, workers=workers, chunk_size=chunk_size, follow_symlinks=follow_symlinks)
+        bar = ByteProgress(total, progress)
         try:
             return hash_files(pending, workers=workers, chunk_size=chunk_size, follow_symlinks=follow_symlinks, progress=bar)
         finally:

@@ -51,7 +51,7 @@ def run_json(tmp_path_factory) -> Path:
         "run": {"created_at": "2026-01-01T00:00:00+00:00", "mintline_version": "0.1.0", "argv": ["mintline", "run", "--api_key", "SHOULD-NOT-LEAK-1"]},
         "stages": {
             "prepare": {
-                "config": {"corpus": "builtin", "dedup_threshold": 0.8},
+                "config": {"corpus": {"inputs": ["builtin"], "text_field": "text"}, "dedup": {"threshold": 0.8}},
                 "inputs": {"corpus": "sha256:" + "1" * 64},
                 "outputs": {"/home/someone/runs/default/prepare/data": "sha256:" + "2" * 64, "/home/someone/runs/default/prepare/tokenizer": "sha256:" + "3" * 64},
                 "figures": {"docs_read": 1000, "docs_kept": 870, "removed": {"too_short": 80, "near_duplicate": 50}},
@@ -63,15 +63,15 @@ def run_json(tmp_path_factory) -> Path:
                 "config": {"model": "nano", "max_steps": 300, "learning_rate": 0.003},
                 "inputs": {"data": "sha256:" + "2" * 64, "tokenizer": "sha256:" + "3" * 64},
                 "outputs": {"/home/someone/runs/default/pretrain/model": "sha256:" + "4" * 64},
-                "figures": {"tokens_per_s": 2500.5, "eval_loss": 4.51, "perplexity": 90.9},
+                "figures": {"initial_eval_loss": 8.3, "tokens_per_second": 2500.5, "eval_loss": 4.51, "eval_perplexity": 90.9},
                 "started_at": "2026-01-01T00:01:01+00:00",
                 "finished_at": "2026-01-01T00:10:00+00:00",
                 "status": "finished",
             },
             "align": {
-                "config": {"acquisition": "bald", "label_budget": 200},
+                "config": {"backend": "simulated", "acquisition": "bald", "budget": 200},
                 "inputs": {"preferences": "sha256:" + "5" * 64},
-                "figures": {"labels_real": 12, "labels_simulated": 188, "labels_pseudo": 40, "win_rate": 0.61},
+                "figures": {"labels_requested": 200, "labels_received": 188, "pseudo_labels": 40, "dpo": {"heldout_implicit_reward_accuracy": 0.61}},
                 "status": "finished",
             },
             "watermark": {

@@ -42,12 +42,24 @@ def test_model_card_front_matter_and_body(pristine_bundles):
     assert front["datasets"] == ["mintline-builtin-corpus"]
     assert set(front["metrics"]) == {"loss", "perplexity"}
     values = {m["type"]: m["value"] for m in front["model-index"][0]["results"][0]["metrics"]}
-    assert values == {"loss": 4.51, "perplexity": 90.9}
+    assert values == {"loss": 4.51, "perplexity": 90.9}  # the final evaluation, not initial_eval_loss
     body = text.split("---\n", 2)[2]
     assert "| docs_kept | 870 |" in body and "| removed.near_duplicate | 50 |" in body  # cleaning figures
-    assert "| real (human) labels | 12 |" in body and "| simulated labels | 188 |" in body and "| pseudo labels | 40 |" in body
+    assert "| real (human) labels | 0 |" in body and "| simulated labels | 188 |" in body and "| pseudo labels | 40 |" in body
     assert "kgw-selfhash" in body and "wmk-" + "ab" * 16 in body  # scheme + public key id
     assert "## Intended use" in body and "## Limitations" in body
+
+
+def test_label_counts_explicit_or_attributed_by_backend():
+    from release.card import label_counts
+    from release.run_record import RunRecord, Stage
+
+    explicit = RunRecord(stages={"align": Stage("align", figures={"human_labels": 12, "simulated_labels": 3, "pseudo_labels": 5})})
+    assert list(label_counts(explicit).values()) == [12, 3, 5]
+    human = RunRecord(stages={"align": Stage("align", config={"backend": "labelstudio"}, figures={"labels_received": 7})})
+    assert list(label_counts(human).values()) == [7, 0, None]
+    unknown = RunRecord(stages={"align": Stage("align", figures={"labels_received": 7})})
+    assert list(label_counts(unknown).values()) == [None, None, None]
 
 
 def test_no_secret_from_run_json_is_published(pristine_bundles):
