@@ -23,7 +23,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from release.run_record import RunRecord, redact
+from release.run_record import RunRecord
 
 PROVENANCE_NAME = "provenance.json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
