@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -103,3 +106,28 @@ def trained_model_dir(tmp_path_factory, builtin_documents, tokenizer_dir) -> Pat
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def prepared_data(tmp_path_factory, builtin_documents, tokenizer_dir) -> dict[str, Path]:
+    """Shards laid out as `mintline prepare` writes them, plus its tokenizer."""
+    root = tmp_path_factory.mktemp("prepared")
+    documents = list(builtin_documents)
+    random.Random(0).shuffle(documents)
+    data = root / "data"
+    data.mkdir()
+    for split, chunk in (("validation", documents[:30]), ("train", documents[30:])):
+        with open(data / f"{split}-00000-of-00001.jsonl", "w", encoding="utf-8") as handle:
+            for document in chunk:
+                handle.write(json.dumps(document.to_record()) + "\n")
+    return {"data": data, "tokenizer": tokenizer_dir}
+
+
+@pytest.fixture
+def run_dir(tmp_path, prepared_data) -> Path:
+    """A run directory whose prepare/ stage holds the shards and tokenizer."""
+    run = tmp_path / "run"
+    (run / "prepare").mkdir(parents=True)
+    shutil.copytree(prepared_data["data"], run / "prepare" / "data")
+    shutil.copytree(prepared_data["tokenizer"], run / "prepare" / "tokenizer")
+    return run

@@ -1,0 +1,94 @@
+"""The pretraining engine's configuration: one dataclass, every field a `--flag` and a YAML key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pretrain.presets import PRESETS
+
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+Distributed = Literal["ddp", "fsdp"]
+
+
+@dataclass
+class PretrainArguments:
+    model: str = field(
+        default="nano",
+        metadata={"help": f"a preset ({', '.join(PRESETS)}) or a Hugging Face config.json (file or directory)"},
+    )
+    data_dir: str = field(
+        default=None,
+        metadata={"help": "prepared shards ({train,validation}-*.jsonl|parquet); default <run_dir>/prepare/data"},
+    )
+    tokenizer: str = field(default=None, metadata={"help": "tokenizer directory; default <run_dir>/prepare/tokenizer"})
+    block_size: int = field(default=128, metadata={"help": "tokens per training sequence (documents are packed)"})
+    per_device_batch_size: int = field(default=16, metadata={"help": "sequences per device per micro-batch"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    max_steps: int = field(default=1000, metadata={"help": "optimizer steps to train for"})
+    learning_rate: float = field(default=3e-3, metadata={"help": "peak AdamW learning rate"})
+    min_lr_ratio: float = field(default=0.1, metadata={"help": "cosine decays to learning_rate × this"})
+    warmup_steps: int = field(default=50, metadata={"help": "linear warm-up steps"})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay (not on norms and biases)"})
+    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0 = off)"})
+    precision: Precision = field(
+        default="auto", metadata={"help": "auto picks bf16 where the hardware runs it fast, else fp16 on GPUs, else fp32"}
+    )
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model (first steps pay 30-60 s)"})
+    eval_steps: int = field(default=100, metadata={"help": "evaluate on the validation split every N steps"})
+    eval_blocks: int = field(default=256, metadata={"help": "validation sequences per evaluation (0 = all)"})
+    save_steps: int = field(default=200, metadata={"help": "checkpoint every N steps (and on SIGINT/SIGTERM)"})
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (older ones are deleted)"})
+    logging_steps: int = field(default=10, metadata={"help": "log loss and throughput every N steps"})
+    seed: int = field(default=42, metadata={"help": "seed for initialisation and data order"})
+    resume: Literal["auto", "always", "never"] = field(
+        default="auto",
+        metadata={"help": "auto: continue from the last good checkpoint of the same run if any; always: require one"},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "discard an earlier run's checkpoints in the output directory"}
+    )
+    distributed: Distributed = field(
+        default="ddp", metadata={"help": "multi-process strategy under torchrun: ddp, or fsdp for models that do not fit"}
+    )
+    num_threads: int = field(default=0, metadata={"help": "torch CPU threads per process (0 = cores / processes)"})
+
+    def __post_init__(self):
+        positive = (
+            "block_size",
+            "per_device_batch_size",
+            "gradient_accumulation_steps",
+            "max_steps",
+            "eval_steps",
+            "save_steps",
+            "logging_steps",
+            "save_total_limit",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate: must be > 0, got {self.learning_rate}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}")
+        if self.warmup_steps < 0 or self.warmup_steps >= self.max_steps:
+            raise ValueError(f"warmup_steps: must be in [0, max_steps), got {self.warmup_steps}")
+        if self.eval_blocks < 0 or self.num_threads < 0 or self.max_grad_norm < 0 or self.weight_decay < 0:
+            raise ValueError("eval_blocks, num_threads, max_grad_norm, weight_decay: must be >= 0")
+        if not 0 < self.adam_beta2 < 1:
+            raise ValueError(f"adam_beta2: must be in (0, 1), got {self.adam_beta2}")
+
+    # Fields that may change between an interrupted run and its resumption without making it a
+    # different run (they do not change the trajectory of the weights).
+    RESUMABLE_FIELDS = (
+        "resume",
+        "overwrite_output_dir",
+        "eval_steps",
+        "eval_blocks",
+        "save_steps",
+        "save_total_limit",
+        "logging_steps",
+        "num_threads",
+        "compile",
+    )

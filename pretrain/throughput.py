@@ -1,0 +1,84 @@
+"""Tokens per second and model FLOPs utilisation (MFU), as training runs."""
+
+from __future__ import annotations
+
+import time
+
+# Dense peak tensor throughput in FLOP/s for bf16/fp16 by device name fragment (vendor data sheets).
+GPU_PEAK_FLOPS = {
+    "H200": 989.4e12,
+    "H100": 989.4e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10G": 125e12,
+    "L4": 121e12,
+    "RTX 4090": 165e12,
+    "V100": 125e12,
+    "T4": 65e12,
+}
+
+
+def training_flops_per_token(num_parameters: int, num_layers: int, hidden_size: int, seq_len: int) -> float:
+    """6N for the weight matmuls (forward + backward) plus 12·L·d·T for attention (PaLM, appendix B)."""
+    return 6.0 * num_parameters + 12.0 * num_layers * hidden_size * seq_len
+
+
+def inference_flops_per_token(num_parameters: int, num_layers: int, hidden_size: int, seq_len: int) -> float:
+    return 2.0 * num_parameters + 4.0 * num_layers * hidden_size * seq_len
+
+
+def device_peak_flops() -> tuple[float | None, str]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None, "cpu"
+    name = torch.cuda.get_device_name()
+    for fragment, peak in GPU_PEAK_FLOPS.items():
+        if fragment in name:
+            return peak, name
+    return None, name
+
+
+class ThroughputMeter:
+    """Steady-state tokens/s from the wall time between consecutive optimizer steps.
+
+    The first `warmup_steps` intervals (allocation, compilation) and intervals that contained an
+    evaluation or a checkpoint are not counted, so the figure is the training throughput.
+    """
+
+    def __init__(self, tokens_per_step: int, warmup_steps: int = 2):
+        self.tokens_per_step = tokens_per_step
+        self.warmup_steps = warmup_steps
+        self.intervals_seen = 0
+        self.counted_steps = 0
+        self.counted_seconds = 0.0
+        self.counted_cpu_seconds = 0.0  # process CPU time: robust to other load on the machine
+        self._last_tick: float | None = None
+        self._last_cpu: float | None = None
+        self._discard_next = False
+
+    def tick(self) -> None:
+        now, cpu = time.perf_counter(), time.process_time()
+        if self._last_tick is not None:
+            self.intervals_seen += 1
+            if self.intervals_seen > self.warmup_steps and not self._discard_next:
+                self.counted_steps += 1
+                self.counted_seconds += now - self._last_tick
+                self.counted_cpu_seconds += cpu - self._last_cpu
+        self._discard_next = False
+        self._last_tick, self._last_cpu = now, cpu
+
+    def discard_next_interval(self) -> None:
+        self._discard_next = True
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        if not self.counted_seconds:
+            return None
+        return self.counted_steps * self.tokens_per_step / self.counted_seconds
+
+    @property
+    def tokens_per_cpu_second(self) -> float | None:
+        if not self.counted_cpu_seconds:
+            return None
+        return self.counted_steps * self.tokens_per_step / self.counted_cpu_seconds
