@@ -180,6 +180,8 @@ class DuplicateIndex:
         if root == index:
             return DuplicateVerdict(kept=True)
         matched = self._matched[index]
+        if matched < 0:  # joined to its cluster only through a later document: compare with the one kept
+            matched = root
         if self._exact_hit[index]:
             return DuplicateVerdict(False, "exact_duplicate", matched, root, 1.0)
         return DuplicateVerdict(False, "near_duplicate", matched, root, self._similarity(index, matched))

@@ -130,8 +130,8 @@ def prepare_corpus(config: PrepareConfig, out_dir: str | os.PathLike) -> dict[st
             index.finish()
             kept = _write_shards(config, work, spill_path, index, report, removed)
         index.close()
-        os.unlink(spill_path)
-        os.unlink(work / "signatures.bin")
+        spill_path.unlink()
+        (work / "signatures.bin").unlink(missing_ok=True)  # absent when near dedup is off
         if config.corpus.train_tokenizer:
             phase = time.perf_counter()
             _train_tokenizer(config, work, kept["train"])

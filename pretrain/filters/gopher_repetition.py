@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from itertools import compress
+from operator import add
 from dataclasses import dataclass, field
 
 from pretrain.corpus.document import Document
@@ -61,23 +63,30 @@ def find_duplicates(items: list[str]) -> tuple[int, int]:
 def top_ngram_chars(words: list[str], n: int) -> int:
     """Characters covered by the most frequent n-gram (its length times its count; the
     first-seen n-gram wins a tie), n-grams joined with spaces as datatrove does."""
-    grams = Counter(map(" ".join, zip(*(words[i:] for i in range(n)))))
-    if not grams:
-        return 0
-    gram, count = grams.most_common(1)[0]
-    return len(gram) * count
+    return _top_chars(list(map(" ".join, zip(*(words[i:] for i in range(n))))))
 
 
 def duplicated_ngram_chars(words: list[str], n: int) -> int:
     """datatrove's find_all_duplicate: scan left to right; an n-gram (joined without spaces)
-    seen before adds its length and the scan jumps past it, otherwise it steps one word.
+    seen before adds its length and the scan jumps past it, otherwise it steps one word."""
+    return _duplicated_chars(list(map("".join, zip(*(words[i:] for i in range(n))))), n)
 
-    Only n-grams that occur more than once can ever be "seen before", so the scan jumps
-    straight between those positions: same answer, a fraction of the Python-level steps.
-    """
-    grams = list(map("".join, zip(*(words[i:] for i in range(n)))))
+
+def _top_chars(grams: list[str]) -> int:
+    if not grams:
+        return 0
+    gram, count = Counter(grams).most_common(1)[0]
+    return len(gram) * count
+
+
+def _duplicated_chars(grams: list[str], n: int) -> int:
     counts = Counter(grams)
-    repeated_positions = [i for i, g in enumerate(grams) if counts[g] > 1] if len(counts) < len(grams) else []
+    if len(counts) == len(grams):
+        return 0
+    # Only n-grams that occur more than once can ever be "seen before", so the scan jumps
+    # straight between those positions (selected without a Python-level loop): same answer,
+    # a fraction of the steps.
+    repeated_positions = compress(range(len(grams)), map((1).__lt__, map(counts.__getitem__, grams)))
     seen: set[str] = set()
     repeated_chars = 0
     next_free = 0  # first position the scan can stand on
@@ -92,6 +101,20 @@ def duplicated_ngram_chars(words: list[str], n: int) -> int:
             seen.add(gram)
             next_free = position + 1
     return repeated_chars
+
+
+def _growing_ngrams(words: list[str], sizes, separator: str):
+    """(n, n-grams) for increasing n, each built from the previous by appending one word
+    (one concatenation per position instead of an n-word join)."""
+    suffixes = [separator + w for w in words] if separator else words
+    first = sizes[0]
+    grams = list(map(separator.join, zip(*(words[i:] for i in range(first)))))
+    previous = first
+    for n in sizes:
+        for m in range(previous + 1, n + 1):
+            grams = list(map(add, grams, suffixes[m - 1 :]))
+        previous = n
+        yield n, grams
 
 
 class GopherRepetitionFilter(DocumentFilter):
@@ -130,16 +153,16 @@ class GopherRepetitionFilter(DocumentFilter):
             )
 
         words = words_of(doc)
-        for n, limit in self.top_ngrams:
-            if not limit or len(words) < n:
-                continue
-            share = top_ngram_chars(words, n) / length
-            if share > limit:
-                return self.drop(doc, f"top_{n}_gram", share, limit, ">", f"fraction of characters in the most frequent {n}-gram")
-        for n, limit in self.dup_ngrams:
-            if not limit:
-                continue
-            share = duplicated_ngram_chars(words, n) / length
-            if share > limit:
-                return self.drop(doc, f"duplicated_{n}_n_grams", share, limit, ">", f"fraction of characters in repeated {n}-grams")
+        top_sizes = [n for n, limit in self.top_ngrams if limit and len(words) >= n]
+        limits = dict(self.top_ngrams)
+        for n, grams in _growing_ngrams(words, top_sizes, " ") if top_sizes else ():
+            share = _top_chars(grams) / length
+            if share > limits[n]:
+                return self.drop(doc, f"top_{n}_gram", share, limits[n], ">", f"fraction of characters in the most frequent {n}-gram")
+        dup_sizes = [n for n, limit in self.dup_ngrams if limit]
+        limits = dict(self.dup_ngrams)
+        for n, grams in _growing_ngrams(words, dup_sizes, "") if dup_sizes else ():
+            share = _duplicated_chars(grams, n) / length
+            if share > limits[n]:
+                return self.drop(doc, f"duplicated_{n}_n_grams", share, limits[n], ">", f"fraction of characters in repeated {n}-grams")
         return True

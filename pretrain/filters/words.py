@@ -188,7 +188,8 @@ class WordSplitter:
     # -- sentences ---------------------------------------------------------------------
     def count_sentences(self, line: str) -> int:
         """spaCy's sentencizer: a new sentence starts at the first non-punctuation token after
-        a sentence-final mark. Whitespace runs other than one plain space are tokens too."""
+        a sentence-final mark. Whitespace runs other than one plain space are tokens too.
+        An empty line counts as one, as it does in datatrove's C4 filter."""
         sentences = 0
         seen_end = False
         first = True
@@ -213,7 +214,9 @@ class WordSplitter:
                     seen_end = False
                 elif kind == 2:
                     seen_end = True
-        return sentences
+        # datatrove turns spaCy's spans into pieces with zip([0] + ends[:-1], ends[:-1] + [len]):
+        # a text with no sentence at all still gives one (empty) piece
+        return sentences or 1
 
     def _punct_kind(self, token: str) -> int:
         """0: not punctuation; 1: punctuation; 2: a sentence-final mark."""

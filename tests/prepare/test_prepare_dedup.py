@@ -77,3 +77,28 @@ def test_fingerprints_are_deterministic_and_seeded():
     config = DedupConfig()
     assert (config.minhash_bands, config.minhash_rows, config.shingle_size) == (14, 8, 5)
     assert config.similarity_threshold == pytest.approx(0.719, abs=1e-3)
+
+
+def test_a_document_joined_through_a_later_one_is_compared_with_the_kept_one(tmp_path):
+    """a and c share no bucket; b, read last, shares one with each: {a, b, c} is one cluster,
+    a is kept, and c (which matched nothing when it was read) is removed as a's near duplicate."""
+    import numpy as np
+
+    from pretrain.dedup import Fingerprint
+
+    config = DedupConfig(minhash_bands=3, minhash_rows=2)
+
+    def fingerprint(bands, fill):
+        return Fingerprint(None, np.full(config.num_perm, fill, dtype=np.uint32).tobytes(), bands)
+
+    index = DuplicateIndex(config, tmp_path / "signatures.bin")
+    index.add(fingerprint((1, 2, 3), 7))  # a
+    index.add(fingerprint((10, 20, 30), 9))  # c
+    index.add(fingerprint((1, 20, 99), 7))  # b
+    index.finish()
+    a, c, b = (index.verdict(i) for i in range(3))
+    assert a.kept and not b.kept and not c.kept
+    assert b.matched == 0 and b.kept_instead == 0
+    assert c.matched == 0 and c.kept_instead == 0 and c.similarity == 0.0
+    assert index.clusters() == 1
+    index.close()

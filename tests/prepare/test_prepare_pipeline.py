@@ -127,8 +127,9 @@ def test_parquet_output_and_several_shards(tmp_path, small_corpus):
 
     out = tmp_path / "prepare"
     figures = prepare_corpus(
-        config_for(small_corpus, output_format="parquet", max_shard_bytes=8000, train_tokenizer=False), out
+        config_for(small_corpus, output_format="parquet", max_shard_bytes=8000, train_tokenizer=False, near_dedup=False), out
     )
+    assert figures["exact_duplicates"] == 1 and figures["near_duplicates"] == 0
     shards = sorted((out / "data").glob("train-*.parquet"))
     assert len(shards) == figures["train_shards"] > 1
     assert [s.name for s in shards][-1] == f"train-{len(shards) - 1:05d}-of-{len(shards):05d}.parquet"

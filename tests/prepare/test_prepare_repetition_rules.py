@@ -115,3 +115,14 @@ def test_defaults_keep_prose_and_drop_spam():
 def test_empty_text_is_dropped():
     kept, removal = judge("")
     assert not kept and removal["reason"] == "empty"
+
+
+def test_grown_ngrams_equal_joined_ngrams():
+    from pretrain.filters.gopher_repetition import _growing_ngrams
+
+    rng = random.Random(3)
+    for _ in range(50):
+        words = [rng.choice(["a", "bb", "c", "dd", "(", "):"]) for _ in range(rng.randint(0, 30))]
+        for separator, sizes in ((" ", [2, 4]), ("", [5, 6, 7, 8, 9, 10])):
+            for n, grams in _growing_ngrams(words, sizes, separator):
+                assert grams == [separator.join(words[i : i + n]) for i in range(len(words) - n + 1)]
