@@ -3,7 +3,7 @@
 
     eval "$(python3 .ci/labelstudio.py start)"   # prints `export ...` lines for the shell
     python3 .ci/labelstudio.py wait              # blocks until GET /health answers UP
-    python3 .ci/labelstudio.py stop              # stops it by PID
+    python3 .ci/labelstudio.py stop              # stops it by PID, removes its data directory
 
 The server gets its own virtual environment (its pins clash with the toolkit's) and a fresh
 data directory, so the user and legacy token below are created at start. Standard library only.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +26,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("LABEL_STUDIO_VENV", HERE / ".labelstudio-venv"))
-STATE = HERE / ".labelstudio-state.json"
+# Another state file lets a second server (a benchmark's) run beside the one CI started.
+STATE = Path(os.environ.get("LABEL_STUDIO_STATE", HERE / ".labelstudio-state.json"))
 VERSION = "1.23.2"
 HOST = "127.0.0.1"
 
@@ -54,6 +56,11 @@ def free_port() -> int:
 
 
 def start() -> None:
+    if STATE.exists():
+        previous = json.loads(STATE.read_text())
+        if not _exited(previous["pid"]):
+            log(f"a server is already running at {previous['url']} (pid {previous['pid']}); stop it first")
+            raise SystemExit(1)
     binary = ensure_installed()
     port = int(os.environ.get("LABEL_STUDIO_PORT") or free_port())
     data_dir = Path(tempfile.mkdtemp(prefix="mintline-labelstudio-"))
@@ -131,6 +138,9 @@ def stop() -> None:
     except ProcessLookupError:
         pass
     STATE.unlink(missing_ok=True)
+    # The data directory was made fresh by start(); keep it only when asked (to read server.log).
+    if os.environ.get("LABEL_STUDIO_KEEP_DATA") != "1":
+        shutil.rmtree(state["data_dir"], ignore_errors=True)
     log(f"stopped (pid {state['pid']})")
 
 

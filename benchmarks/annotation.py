@@ -77,16 +77,21 @@ def load_pairs(n: int, seed: int = 0) -> tuple[list[PreferencePair], dict[str, s
     return pairs, human_choice
 
 
+SERVER_ENV = dict(os.environ, LABEL_STUDIO_STATE=os.path.join(tempfile.gettempdir(), f"mintline-bench-ls-{os.getpid()}.json"))
+
+
 def start_server() -> tuple[str, str]:
+    """A server of our own, with its own state file, so a CI or development server is left alone."""
     script = ROOT / ".ci" / "labelstudio.py"
-    exports = subprocess.run([sys.executable, str(script), "start"], check=True, capture_output=True, text=True).stdout
+    exports = subprocess.run([sys.executable, str(script), "start"], check=True, capture_output=True, text=True,
+                             env=SERVER_ENV).stdout
     env = dict(line.removeprefix("export ").split("=", 1) for line in exports.splitlines() if line.startswith("export "))
-    subprocess.run([sys.executable, str(script), "wait"], check=True)
+    subprocess.run([sys.executable, str(script), "wait"], check=True, env=SERVER_ENV)
     return env["LABEL_STUDIO_URL"], env["LABEL_STUDIO_API_KEY"]
 
 
 def stop_server() -> None:
-    subprocess.run([sys.executable, str(ROOT / ".ci" / "labelstudio.py"), "stop"], check=False)
+    subprocess.run([sys.executable, str(ROOT / ".ci" / "labelstudio.py"), "stop"], check=False, env=SERVER_ENV)
 
 
 def timed(call):
