@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS rejected (
     id INTEGER PRIMARY KEY, external_id TEXT NOT NULL, reason TEXT NOT NULL, raw TEXT, digest TEXT NOT NULL,
     recorded_at TEXT NOT NULL, UNIQUE (external_id, digest));
 CREATE TABLE IF NOT EXISTS pseudo_labels (
-    pair_id TEXT NOT NULL REFERENCES pairs(pair_id), model TEXT NOT NULL,
+    pair_id TEXT NOT NULL, model TEXT NOT NULL,
     choice TEXT NOT NULL CHECK (choice IN ('a', 'b')), confidence REAL NOT NULL, recorded_at TEXT NOT NULL,
     PRIMARY KEY (pair_id, model));
 -- the latest version of every annotation: what aggregation and counts read
@@ -261,15 +261,19 @@ class Ledger:
         rows = self._db.execute("SELECT external_id, reason, recorded_at FROM rejected ORDER BY id").fetchall()
         return [dict(r) for r in rows]
 
-    def record_pseudo_labels(self, labels: Iterable[tuple[str, str, float]], model: str) -> int:
-        """Model-made labels (pair_id, "a"|"b", confidence), kept apart from human/simulated votes."""
+    def record_pseudo_labels(self, labels: Iterable[tuple[str, str, float]], model: str,
+                             pairs: Iterable[PreferencePair] = ()) -> int:
+        """Model-made labels (pair_id, "a"|"b", confidence), kept apart from human/simulated votes.
+
+        The pairs need not be in the ledger; give them as `pairs` (stored as not requested) so
+        that `export_trl(include_pseudo=True)` can write their text. Returns labels new or changed.
+        """
         changed = 0
         with self.transaction() as db:
+            self.record_pairs(db, pairs, requested=False)
             for pair_id, choice, confidence in labels:
                 if choice not in ("a", "b"):
                     raise LedgerError(f"pseudo label for {pair_id!r}: choice must be 'a' or 'b', got {choice!r}")
-                if db.execute("SELECT 1 FROM pairs WHERE pair_id = ?", (pair_id,)).fetchone() is None:
-                    raise LedgerError(f"pseudo label for unknown pair {pair_id!r}: add_pairs(..., requested=False) first")
                 before = db.execute("SELECT choice, confidence FROM pseudo_labels WHERE pair_id = ? AND model = ?", (pair_id, model)).fetchone()
                 if before is not None and (before["choice"], before["confidence"]) == (choice, float(confidence)):
                     continue
@@ -310,7 +314,12 @@ class Ledger:
         wanted = None if pair_ids is None else set(pair_ids)
         votes = self._votes_by_pair()
         result = []
-        for (pair_id,) in self._db.execute("SELECT pair_id FROM pairs ORDER BY rowid"):
+        order = [r[0] for r in self._db.execute("SELECT pair_id FROM pairs ORDER BY rowid")]
+        if include_pseudo:  # pseudo labels may name pairs whose text the ledger was never given
+            known = set(order)
+            order += [r[0] for r in self._db.execute("SELECT DISTINCT pair_id FROM pseudo_labels ORDER BY rowid")
+                      if r[0] not in known]
+        for pair_id in order:
             if wanted is not None and pair_id not in wanted:
                 continue
             rows = votes.get(pair_id)

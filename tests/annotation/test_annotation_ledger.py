@@ -69,22 +69,28 @@ def test_a_failing_write_leaves_nothing(ledger, pairs):
     assert ledger.counts()["annotations"] == 0  # the whole transaction rolled back
 
 
-def test_rejections_and_pseudo_labels_are_counted_apart(ledger, pairs):
+def test_rejections_and_pseudo_labels_are_counted_apart(ledger, pairs, tmp_path):
     ledger.add_pairs(pairs[:2])
-    ledger.add_pairs(pairs[2:4], requested=False)  # stored for pseudo labels only
     ledger.record_rejected("ls:9", "task 3: no choice", {"result": []})
     ledger.record_rejected("ls:9", "task 3: no choice", {"result": []})
     assert ledger.rejected()[0]["reason"] == "task 3: no choice" and ledger.counts()["rejected"] == 1
-    assert ledger.record_pseudo_labels([(pairs[2].pair_id, "b", 0.97), (pairs[0].pair_id, "a", 0.9)], model="rm-1") == 2
+    # pseudo labels for pairs never requested: with their text (pairs=) or without
+    assert ledger.record_pseudo_labels([(pairs[2].pair_id, "b", 0.97), (pairs[0].pair_id, "a", 0.9)], model="rm-1",
+                                       pairs=[pairs[2]]) == 2
     assert ledger.record_pseudo_labels([(pairs[2].pair_id, "b", 0.97)], model="rm-1") == 0
-    with pytest.raises(LedgerError, match="unknown pair"):
-        ledger.record_pseudo_labels([("zzz", "a", 0.9)], model="rm-1")
+    assert ledger.record_pseudo_labels([("text-unknown", "a", 0.8)], model="rm-1") == 1
+    with pytest.raises(LedgerError, match="choice"):
+        ledger.record_pseudo_labels([(pairs[3].pair_id, "tie", 0.9)], model="rm-1")
     assert ledger.labels() == []
     pseudo = {label.pair_id: label for label in ledger.labels(include_pseudo=True)}
     assert pseudo[pairs[2].pair_id].kind == "pseudo" and pseudo[pairs[2].pair_id].confidence == 0.97
+    assert "text-unknown" in pseudo and pairs[3].pair_id not in pseudo
     counts = ledger.counts()
-    assert counts["pseudo"] == 2 and counts["requested"] == 2 and counts["labelled"] == 0
+    assert counts["pseudo"] == 3 and counts["requested"] == 2 and counts["labelled"] == 0
     assert ledger.pending() == [pairs[0].pair_id, pairs[1].pair_id]  # pseudo labels are not human labels
+    out = tmp_path / "pseudo.jsonl"
+    assert ledger.export_trl(out, include_pseudo=True) == 2  # the pair without text is left out
+    assert ledger.export_trl(out) == 0
 
 
 def test_export_trl_with_provenance(ledger, pairs, tmp_path):
