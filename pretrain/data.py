@@ -95,7 +95,7 @@ def tokenize_split(shards: list[Path], tokenizer, tokenizer_dir: str | Path, cac
             if text is not None:
                 batch.append(text)
             if batch and (text is None or len(batch) == 512):
-                for ids in tokenizer(batch, add_special_tokens=True)["input_ids"]:
+                for ids in tokenizer(batch, add_special_tokens=True, verbose=False)["input_ids"]:
                     ids.append(tokenizer.eos_token_id)
                     np.asarray(ids, dtype=dtype).tofile(out)
                     total += len(ids)

@@ -267,9 +267,9 @@ def pretrain(args: PretrainArguments, output_dir: str | Path, extra_callbacks: l
 
         trainer.add_callback(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(output_dir / "tensorboard"))))
 
-    initial_eval = None
-    if resume_from is None:
-        initial_eval = trainer.evaluate()["eval_loss"]
+    # The first evaluation runs inside train() (eval_on_start): evaluating before train() would
+    # register the bare model with accelerate and leave it unwrapped by DDP under torchrun.
+    trainer.args.eval_on_start = resume_from is None
     interrupt.install()
     try:
         train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -296,7 +296,7 @@ def pretrain(args: PretrainArguments, output_dir: str | Path, extra_callbacks: l
         "train_tokens_available": train_data.num_tokens,
         "epochs": round(trainer.state.global_step * tokens_per_step / max(train_data.num_tokens, 1), 3),
         "train_loss": _last_logged(trainer.state.log_history, "loss"),
-        "initial_eval_loss": initial_eval,
+        "initial_eval_loss": _first_logged(trainer.state.log_history, "eval_loss") if resume_from is None else None,
         "eval_loss": final_eval["eval_loss"],
         "eval_perplexity": math.exp(min(final_eval["eval_loss"], 50.0)),
         "tokens_per_second": meter.tokens_per_second,
@@ -341,6 +341,10 @@ def _broadcast_path(path: Path | None, training_args: TrainingArguments) -> Path
     holder = [str(path) if path else None]
     dist.broadcast_object_list(holder, src=0)
     return Path(holder[0]) if holder[0] else None
+
+
+def _first_logged(history: list[dict], key: str) -> float | None:
+    return next((entry[key] for entry in history if key in entry), None)
 
 
 def _last_logged(history: list[dict], key: str) -> float | None:

@@ -61,7 +61,6 @@ def build_config(model: str, vocab_size: int, bos_token_id: int, eos_token_id: i
         config = AutoConfig.for_model(**raw)
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"model: {path}: {exc}") from exc
-    config.vocab_size = vocab_size
     config.bos_token_id, config.eos_token_id, config.pad_token_id = bos_token_id, eos_token_id, pad_token_id
     return config
 
