@@ -2,6 +2,7 @@
 
     mintline generate --model runs/default/pretrain/model --prompt "def add(" --max_new_tokens 40
     mintline generate --model DIR --prompts_file prompts.txt --json
+    mintline generate --model DIR --prompt "def add(" --watermark-key runs/default/watermark/key.json
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ class GenerateArguments:
     model: str = field(default=None, metadata={"help": "model directory (save_pretrained layout, with its tokenizer)"})
     prompt: list[str] = field(default_factory=list, metadata={"help": "one or more prompts"})
     prompts_file: str = field(default=None, metadata={"help": "a text file with one prompt per line"})
+    watermark_key: str = field(
+        default=None, metadata={"help": "watermark the output with this key file ('mintline watermark keygen')"}
+    )
 
     def __post_init__(self):
         if not self.model:
@@ -57,13 +61,33 @@ def read_prompts(args: GenerateArguments) -> list[str]:
     return prompts
 
 
+def watermark_processors(key, model_dir: str, tokenizer, model):
+    """The watermark processor for `key`, after checking the key was made for this model's tokenizer."""
+    from transformers import LogitsProcessorList
+
+    from watermark.keys import tokenizer_digest
+    from watermark.processor import logits_processor_for
+
+    digest, _ = tokenizer_digest(model_dir)
+    key.check_tokenizer(digest, where=f"the tokenizer in {model_dir}")
+    return LogitsProcessorList([logits_processor_for(key, tokenizer, vocab_size=model.config.vocab_size)])
+
+
 def main(args: GenerateArguments, generation: GenerationArguments, options: argparse.Namespace) -> CommandResult:
     from pretrain.generation import generate_texts, load_model_and_tokenizer
 
     prompts = read_prompts(args)
+    key = None
+    if args.watermark_key:  # a bad key file fails before the model is loaded
+        from watermark.keys import load_key
+
+        key = load_key(args.watermark_key)
     model, tokenizer = load_model_and_tokenizer(args.model)
-    texts = generate_texts(model, tokenizer, prompts, generation)
+    processors = watermark_processors(key, args.model, tokenizer, model) if key is not None else None
+    texts = generate_texts(model, tokenizer, prompts, generation, logits_processor=processors)
     data = {"model": args.model, "samples": [{"prompt": p, "completion": t} for p, t in zip(prompts, texts)]}
+    if key is not None:
+        data["watermark_key_id"] = key.key_id
     text = "\n\n".join(f"### {p}\n{p}{t}" for p, t in zip(prompts, texts))
     return CommandResult(data=data, text=text)
 

@@ -1,0 +1,170 @@
+"""Watermarking logits processors: transformers' KGW and SynthID processors on the keyed PRF.
+
+    processor = logits_processor_for(load_key("key.json"), tokenizer)
+    model.generate(**inputs, logits_processor=LogitsProcessorList([processor]))
+
+Both subclass transformers' own processors and keep their logic; what changes is where the
+randomness comes from. transformers derives KGW green lists from `torch.manual_seed(hashing_key
+* token)` and SynthID g-values from an LCG over small integer keys; here both come from the
+256-bit key through `watermark.prf`, computed for the whole vocabulary and batch at once
+(transformers' KGW loops over rows, and its self-hash re-seeds a generator per candidate).
+
+A processor passed to `generate(logits_processor=...)` runs before temperature, top-k and top-p
+(transformers appends custom processors after its own processors and before the warpers), so
+the bias is added to raw logits, as in the KGW paper.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import SynthIDTextWatermarkingConfig
+from transformers.generation.logits_process import SynthIDTextWatermarkLogitsProcessor, WatermarkLogitsProcessor
+
+from watermark.keys import WatermarkKey
+from watermark.prf import GreenListPRF
+from watermark.scoring import g_value_bits, synthid_prf
+
+# Left-hash with one context token has at most |vocab| green lists: cache them (bounded).
+_CACHE_BYTES = 64 << 20
+
+
+class KeyedWatermarkLogitsProcessor(WatermarkLogitsProcessor):
+    """KGW (Kirchenbauer et al. 2023): add `delta` to the logits of the green tokens.
+
+    left-hash: the green list depends on the `context_width` previous tokens;
+    self-hash: on the min-hash of those tokens and the candidate itself, so every candidate in
+    the vocabulary is tested against its own list (vectorised, not transformers' top-40 loop).
+    """
+
+    def __init__(self, key: WatermarkKey, vocab_size: int, device: str | torch.device = "cpu"):
+        # transformers' __init__ builds a 1M-entry permutation from the integer hashing_key;
+        # none of it is used here, so set the attributes its detector and docs rely on instead.
+        params = key.params
+        self.key_id = key.key_id
+        self.vocab_size = int(vocab_size)
+        self.greenlist_ratio = float(params["gamma"])
+        self.greenlist_size = int(self.vocab_size * self.greenlist_ratio)
+        self.bias = float(params["delta"])
+        self.seeding_scheme = params["seeding"]
+        self.context_width = int(params["context_width"])
+        self.device = device
+        self.prf = GreenListPRF(key.secret, self.greenlist_ratio, self.seeding_scheme, self.context_width, self.vocab_size)
+        self._rows: dict[int, np.ndarray] = {}
+        self._max_rows = max(1, _CACHE_BYTES // max(1, self.vocab_size))
+
+    # transformers' WatermarkDetector and selfhash path call this per sequence.
+    def _get_greenlist_ids(self, input_seq: torch.LongTensor) -> torch.LongTensor:
+        h = self.context_width
+        ids = input_seq.detach().cpu().numpy().astype(np.int64)
+        if self.seeding_scheme == "selfhash":
+            # transformers passes the n-gram ending with the scored token: its list is seeded
+            # by the h tokens before it (and, per candidate, by the candidate itself)
+            ids = ids[:-1]
+        mask = self.prf.green_mask(ids[None, -h:], self.vocab_size)[0]
+        return torch.from_numpy(np.nonzero(mask)[0])
+
+    def green_mask(self, contexts: np.ndarray, vocab_size: int) -> np.ndarray:
+        """(batch, vocab) bool for context rows (batch, h); left-hash h=1 rows come from the cache."""
+        if self.seeding_scheme != "lefthash" or self.context_width != 1:
+            return self.prf.green_mask(contexts, vocab_size)
+        last = contexts[:, 0]
+        missing = [t for t in dict.fromkeys(last.tolist()) if t not in self._rows]
+        if missing:
+            if len(self._rows) + len(missing) > self._max_rows:
+                self._rows.clear()
+            fresh = self.prf.green_mask(np.asarray(missing, dtype=np.int64)[:, None], self.vocab_size)
+            self._rows.update(zip(missing, fresh))
+        return np.stack([self._rows[t] for t in last.tolist()])[:, :vocab_size]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        h = self.context_width
+        if input_ids.shape[-1] < h:
+            return scores  # not enough context yet: transformers' processor also skips
+        vocab = scores.shape[-1]
+        if vocab > self.vocab_size:  # logits padded beyond the tokenizer: extend the tables
+            self.vocab_size = vocab
+            self._rows.clear()
+        contexts = input_ids[:, -h:].detach().cpu().numpy()
+        mask = torch.from_numpy(self.green_mask(contexts, vocab)).to(scores.device)
+        return scores + mask.to(scores.dtype) * self.bias
+
+
+class KeyedSynthIDLogitsProcessor(SynthIDTextWatermarkLogitsProcessor):
+    """SynthID-Text (Dathathri et al. 2024): tournament sampling over `depth` layers of g-values.
+
+    transformers' tournament update, context-repetition masking and state handling are kept;
+    the g-values are the low `depth` bits of the keyed PRF of (ngram_len - 1 context tokens,
+    candidate), and the state is reset at the start of each `generate` call, so one processor
+    can serve many batches.
+    """
+
+    def __init__(self, key: WatermarkKey, vocab_size: int, device: str | torch.device = "cpu"):
+        params = key.params
+        config = SynthIDTextWatermarkingConfig(
+            ngram_len=int(params["ngram_len"]),
+            keys=list(range(int(params["depth"]))),  # placeholders: g-values come from the PRF
+            context_history_size=int(params["context_history_size"]),
+        )
+        super().__init__(
+            ngram_len=config.ngram_len,
+            keys=config.keys,
+            sampling_table_size=2,
+            sampling_table_seed=0,
+            context_history_size=config.context_history_size,
+            device=device,
+            skip_first_ngram_calls=config.skip_first_ngram_calls,
+        )
+        self.key_id = key.key_id
+        self.depth = int(params["depth"])
+        self.vocab_size = int(vocab_size)
+        self.prf = synthid_prf(key)
+        self._last_length = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        length, batch = input_ids.shape[-1], input_ids.shape[0]
+        if self.state is not None and (
+            self._last_length is None or length != self._last_length + 1 or self.state.context.shape[0] != batch
+        ):
+            self.state = None  # a new generate() call: start from an empty context
+        self._last_length = length
+        return super().__call__(input_ids, scores)
+
+    def _compute_keys(self, n_minus_1_grams: torch.LongTensor, indices: torch.LongTensor):
+        """(g-values (batch, candidates, depth), context hash (batch,)) for every candidate."""
+        contexts = n_minus_1_grams.detach().cpu().numpy().astype(np.int64)
+        values = self.prf.candidate_values(contexts, max(self.vocab_size, indices.shape[-1]))[:, : indices.shape[-1]]
+        g_values = torch.from_numpy(g_value_bits(values, self.depth)).to(indices.device)
+        context_hash = torch.from_numpy(self.prf.left_seeds(contexts).view(np.int64)).to(indices.device)
+        return g_values, context_hash
+
+    def sample_g_values(self, ngram_keys: torch.LongTensor) -> torch.LongTensor:
+        return ngram_keys  # _compute_keys already returns g-values
+
+    def compute_ngram_keys(self, ngrams: torch.LongTensor) -> torch.LongTensor:
+        """g-values of each n-gram (batch, n, ngram_len) -> (batch, n, depth), for transformers' detector."""
+        grams = ngrams.detach().cpu().numpy().astype(np.int64)
+        batch, count, n = grams.shape
+        flat = grams.reshape(-1, n)
+        seeds = self.prf.left_seeds(flat[:, :-1])
+        from watermark.prf import mix64
+
+        values = mix64(seeds + self.prf.vocab[flat[:, -1]])
+        return torch.from_numpy(g_value_bits(values, self.depth).reshape(batch, count, self.depth))
+
+    def accumulate_hash(self, current_hash, data, multiplier=6364136223846793005, increment=1):
+        """Context hashes for repetition masking: the keyed left-hash seed instead of the LCG."""
+        if current_hash.ndim == 1 and data.ndim == 2 and data.shape[-1] == self.ngram_len - 1:
+            contexts = data.detach().cpu().numpy().astype(np.int64)
+            return torch.from_numpy(self.prf.left_seeds(contexts).view(np.int64)).to(data.device)
+        return super().accumulate_hash(current_hash, data, multiplier, increment)
+
+
+def logits_processor_for(key: WatermarkKey, tokenizer=None, vocab_size: int | None = None, device="cpu"):
+    """The processor for a key. `tokenizer` (or `vocab_size`) sizes the tables; logits wider than
+    that (padded embeddings) extend them on the fly."""
+    if vocab_size is None:
+        vocab_size = len(tokenizer) if tokenizer is not None else key.vocab_size
+    if key.scheme == "kgw":
+        return KeyedWatermarkLogitsProcessor(key, vocab_size, device)
+    return KeyedSynthIDLogitsProcessor(key, vocab_size, device)
