@@ -253,6 +253,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a >= 6 MB corpus instead of >= 50 MB (under 5 minutes)")
     parser.add_argument("--workers", type=int, default=2, help="processes per contender")
     parser.add_argument("--sample", type=int, default=300, help="documents in the untimed filter-by-filter pass")
+    parser.add_argument("--workdir", default=None, help="where the corpus and outputs go (a temporary directory inside)")
     args = parser.parse_args()
     require_baseline()
     from loguru import logger
@@ -264,7 +265,7 @@ def main() -> None:
 
     target = (6 if args.quick else 50) * 1_000_000
     chunks = 2 if args.quick else 4
-    root = Path(tempfile.mkdtemp(prefix="mintline-bench-prepare-"))
+    root = Path(tempfile.mkdtemp(prefix="corpus-filter-bench-", dir=args.workdir))
     try:
         corpus = build_corpus(root / "corpus", target, chunks)
         print(

@@ -116,10 +116,10 @@ def prepare_corpus(config: PrepareConfig, out_dir: str | os.PathLike) -> dict[st
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     os.chmod(work, 0o777 & ~_current_umask())  # mkdtemp makes it private; the output is not
+    index = DuplicateIndex(config.dedup, work / "signatures.bin")
     try:
         report = FilterReport(config, sources)
-        index = DuplicateIndex(config.dedup, work / "signatures.bin")
-        spill_path = work / "passed.jsonl"
+        spill_path = work / "passed.jsonl"  # documents every block kept, until dedup has seen them all
         with open(work / "removed.jsonl", "w", encoding="utf-8") as removed:
             with open(spill_path, "w", encoding="utf-8") as spill:
                 _filter_and_fingerprint(config, reader, report, index, removed, spill)
@@ -140,6 +140,7 @@ def prepare_corpus(config: PrepareConfig, out_dir: str | os.PathLike) -> dict[st
         (work / "filter_report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
         _replace_directory(work, out_dir)
     except BaseException:
+        index.close()
         shutil.rmtree(work, ignore_errors=True)
         raise
     return report.figures()

@@ -36,8 +36,21 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
             "prepare", help="clean raw text into shards and train a tokenizer", dataclass_types=dataclass_types
         )
     parser.set_defaults(handler=main)
+    _note_profile_values(parser)
     _apply_profile_first(parser)
     return parser
+
+
+def _note_profile_values(parser) -> None:
+    """--help shows the defaults in effect for the command as typed (the python-docs profile
+    when no --inputs); say next to each threshold the profile changes what it sets."""
+    from pretrain.corpus.config import DATATROVE_DEFAULTS_NOTE
+
+    profile = load_profile("python-docs")
+    for action in parser._actions:
+        if action.dest in profile and action.help:
+            action.help += f" [datatrove: {action.default}; python-docs profile: {profile[action.dest]}]"
+    parser.epilog = DATATROVE_DEFAULTS_NOTE
 
 
 def _apply_profile_first(parser) -> None:

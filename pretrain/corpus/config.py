@@ -31,6 +31,11 @@ from pretrain.filters import (
 from pretrain.tokenizer import TokenizerConfig
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
+DATATROVE_DEFAULTS_NOTE = (
+    "Thresholds default to datatrove's values; the profile (auto: python-docs for the built-in corpus, "
+    "datatrove for --inputs) is applied on top, then --config, then flags. The defaults printed above "
+    "are the ones in effect for the command as typed."
+)
 PROFILES = ("auto", "datatrove", "python-docs")
 
 

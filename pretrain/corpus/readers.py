@@ -29,6 +29,7 @@ log = logging.getLogger("pretrain")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
 PARQUET_SUFFIXES = (".parquet",)
 _BINARY_SNIFF = 8192
+_CHECK_LINES = 1000  # JSONL lines sampled to check the text field before any work
 _MAX_EXAMPLES = 5
 
 
@@ -279,7 +280,7 @@ class CorpusReader:
             with _open_binary(path) as handle:
                 fields_seen: set[str] = set()
                 for number, raw in enumerate(handle, 1):
-                    if number > 1000:  # a sample: the first records that parse
+                    if number > _CHECK_LINES:  # a sample: the first records
                         break
                     try:
                         record = json.loads(raw.decode("utf-8", errors="replace"))
@@ -293,7 +294,8 @@ class CorpusReader:
             return  # reading will skip and count it
         if fields_seen:
             raise CorpusError(
-                f"{path}: no record has the text field {self.text_field!r} (fields seen: {', '.join(sorted(fields_seen)[:10])}); set --text_field"
+                f"{path}: no record has the text field {self.text_field!r} (fields seen in the first {_CHECK_LINES} lines: "
+                f"{', '.join(sorted(fields_seen)[:10])}); set --text_field"
             )
 
     def _check_columns(self, where: str, columns: list[str]) -> None:

@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 RULES_PATH = Path(__file__).with_name("word_rules.json")
-_CACHE_LIMIT = 500_000  # chunks; spaCy's own cache is unbounded, ours is cleared when full
+_CACHE_LIMIT = 200_000  # chunks (~40 MB); spaCy's own cache is unbounded, ours is cleared when full
 
 
 @lru_cache(maxsize=1)

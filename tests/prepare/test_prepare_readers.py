@@ -93,7 +93,7 @@ def test_bad_json_lines_and_records_without_text_are_counted(tmp_path):
     [
         (lambda p: p / "missing.txt", "missing.txt: no such file or directory"),
         (lambda p: p / "*.nothing", r"\*.nothing: no file matches this pattern"),
-        (lambda p: write_jsonl(p / "w.jsonl", [{"body": "x"}]), "no record has the text field 'text' \\(fields seen: body\\)"),
+        (lambda p: write_jsonl(p / "w.jsonl", [{"body": "x"}]), "no record has the text field 'text' \\(fields seen in the first 1000 lines: body\\)"),
         (lambda p: (p / "bad.parquet").write_bytes(b"not parquet") and p / "bad.parquet", "not a readable Parquet file"),
     ],
 )
