@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class BenchmarkConfig:
     pseudo_threshold: float = field(default=0.9, metadata={"help": "+pseudo: confidence needed for a pseudo-label"})
     pseudo_cap: int = field(default=0, metadata={"help": "+pseudo: pseudo-labels per round at most (0 = batch_size)"})
     policy_model: str = field(default=None, metadata={"help": "causal-LM directory for 'policy' features"})
-    cache_dir: str = field(default=".cache/mintline-features", metadata={"help": "cache of encoded texts ('' = none)"})
+    cache_dir: str = field(default="~/.cache/mintline/features", metadata={"help": "cache of encoded texts ('' = none)"})
     plot: str = field(default="label_efficiency.png", metadata={"help": "PNG of the accuracy curves ('' = none)"})
     label_noise_seed: int = field(default=12345, metadata={"help": "offset for the flip draws, so noise differs from the split"})
 
@@ -83,7 +84,8 @@ def load_dataset(config: BenchmarkConfig, features: str, rows=None, skipped=None
         rows, skipped = preference_file.rows, preference_file.skipped_by_reason()
     prompts = [r.prompt for r in rows for _ in (0, 1)]
     responses = [t for r in rows for t in (r.chosen, r.rejected)]
-    feature_config = FeatureConfig(encoder=features, policy_model=config.policy_model, cache_dir=config.cache_dir or None)
+    cache = str(Path(config.cache_dir).expanduser()) if config.cache_dir else None
+    feature_config = FeatureConfig(encoder=features, policy_model=config.policy_model, cache_dir=cache)
     feature_config.parts()  # unknown encoders fail before any work
     return Dataset(rows=rows, blocks=feature_blocks(prompts, responses, feature_config), skipped=skipped or {})
 
@@ -97,14 +99,24 @@ class Split:
     warm_start: np.ndarray   # positions in pool shared by every strategy
 
 
-def make_split(n_rows: int, config: BenchmarkConfig, seed: int) -> Split:
+def make_split(n_rows: int, config: BenchmarkConfig, seed: int, groups: list | None = None) -> Split:
+    """Test and pool rows; rows sharing a prompt (`groups`) stay on one side, so no test response was seen in the pool."""
     rng = np.random.default_rng(seed)
-    test_size = config.test_size or min(2000, n_rows // 2)
+    wanted = config.test_size or min(2000, n_rows // 2)
+    order = rng.permutation(n_rows)
+    if groups is not None:
+        members: dict = {}
+        for row in order:
+            members.setdefault(groups[row], []).append(int(row))
+        order = np.asarray([row for group in members.values() for row in group])
+        sizes = np.cumsum([len(group) for group in members.values()])
+        test_size = int(sizes[np.searchsorted(sizes, wanted)]) if wanted < n_rows else n_rows
+    else:
+        test_size = wanted
     pool_size = n_rows - test_size
     if config.budget > pool_size:
         raise ConfigError(f"budget: {config.budget} labels asked but the pool holds only {pool_size} pairs "
                           f"({n_rows} pairs minus a test split of {test_size})")
-    order = rng.permutation(n_rows)
     noise_rng = np.random.default_rng(seed + config.label_noise_seed)
     warm = rng.choice(pool_size, size=min(config.round_size(), config.budget), replace=False)
     return Split(test=order[:test_size], pool=order[test_size:], chosen_is_a=rng.random(n_rows) < 0.5,
@@ -180,23 +192,24 @@ def run_benchmark(config: BenchmarkConfig, rm_config: RewardModelConfig | None =
         FeatureConfig(encoder=encoder, policy_model=config.policy_model).parts()
     if dataset is None:
         preference_file = read_preference_file(config.pairs)
-        make_split(len(preference_file.rows), config, 0)
+        make_split(len(preference_file.rows), config, 0, [r.prompt for r in preference_file.rows])
         dataset = load_dataset(config, config.features, preference_file.rows, preference_file.skipped_by_reason())
     if config.baseline_features and baseline is None:
         baseline = load_dataset(config, config.baseline_features, dataset.rows, dataset.skipped)
     n_rows = len(dataset.rows)
-    make_split(n_rows, config, 0)
+    groups = [r.prompt for r in dataset.rows]
+    make_split(n_rows, config, 0, groups)
     curves: dict[str, list[Curve]] = {s.name: [] for s in specs}
     baseline_curves: list[Curve] = []
     for seed in tqdm(range(config.seeds), desc="seeds", unit="seed"):
-        split = make_split(n_rows, config, seed)
+        split = make_split(n_rows, config, seed, groups)
         x, y = pair_features(dataset, split, rm_config.feature_dim)
         for spec in specs:
             curves[spec.name].append(run_strategy(spec, x, y, split, config, rm_config, seed))
         if baseline is not None:
             bx, by = pair_features(baseline, split, rm_config.feature_dim)
             baseline_curves.append(run_strategy(parse_strategy("random"), bx, by, split, config, rm_config, seed))
-    split = make_split(n_rows, config, 0)
+    split = make_split(n_rows, config, 0, groups)
     return {
         "curves": curves,
         "baseline_curves": baseline_curves,

@@ -5,8 +5,12 @@ class AlignmentError(Exception):
     exit_code = 2
 
 
-class ConfigError(AlignmentError):
-    """A config value is invalid or inconsistent (budget larger than the pool, unknown strategy...)."""
+class ConfigError(AlignmentError, ValueError):
+    """A config value is invalid or inconsistent (budget larger than the pool, unknown strategy...).
+
+    Also a ValueError, so a dataclass `__post_init__` raising it is reported by the argument
+    parser as one line (exit 2) before any work starts, like every other bad value.
+    """
 
 
 class PreferenceDataError(AlignmentError):

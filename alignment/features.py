@@ -176,6 +176,13 @@ def feature_blocks(prompts: list[str], responses: list[str], config: FeatureConf
     """One matrix per configured source (rows = responses), kept apart so each can be reduced on its own."""
     if len(prompts) != len(responses):
         raise ConfigError("features: prompts and responses differ in number")
+    unique = list(dict.fromkeys(zip(prompts, responses)))
+    if len(unique) < len(prompts):
+        # K samples per prompt make K(K-1)/2 pairs: each (prompt, response) is encoded once.
+        where = {key: i for i, key in enumerate(unique)}
+        rows = [where[key] for key in zip(prompts, responses)]
+        blocks = feature_blocks([p for p, _ in unique], [r for _, r in unique], config)
+        return [block[rows] for block in blocks]
     blocks = []
     for part in config.parts():
         if part == "stats":
@@ -198,11 +205,15 @@ def feature_blocks(prompts: list[str], responses: list[str], config: FeatureConf
             continue
         unique_prompts = sorted(set(prompts))
         key_p = _cache_key("sentence-left", unique_prompts, digest_of_model + str(config.max_length))
-        key_r = _cache_key("sentence", responses, digest_of_model + str(config.max_length))
+        # Pairs share responses (K samples per prompt make K(K-1)/2 pairs): encode each text once.
+        unique_responses = list(dict.fromkeys(responses))
+        key_r = _cache_key("sentence", unique_responses, digest_of_model + str(config.max_length))
         prompt_vectors = _cached(config, key_p, lambda: encode_sentences(model_dir, unique_prompts, config, truncate_left=True))
-        response_vectors = _cached(config, key_r, lambda: encode_sentences(model_dir, responses, config))
+        response_vectors = _cached(config, key_r, lambda: encode_sentences(model_dir, unique_responses, config))
         lookup = {p: i for i, p in enumerate(unique_prompts)}
         prompt_rows = prompt_vectors[[lookup[p] for p in prompts]]
+        response_lookup = {r: i for i, r in enumerate(unique_responses)}
+        response_vectors = response_vectors[[response_lookup[r] for r in responses]]
         blocks.append(np.concatenate([response_vectors, prompt_rows * response_vectors], axis=1))
     return blocks
 
