@@ -103,18 +103,40 @@ def _cache_key(kind: str, texts: list[str], extra: str = "") -> str:
     return hasher.hexdigest()[:24]
 
 
-def _cached(config: FeatureConfig, key: str, compute) -> np.ndarray:
+def _text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _cached(config: FeatureConfig, kind: str, extra: str, texts: list[str], compute) -> np.ndarray:
+    """Rows of `compute(texts)`, cached per text: a subset or superset of cached texts encodes only what is new.
+
+    One store per (kind, model) holds every text ever encoded, keyed by digest; writes are atomic.
+    """
     if not config.cache_dir:
-        return compute()
-    path = Path(config.cache_dir) / f"{key}.npy"
-    if path.is_file():
-        return np.load(path)
-    values = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, values)
-    tmp.replace(path)
-    return values
+        return compute(texts)
+    directory = Path(config.cache_dir)
+    store = directory / f"{kind}-{hashlib.sha256(extra.encode()).hexdigest()[:16]}.npz"
+    known: dict[str, np.ndarray] = {}
+    if store.is_file():
+        with np.load(store) as saved:
+            known = dict(zip(saved["keys"].tolist(), saved["values"]))
+    legacy = directory / f"{_cache_key(kind, texts, extra)}.npy"  # whole-list caches of earlier versions
+    if legacy.is_file() and not known:
+        known = dict(zip((_text_digest(t) for t in texts), np.load(legacy)))
+    digests = [_text_digest(t) for t in texts]
+    missing = list(dict.fromkeys(t for t, d in zip(texts, digests) if d not in known))
+    if missing:
+        known.update(zip((_text_digest(t) for t in missing), compute(missing)))
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = store.with_name(store.name + ".tmp.npz")
+        np.savez(tmp, keys=np.asarray(list(known)), values=np.stack(list(known.values())))
+        tmp.replace(store)
+    elif legacy.is_file() and not store.is_file():
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = store.with_name(store.name + ".tmp.npz")
+        np.savez(tmp, keys=np.asarray(list(known)), values=np.stack(list(known.values())))
+        tmp.replace(store)
+    return np.stack([known[d] for d in digests]).astype(np.float32)
 
 
 def encode_sentences(model_dir: Path, texts: list[str], config: FeatureConfig, truncate_left: bool = False) -> np.ndarray:
@@ -194,22 +216,24 @@ def feature_blocks(prompts: list[str], responses: list[str], config: FeatureConf
                      else minilm_path() if part in ("minilm", "minilm-joint") else Path(directory))
         is_causal = part == "policy" or _is_causal_lm(model_dir)
         digest_of_model = _model_digest(model_dir)
+        extra = digest_of_model + str(config.max_length)
         if joint and not is_causal:
             texts = [f"{p.rstrip()}\n{r.strip()}" for p, r in zip(prompts, responses)]
-            key = _cache_key("sentence-joint", texts, digest_of_model + str(config.max_length))
-            blocks.append(_cached(config, key, lambda: encode_sentences(model_dir, texts, config, truncate_left=True)))
+            blocks.append(_cached(config, "sentence-joint", extra, texts,
+                                  lambda t: encode_sentences(model_dir, t, config, truncate_left=True)))
             continue
         if is_causal:
-            key = _cache_key("policy", [p + "\0" + r for p, r in zip(prompts, responses)], digest_of_model + str(config.max_length))
-            blocks.append(_cached(config, key, lambda: policy_features(str(model_dir), prompts, responses, config)))
+            keys = [p + "\0" + r for p, r in zip(prompts, responses)]
+            blocks.append(_cached(config, "policy", extra, keys, lambda k: policy_features(
+                str(model_dir), [x.split("\0", 1)[0] for x in k], [x.split("\0", 1)[1] for x in k], config)))
             continue
         unique_prompts = sorted(set(prompts))
-        key_p = _cache_key("sentence-left", unique_prompts, digest_of_model + str(config.max_length))
         # Pairs share responses (K samples per prompt make K(K-1)/2 pairs): encode each text once.
         unique_responses = list(dict.fromkeys(responses))
-        key_r = _cache_key("sentence", unique_responses, digest_of_model + str(config.max_length))
-        prompt_vectors = _cached(config, key_p, lambda: encode_sentences(model_dir, unique_prompts, config, truncate_left=True))
-        response_vectors = _cached(config, key_r, lambda: encode_sentences(model_dir, unique_responses, config))
+        prompt_vectors = _cached(config, "sentence-left", extra, unique_prompts,
+                                 lambda t: encode_sentences(model_dir, t, config, truncate_left=True))
+        response_vectors = _cached(config, "sentence", extra, unique_responses,
+                                   lambda t: encode_sentences(model_dir, t, config))
         lookup = {p: i for i, p in enumerate(unique_prompts)}
         prompt_rows = prompt_vectors[[lookup[p] for p in prompts]]
         response_lookup = {r: i for i, r in enumerate(unique_responses)}

@@ -32,6 +32,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+# Run as `python benchmarks/alignment.py`, this file's folder comes first on sys.path and its own name would
+# shadow the `alignment` package: look packages up from the repository root instead.
+sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 HH_RLHF = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
 ALL_STRATEGIES = "random,uncertainty,bald,disagreement,fisher,thompson,uncertainty+kcenter,fisher+kcenter,adpo"
 
@@ -99,14 +102,14 @@ def pipeline_pairs(policy: Path, n_prompts: int, samples: int, cache: Path, seed
 
 
 def label_efficiency(name: str, pairs_file: Path, args, features: str, plain: str, budget: int, seeds: int,
-                     noise: float, batch: int, policy: Path | None) -> dict:
+                     noise: float, batch: int, policy: Path | None, test_size: int = 0) -> dict:
     from alignment.benchmark import BenchmarkConfig, run_benchmark
     from alignment.report import plot_curves, summarise
     from mintline.commands.align import benchmark_text
 
     config = BenchmarkConfig(pairs=str(pairs_file), strategies=args.strategies, budget=budget, seeds=seeds,
                              features=features, baseline_features=plain if plain != features else None,
-                             label_noise=noise, batch_size=batch, policy_model=str(policy) if policy else None,
+                             label_noise=noise, batch_size=batch, test_size=test_size, policy_model=str(policy) if policy else None,
                              cache_dir=str(args.cache / "features"), plot=str(args.out / f"{name}.png"))
     started = time.perf_counter()
     results = run_benchmark(config)
@@ -212,8 +215,10 @@ def main(argv=None) -> int:
 
         with gzip.open(HH_RLHF, "rt", encoding="utf-8") as source:
             hh_file.write_text("".join(line for _, line in zip(range(1200), source)), encoding="utf-8")
+    # 2,303 usable pairs cannot give both a 2,000-pair test split and a pool with room to choose: 1,000 / 1,303.
     hh = label_efficiency("hh-rlhf", hh_file, args, args.hh_features, args.plain_features,
-                          budget=500 if quick else 1100, seeds=args.seeds, noise=0.0, batch=25 if quick else 50, policy=None)
+                          budget=300 if quick else 800, seeds=args.seeds, noise=0.0, batch=20 if quick else 40, policy=None,
+                          test_size=0 if quick else 1000)
     dpo = None
     if not args.skip_dpo:
         dpo = dpo_win_rate(policy, pairs, args.dpo_strategy or best_strategy(pipeline, "fisher+kcenter"), args)

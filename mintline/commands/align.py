@@ -147,7 +147,7 @@ def benchmark_text(data: dict) -> str:
             "acc@25%": steps[max(0, len(steps) // 4 - 1)],
             "acc@50%": steps[max(0, len(steps) // 2 - 1)],
             "acc@100%": steps[-1],
-            "label ratio": "refused" if data["flat"] else ("> 1" if ratio is None else ratio) if name in data["label_ratio"] else "",
+            "label ratio": "" if name not in data["label_ratio"] else "refused" if data["flat"] else "> 1" if ratio is None else ratio,
             "95% CI": "" if not interval else f"[{_fmt(interval[0])}, {_fmt(interval[1])}]",
             "s/label": data["seconds_per_label"].get(name, ""),
         })
