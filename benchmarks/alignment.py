@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.ERROR)
     quick = args.quick
     args.seeds = 3 if quick else 10
-    args.dpo_seeds, args.dpo_budget, args.eval_prompts = (1, 100, 40) if quick else (3, 300, 80)
+    args.dpo_seeds, args.dpo_budget, args.eval_prompts = (1, 60, 30) if quick else (3, 300, 80)
     args.dpo_epochs, args.dpo_lr = 2.0, 2e-3
     args.cache.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -204,9 +204,9 @@ def main(argv=None) -> int:
     work = args.cache / "benchmark-alignment"
     work.mkdir(parents=True, exist_ok=True)
     policy = args.model or train_policy(work / ("policy-nano-300" if quick else "policy-nano-600"), 300 if quick else 600)
-    pairs, gold_file = pipeline_pairs(policy, 150 if quick else 450, 6, work)
+    pairs, gold_file = pipeline_pairs(policy, 100 if quick else 450, 6, work)
     pipeline = label_efficiency("pipeline", gold_file, args, args.pipeline_features, args.plain_features,
-                                budget=300 if quick else 1000, seeds=args.seeds, noise=0.25,
+                                budget=200 if quick else 1000, seeds=args.seeds, noise=0.25,
                                 batch=20 if quick else 50, policy=policy)
     hh_file = HH_RLHF
     if quick:  # a smaller pool keeps --quick under five minutes; the full run uses every pair
@@ -214,10 +214,10 @@ def main(argv=None) -> int:
         import gzip
 
         with gzip.open(HH_RLHF, "rt", encoding="utf-8") as source:
-            hh_file.write_text("".join(line for _, line in zip(range(1200), source)), encoding="utf-8")
+            hh_file.write_text("".join(line for _, line in zip(range(800), source)), encoding="utf-8")
     # 2,303 usable pairs cannot give both a 2,000-pair test split and a pool with room to choose: 1,000 / 1,303.
     hh = label_efficiency("hh-rlhf", hh_file, args, args.hh_features, args.plain_features,
-                          budget=300 if quick else 800, seeds=args.seeds, noise=0.0, batch=20 if quick else 40, policy=None,
+                          budget=200 if quick else 800, seeds=args.seeds, noise=0.0, batch=20 if quick else 40, policy=None,
                           test_size=0 if quick else 1000)
     dpo = None
     if not args.skip_dpo:
