@@ -97,6 +97,20 @@ def measure_inference_tokens_per_second(
     return repeats * batch_size * seq_len / elapsed
 
 
+def compare_inference_speed(first, second, batch_size: int, seq_len: int, rounds: int = 5) -> tuple[float, float, float]:
+    """Tokens/s of two models measured in alternating rounds (load changes hit both alike).
+
+    Returns (median tokens/s of first, of second, median of the per-round ratios second/first).
+    """
+    import statistics
+
+    a, b = [], []
+    for round_index in range(rounds):
+        a.append(measure_inference_tokens_per_second(first, batch_size, seq_len, repeats=3, seed=round_index))
+        b.append(measure_inference_tokens_per_second(second, batch_size, seq_len, repeats=3, seed=round_index))
+    return statistics.median(a), statistics.median(b), statistics.median(y / x for x, y in zip(a, b))
+
+
 def _synchronize(device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -143,7 +157,7 @@ def _readable_int(path: Path) -> int | None:
 
 
 def perplexity(loss: float | None) -> float | None:
-    return None if loss is None else math.exp(min(loss, 50.0))
+    return None if loss is None else math.exp(min(loss, 50.0))  # capped: an untrained model's loss overflows exp
 
 
 class PruningAccountingCallback(CheckpointedCallback):

@@ -218,7 +218,11 @@ class SparseTrainingCallback(CheckpointedCallback):
             fraction = self.args.rigl_drop_fraction / 2 * (1 + math.cos(math.pi * step / max(self.end_step, 1)))
             moved = 0
             for _, linear in decoder_linears(model):
-                mask_of(linear).capture_dense_grad = False
+                wrapper = mask_of(linear)
+                wrapper.capture_dense_grad = False
+                if wrapper.dense_grad is not None and _distributed():
+                    # each rank saw its own batch: agree on one gradient so every rank grows the same mask
+                    torch.distributed.all_reduce(wrapper.dense_grad)
                 moved += rigl_update(linear, fraction, optimizer)
             self.updates.append({"step": step, "sparsity": self.args.sparsity, "moved": moved})
 
@@ -238,6 +242,10 @@ class SparseTrainingCallback(CheckpointedCallback):
         if model is not None:
             out.update(sparsity_report(model))
         return out
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def build_callbacks(args: SparsityArguments, model) -> list[TrainerCallback]:

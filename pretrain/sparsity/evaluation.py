@@ -68,7 +68,7 @@ def pack_blocks(tokenizer, texts: Iterator[str], block_size: int, max_blocks: in
     needed = block_size * max_blocks
     ids: list[int] = []
     for text in texts:
-        ids.extend(tokenizer(text)["input_ids"])
+        ids.extend(tokenizer(text, verbose=False)["input_ids"])  # long documents are split into blocks below
         if eos is not None:
             ids.append(eos)
         if len(ids) >= needed:

@@ -92,3 +92,21 @@ def test_restore_pruned_shapes_from_a_checkpoint_config(tmp_path):
     assert fresh.config.num_attention_heads == 2 and fresh.config.intermediate_size == 64
     with pytest.raises(CheckpointError, match="more than the model"):
         restore_pruned_shapes(tiny_llama(intermediate=32), tmp_path)
+
+
+def test_structured_pruning_carries_unstructured_masks_along():
+    from pretrain.sparsity.masking import attach_masks, mask_of
+
+    model = tiny_llama()
+    generator = torch.Generator().manual_seed(0)
+    masks = {f"model.layers.{i}.mlp.down_proj": torch.rand(64, 128, generator=generator) > 0.5 for i in range(2)}
+    attached = attach_masks(model, None)
+    for name, mask in masks.items():
+        attached[name].mask = mask.float()
+    keep = torch.arange(0, 128, 2)
+    prune_neurons(model, [keep] * 2)
+    down = model.model.layers[0].mlp.down_proj
+    assert torch.equal(mask_of(down).mask.bool(), masks["model.layers.0.mlp.down_proj"][:, keep])
+    assert not down.weight[~mask_of(down).mask.bool()].any()
+    ids = torch.randint(0, 512, (1, 8))
+    assert model(input_ids=ids).logits.shape == (1, 8, 512)
