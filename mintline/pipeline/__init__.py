@@ -1,0 +1,1 @@
+"""`mintline run`: the stages chained in one run directory, resumable, with a report."""

@@ -1,0 +1,326 @@
+"""The run report: RUN_DIR/report/report.html (with PNG plots) and report.md, from run.json
+and the files the stages wrote. Written after every `mintline run`, also when it stops to wait
+for labels; `mintline run --report_only` rewrites it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from mintline.console import format_value
+from mintline.journal import Journal, atomic_write_text
+
+STAGE_ORDER = ("prepare", "pretrain", "align", "watermark", "release")
+
+
+def write_report(run_dir: str | Path) -> dict[str, str]:
+    run_dir = Path(run_dir)
+    out = run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    journal = Journal(run_dir).load()
+    stages = journal.get("stages", {})
+    sections: list[tuple[str, list[str], list[str]]] = []  # (title, markdown/plain paragraphs, images)
+
+    sections.append(("Stages", [_stage_table(stages)], []))
+    sections.append(_prepare_section(run_dir, stages.get("prepare"), out))
+    sections.append(_pretrain_section(run_dir, stages.get("pretrain"), out))
+    sections.append(_align_section(run_dir, stages.get("align"), out))
+    sections.append(_watermark_section(run_dir, stages.get("watermark"), out))
+    sections.append(_release_section(stages.get("release")))
+
+    markdown = _markdown(run_dir, journal, sections)
+    atomic_write_text(out / "report.md", markdown)
+    atomic_write_text(out / "report.html", _html(run_dir, journal, sections))
+    return {"html": str(out / "report.html"), "markdown": str(out / "report.md")}
+
+
+# -- sections -----------------------------------------------------------------------------------
+def _stage_table(stages: dict) -> str:
+    rows = ["| stage | status | wall time | finished |", "|---|---|---|---|"]
+    for name in STAGE_ORDER:
+        record = stages.get(name)
+        if record is None:
+            rows.append(f"| {name} | not run | | |")
+            continue
+        seconds = record.get("wall_seconds")
+        rows.append(
+            f"| {name} | {record.get('status')} | {f'{seconds:.0f} s' if seconds is not None else ''} | "
+            f"{record.get('finished_at') or ''} |"
+        )
+    return "\n".join(rows)
+
+
+def _prepare_section(run_dir: Path, record: dict | None, out: Path):
+    title = "Data: filtering and deduplication"
+    report_path = run_dir / "prepare" / "filter_report.json"
+    if not record or not report_path.is_file():
+        return title, ["Not run yet."], []
+    report = json.loads(report_path.read_text())
+    kept = report.get("kept", {})
+    text = [
+        f"Profile `{report.get('profile')}`: read {report.get('docs_read', 0):,} documents "
+        f"({report.get('bytes_read', 0) / 1e6:.2f} MB), kept {kept.get('docs', 0):,} "
+        f"({kept.get('bytes', 0) / 1e6:.2f} MB). Split: "
+        + ", ".join(f"{name} {part.get('docs', 0):,} documents" for name, part in report.get("split", {}).items())
+        + ".",
+    ]
+    removed = report.get("removed_by_rule", {})
+    if removed:
+        rows = ["| rule | documents removed | bytes removed |", "|---|---|---|"]
+        for rule, value in sorted(removed.items(), key=lambda item: -_docs(item[1])):
+            rows.append(f"| {rule} | {_docs(value):,} | {_bytes(value):,} |")
+        text.append("\n".join(rows))
+    dedup = report.get("dedup", {})
+    if dedup:
+        text.append(
+            f"Deduplication: {dedup.get('exact_duplicates', {}).get('docs', 0)} exact and "
+            f"{dedup.get('near_duplicates', {}).get('docs', 0)} near duplicates removed."
+        )
+    images = []
+    if removed:
+        by_count = dict(sorted(((k, _docs(v)) for k, v in removed.items()), key=lambda item: -item[1]))
+        images.append(_bar_chart(out / "filters.png", by_count, "documents removed per rule"))
+    return title, text, [i for i in images if i]
+
+
+def _pretrain_section(run_dir: Path, record: dict | None, out: Path):
+    title = "Pretraining"
+    if not record:
+        return title, ["Not run yet."], []
+    f = record.get("figures", {})
+    text = [
+        f"Model `{f.get('model')}` with {f.get('parameters', 0):,} parameters trained {f.get('steps')} steps "
+        f"({f.get('tokens_trained', 0):,} tokens, {format_value(f.get('epochs'))} epochs) in {f.get('precision')} "
+        f"({f.get('precision_reason')}). Validation loss {format_value(f.get('initial_eval_loss'))} → "
+        f"{format_value(f.get('eval_loss'))} (perplexity {format_value(f.get('eval_perplexity'))}); "
+        f"{format_value(f.get('tokens_per_second'))} tokens/s on {f.get('world_size')} process(es)"
+        + (f", MFU {f['mfu']:.1%}" if f.get("mfu") else "")
+        + "."
+    ]
+    sparsity = f.get("sparsity") or f.get("pruning")
+    if sparsity:
+        text.append("Pruning / sparsity: " + ", ".join(f"{k} {format_value(v)}" for k, v in _flat(sparsity).items()))
+    images = []
+    history_path = run_dir / "pretrain" / "log_history.json"
+    if history_path.is_file():
+        history = json.loads(history_path.read_text())
+        train = [(e["step"], e["loss"]) for e in history if "loss" in e]
+        val = [(e["step"], e["eval_loss"]) for e in history if "eval_loss" in e]
+        images.append(_line_plot(out / "loss.png", {"train": train, "validation": val}, "step", "loss (nats/token)"))
+    return title, text, [i for i in images if i]
+
+
+def _align_section(run_dir: Path, record: dict | None, out: Path):
+    title = "Alignment: labels and DPO"
+    if not record:
+        return title, ["Not run yet."], []
+    f = record.get("figures", {})
+    counts = f.get("ledger_counts", {})
+    kinds = {k: v for k, v in counts.items() if k in ("human", "simulated")} if counts else {}
+    text = [
+        f"State: {f.get('state')}. Strategy `{f.get('strategy')}`, budget {f.get('budget')}: "
+        f"{f.get('labels_requested')} labels requested, {f.get('labels_received')} received "
+        f"({', '.join(f'{k} {v}' for k, v in kinds.items()) or 'see ledger'}), {f.get('labels_skipped', 0)} skipped, "
+        f"{f.get('pseudo_labels', 0)} pseudo-labels (model-labelled, counted apart)."
+    ]
+    if f.get("backend", "simulated") == "simulated" or kinds.get("simulated"):
+        text.append("**The labels of this run come from simulated annotators**, not people.")
+    dpo = f.get("dpo") or {}
+    if dpo:
+        text.append(
+            "DPO: " + ", ".join(f"{k} {format_value(v)}" for k, v in _flat(dpo).items() if not isinstance(v, (list, dict)))
+        )
+    images = []
+    curve = f.get("curve") or f.get("label_efficiency")
+    if curve:
+        points = [(p["labels"], p["accuracy"]) for p in curve if p.get("accuracy") is not None]
+        images.append(_line_plot(out / "labels.png", {"reward model": points}, "labels", "held-out accuracy"))
+    labels = {"received": f.get("labels_received") or 0, "skipped": f.get("labels_skipped") or 0, "pseudo": f.get("pseudo_labels") or 0}
+    images.append(_bar_chart(out / "label_counts.png", labels, "labels used"))
+    return title, text, [i for i in images if i]
+
+
+def _watermark_section(run_dir: Path, record: dict | None, out: Path):
+    title = "Watermark"
+    if not record:
+        return title, ["Not run yet."], []
+    f = record.get("figures", {})
+    text = [
+        f"Public key id `{f.get('key_id')}` (scheme {f.get('scheme')}, {json.dumps(f.get('params', {}))}); the secret "
+        f"stays in the run directory (mode 0600). At FPR {f.get('fpr')}: "
+        + "; ".join(
+            f"{name} {f.get(name, {}).get('flagged')}/{f.get(name, {}).get('texts')} flagged "
+            f"(median z {format_value(f.get(name, {}).get('median_z'))})"
+            for name in ("marked", "unmarked", "human")
+        )
+        + "."
+    ]
+    images = []
+    detection_path = run_dir / "watermark" / "detection.json"
+    if detection_path.is_file():
+        detection = json.loads(detection_path.read_text())
+        scores = {name: [r["z_score"] for r in rows if r.get("z_score") == r.get("z_score")] for name, rows in detection.items()}
+        images.append(_histogram(out / "watermark.png", scores, "z-score"))
+    return title, text, [i for i in images if i]
+
+
+def _release_section(record: dict | None):
+    title = "Release"
+    if not record:
+        return title, ["Not run yet."], []
+    f = record.get("figures", {})
+    bundle = f.get("bundle", {})
+    text = [
+        f"Signing key fingerprint `{f.get('fingerprint')}` ({f.get('algorithm')}). Bundle `{bundle.get('path')}`: "
+        f"{bundle.get('files')} files, {format_value(bundle.get('bytes'))} bytes, manifest {bundle.get('manifest_digest')}."
+        + (f" Adapter bundle on base `{f.get('base_bundle', {}).get('path')}`." if f.get("adapter") else ""),
+        f"Verification: **{'verified' if f.get('verified') else 'NOT verified'}**"
+        + (f" ({'; '.join(f.get('verification', {}).get('reasons', []))})" if not f.get("verified") else "")
+        + f". Check it yourself: `mintline release verify {bundle.get('path')} --pubkey "
+        f"{Path(str(bundle.get('path', 'release/bundle'))).parent / 'keys' / 'publisher.pub'}"
+        + (f" --base {f.get('base_bundle', {}).get('path')}" if f.get("adapter") else "")
+        + "`.",
+    ]
+    return title, text, []
+
+
+# -- plots ----------------------------------------------------------------------------------------
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _line_plot(path: Path, series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str) -> str | None:
+    if not any(series.values()):
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    for label, points in series.items():
+        if points:
+            xs, ys = zip(*points)
+            axis.plot(xs, ys, marker="o" if len(points) < 30 else None, markersize=3, label=label)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path.name
+
+
+def _bar_chart(path: Path, values: dict[str, float], title: str) -> str | None:
+    if not values:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.4, 0.5 + 0.35 * len(values)), dpi=110)
+    names = list(values)
+    axis.barh(names, [values[n] for n in names], color="#4C72B0")
+    axis.invert_yaxis()
+    axis.set_title(title)
+    for index, name in enumerate(names):
+        axis.text(values[name], index, f" {values[name]:,}", va="center")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path.name
+
+
+def _histogram(path: Path, samples: dict[str, list[float]], xlabel: str) -> str | None:
+    values = [v for vs in samples.values() for v in vs]
+    if not values:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    low, high = min(values), max(values)
+    bins = [low + (high - low) * i / 30 for i in range(31)] if high > low else 10
+    for label, vs in samples.items():
+        if vs:
+            axis.hist(vs, bins=bins, alpha=0.55, label=f"{label} ({len(vs)})")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel("texts")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path.name
+
+
+# -- rendering ------------------------------------------------------------------------------------
+def _markdown(run_dir: Path, journal: dict, sections) -> str:
+    lines = [f"# mintline run report: `{run_dir}`", "", f"Created {journal.get('run', {}).get('created_at')}, "
+             f"mintline {journal.get('run', {}).get('mintline_version')}, Python {journal.get('run', {}).get('python')}.", ""]
+    for title, paragraphs, images in sections:
+        lines += [f"## {title}", ""]
+        for paragraph in paragraphs:
+            lines += [paragraph, ""]
+        for image in images:
+            lines += [f"![{title}]({image})", ""]
+    return "\n".join(lines)
+
+
+def _html(run_dir: Path, journal: dict, sections) -> str:
+    body = [f"<h1>mintline run report: <code>{html.escape(str(run_dir))}</code></h1>"]
+    meta = journal.get("run", {})
+    body.append(
+        f"<p class='meta'>Created {html.escape(str(meta.get('created_at')))}, mintline {html.escape(str(meta.get('mintline_version')))}, "
+        f"Python {html.escape(str(meta.get('python')))}</p>"
+    )
+    for title, paragraphs, images in sections:
+        body.append(f"<h2>{html.escape(title)}</h2>")
+        for paragraph in paragraphs:
+            body.append(_markdown_block_to_html(paragraph))
+        for image in images:
+            body.append(f"<img src='{html.escape(image)}' alt='{html.escape(title)}'>")
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:860px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}"
+        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}"
+        "th{background:#f3f3f3}code{background:#f5f5f5;padding:0 .2em}img{max-width:100%;margin:.5em 0}.meta{color:#666}"
+    )
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>mintline report</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+
+
+def _markdown_block_to_html(block: str) -> str:
+    """The small subset of Markdown the sections use: pipe tables, `code`, **bold**."""
+    lines = block.splitlines()
+    if lines and lines[0].startswith("|"):
+        rows = [line.strip("|").split("|") for line in lines if not set(line) <= set("|-: ")]
+        head, *rest = rows
+        out = ["<table><tr>" + "".join(f"<th>{_inline(c.strip())}</th>" for c in head) + "</tr>"]
+        out += ["<tr>" + "".join(f"<td>{_inline(c.strip())}</td>" for c in row) + "</tr>" for row in rest]
+        return "".join(out) + "</table>"
+    return f"<p>{_inline(block)}</p>"
+
+
+def _inline(text: str) -> str:
+    import re
+
+    escaped = html.escape(text)
+    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
+
+
+def _docs(value: Any) -> int:
+    return int(value.get("docs", 0)) if isinstance(value, dict) else int(value or 0)
+
+
+def _bytes(value: Any) -> int:
+    return int(value.get("bytes", 0)) if isinstance(value, dict) else 0
+
+
+def _flat(data: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        elif not (isinstance(value, float) and math.isnan(value)):
+            flat[f"{prefix}{key}"] = value
+    return flat
