@@ -86,9 +86,12 @@ class DetectionResult:
     window_p_value: float | None = None
     spans: list[dict[str, Any]] = field(default_factory=list)
     per_key: list[dict[str, Any]] = field(default_factory=list)
+    bayesian_posterior: float | None = None  # SynthID's trained detector, when one is given
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if self.bayesian_posterior is None:
+            data.pop("bayesian_posterior")
         if self.keys_tested <= 1:
             data.pop("per_key")
         if self.window_p_value is None:
@@ -118,13 +121,22 @@ class TextTokenizer:
 
 
 class Detector:
-    def __init__(self, keys: list[WatermarkKey], tokenizer_dir: str | os.PathLike, config: DetectionConfig | None = None):
+    def __init__(
+        self,
+        keys: list[WatermarkKey],
+        tokenizer_dir: str | os.PathLike,
+        config: DetectionConfig | None = None,
+        synthid_detector: str | os.PathLike | None = None,
+    ):
         if not keys:
             raise ConfigError("detection needs at least one key")
         self.keys = keys
         self.config = config or DetectionConfig()
         self.tokenizer = TextTokenizer(tokenizer_dir)
         self.scorers = [scorer_for(key) for key in keys]
+        self.synthid_detector = synthid_detector
+        if synthid_detector is not None and not any(k.scheme == "synthid" for k in keys):
+            raise ConfigError("synthid_detector: given, but no synthid key to use it with")
 
     def detect_texts(
         self,
@@ -166,6 +178,14 @@ class Detector:
                 for key, scored in zip(self.keys, per_key_scores)
             ]
             results.append(self._combine(scores, len(sequence) - first, sources[i] if sources else None))
+        if self.synthid_detector is not None and sequences:
+            from watermark.synthid import bayesian_posteriors
+
+            key = next(k for k in self.keys if k.scheme == "synthid")
+            starts = score_from or [0] * len(sequences)
+            tails = [np.asarray(s[f:]) for s, f in zip(sequences, starts)]
+            for result, posterior in zip(results, bayesian_posteriors(self.synthid_detector, key, tails, pad_id=0)):
+                result.bayesian_posterior = float(posterior)
         return results
 
     def _key_score(self, key: WatermarkKey, scored: ScoredSequence, offsets: np.ndarray | None) -> KeyScore:

@@ -58,12 +58,94 @@ class DetectArguments:
     key: list[str] = field(default_factory=list, metadata={"help": "key file(s); several keys attribute a text to one of them"})
     tokenizer: str = field(default=None, metadata={"help": "tokenizer directory (a model directory works too; weights are never read)"})
     prompt: str = field(default=None, metadata={"help": "prompt that precedes every text: used as context, never scored"})
+    synthid_detector: str = field(
+        default=None, metadata={"help": "synthid keys: a Bayesian detector trained by 'watermark evaluate' (adds its posterior)"}
+    )
 
     def __post_init__(self):
         if not self.key:
             raise ValueError("key: required (a key file written by 'mintline watermark keygen')")
         if not self.tokenizer:
             raise ValueError("tokenizer: required (the directory holding tokenizer.json)")
+
+
+@dataclass
+class EvaluateArguments:
+    model: str = field(default=None, metadata={"help": "model directory that generates the texts (with its tokenizer)"})
+    key: str = field(default=None, metadata={"help": "watermark key file"})
+    reference_model: str = field(default=None, metadata={"help": "model that scores perplexity (default: --model)"})
+    out: str = field(default=None, metadata={"help": "output directory; default RUN_DIR/watermark/evaluation"})
+    human_passages: int = field(default=2000, metadata={"help": "human passages (built-in corpus) for the FPR and attacks"})
+
+    def __post_init__(self):
+        if not self.model or not self.key:
+            raise ValueError("model and key: both required")
+        if self.human_passages < 10:
+            raise ValueError(f"human_passages: must be >= 10, got {self.human_passages}")
+
+
+@dataclass
+class DistillArguments:
+    model: str = field(default=None, metadata={"help": "model directory to distil the mark into (with its tokenizer)"})
+    key: str = field(default=None, metadata={"help": "watermark key file"})
+    out: str = field(default=None, metadata={"help": "output directory (model/ + distillation.json); default RUN_DIR/watermark/distilled"})
+    human_passages: int = field(default=3000, metadata={"help": "human passages (built-in corpus): prompts and clean fine-tuning text"})
+
+    def __post_init__(self):
+        if not self.model or not self.key:
+            raise ValueError("model and key: both required")
+        if self.human_passages < 10:
+            raise ValueError(f"human_passages: must be >= 10, got {self.human_passages}")
+
+
+def human_passages(texts=None, words: int = 120, limit: int | None = None) -> list[str]:
+    """Human text for false-positive rates: the built-in corpus cut into passages of `words` words."""
+    if texts is None:
+        from pretrain.corpus.builtin import iter_builtin_corpus
+
+        texts = (document.text for document in iter_builtin_corpus())
+    passages: list[str] = []
+    for text in texts:
+        tokens = text.split(" ")
+        for start in range(0, len(tokens) - words // 2, words):
+            passages.append(" ".join(tokens[start : start + words]))
+            if limit is not None and len(passages) >= limit:
+                return passages
+    return passages
+
+
+def prompts_from(passages: list[str], count: int, words: int = 6) -> list[str]:
+    """Prompts for evaluation and distillation: the opening words of human passages."""
+    prompts = [" ".join(p.split()[:words]) for p in passages if len(p.split()) >= words]
+    if not prompts:
+        from watermark.errors import ConfigError
+
+        raise ConfigError("no passage is long enough to make a prompt")
+    step = max(1, len(prompts) // max(1, count))
+    return [prompts[(i * step) % len(prompts)] for i in range(count)]
+
+
+def make_generate(model, tokenizer, generation):
+    """generate(prompts, max_new_tokens, processor) -> token ids of exactly max_new_tokens each.
+
+    EOS and padding are suppressed so every text reaches the lengths the evaluation measures;
+    sampling settings come from GenerationArguments. The watermark processor goes through
+    the one generation path (pretrain.generation.generate_texts).
+    """
+    import dataclasses
+
+    from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor
+
+    from pretrain.generation import generate_texts
+
+    suppressed = sorted({t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None})
+
+    def generate(prompts, max_new_tokens, processor):
+        processors = [SuppressTokensLogitsProcessor(suppressed)] + ([processor] if processor is not None else [])
+        args = dataclasses.replace(generation, max_new_tokens=max_new_tokens)
+        return generate_texts(model, tokenizer, list(prompts), args, logits_processor=LogitsProcessorList(processors), return_token_ids=True)
+
+    return generate
 
 
 def make_parser(subparsers: argparse._SubParsersAction | None = None):
@@ -93,7 +175,121 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
     detect.add_argument("files", nargs="+", metavar="FILE", help="text files, .jsonl files of texts, or - for stdin")
     detect.set_defaults(handler=detect_main)
 
+    from mintline.journal import RunArguments
+    from pretrain.generation import GenerationArguments
+    from watermark.evaluate import EvaluationConfig
+
+    evaluate = verbs.add_parser(
+        "evaluate",
+        help="robustness (TPR/AUC per attack and length), human-text FPR and quality cost of a key",
+        description="Generate --num_samples texts with and without the mark, attack them, detect, and report TPR at each "
+        "FPR and ROC AUC per attack and length with bootstrap intervals, the FPR on human passages, perplexity and "
+        "distinct-n; writes evaluation.json and score_distributions.png. --max_new_tokens is ignored (--lengths rule).",
+        dataclass_types=(EvaluateArguments, EvaluationConfig, GenerationArguments, RunArguments),
+    )
+    evaluate.set_defaults(handler=evaluate_main)
+
+    from watermark.distill import DistillConfig
+
+    distill = verbs.add_parser(
+        "distill",
+        help="fine-tune the model on its own watermarked samples so plain generate stays detectable",
+        description="Distil the key's mark into the weights (Gu et al. 2024): the student learns the watermarked "
+        "teacher's distribution, then plain generation (no processor) is detected with the key; detection is "
+        "measured again after --fade_steps of clean fine-tuning to show where the mark fades. "
+        "--max_new_tokens is ignored (--sample_tokens / --eval_tokens rule).",
+        dataclass_types=(DistillArguments, DistillConfig, GenerationArguments, RunArguments),
+    )
+    distill.set_defaults(handler=distill_main)
     return parser
+
+
+def distill_main(args: DistillArguments, config, generation, run, options: argparse.Namespace) -> CommandResult:
+    from mintline.journal import Journal
+    from pretrain.generation import load_model_and_tokenizer
+    from watermark.distill import distill_watermark
+    from watermark.keys import load_key, tokenizer_digest
+
+    key = load_key(args.key)
+    digest, _ = tokenizer_digest(args.model)
+    key.check_tokenizer(digest, where=f"the tokenizer in {args.model}")
+    out = Path(args.out) if args.out else Path(run.run_dir) / "watermark" / "distilled"
+    journal = Journal(run.run_dir)
+    stage_config = {"distill": config, "generation": generation, "human_passages": args.human_passages, "key_id": key.key_id}
+    with journal.stage("watermark_distill", config=stage_config, inputs={"model": args.model, "key": args.key},
+                       outputs=[out], force=run.force) as stage:
+        if stage.skipped:
+            return CommandResult(data=stage.figures, text=f"watermark distill: up to date ({journal.path}); --force to redo")
+        model, tokenizer = load_model_and_tokenizer(args.model)
+        passages = human_passages(limit=args.human_passages)
+
+        def generate(prompts, max_new_tokens, processor, model_now):
+            return make_generate(model_now, tokenizer, generation)(prompts, max_new_tokens, processor)
+
+        figures = distill_watermark(model, tokenizer, key, args.model, prompts_from(passages, max(config.num_samples, 64)),
+                                    passages, generate, config, out)
+        stage.figures.update({
+            "distill_median_z_after": figures["after"]["median_z"],
+            "distill_detected_at_0.01pct_fpr": figures["after"]["detected_at_0.01pct_fpr"],
+            "distill_fades_at_step": figures["fades_at_step"],
+        })
+    rows = [{"clean_steps": p["steps"], "median_z": p["median_z"], "detected@1%": p["detected_at_1pct_fpr"],
+             "detected@0.01%": p["detected_at_0.01pct_fpr"]} for p in figures["fade"]]
+    lines = [
+        f"plain generation, before distillation: median z {figures['before']['median_z']:.2f}, "
+        f"detected at 0.01% FPR {figures['before']['detected_at_0.01pct_fpr']:.0%}",
+        f"teacher (model + processor):           median z {figures['teacher']['median_z']:.2f}",
+        f"plain generation, after distillation:  median z {figures['after']['median_z']:.2f}, "
+        f"detected at 0.01% FPR {figures['after']['detected_at_0.01pct_fpr']:.0%}",
+        "", "further fine-tuning on clean text:", format_table(rows),
+        f"fades at step: {figures['fades_at_step'] if figures['fades_at_step'] is not None else 'not within the schedule'}",
+        f"model: {figures.get('model_dir')}",
+    ]
+    return CommandResult(data=figures, text="\n".join(lines))
+
+
+def evaluate_main(args: EvaluateArguments, config, generation, run, options: argparse.Namespace) -> CommandResult:
+    from mintline.journal import Journal
+    from pretrain.generation import load_model_and_tokenizer
+    from watermark.evaluate import evaluate_watermark, perplexity_scorer
+    from watermark.keys import load_key, tokenizer_digest
+
+    key = load_key(args.key)
+    digest, _ = tokenizer_digest(args.model)
+    key.check_tokenizer(digest, where=f"the tokenizer in {args.model}")
+    out = Path(args.out) if args.out else Path(run.run_dir) / "watermark" / "evaluation"
+    journal = Journal(run.run_dir)
+    stage_config = {"evaluation": config, "generation": generation, "reference_model": args.reference_model,
+                    "human_passages": args.human_passages, "key_id": key.key_id}
+    inputs = {"model": args.model, "key": args.key}
+    with journal.stage("watermark_evaluate", config=stage_config, inputs=inputs, outputs=[out], force=run.force) as stage:
+        if stage.skipped:
+            return CommandResult(data=stage.figures, text=f"watermark evaluate: up to date ({journal.path}); --force to redo")
+        model, tokenizer = load_model_and_tokenizer(args.model)
+        reference = model if not args.reference_model else load_model_and_tokenizer(args.reference_model)[0]
+        passages = human_passages(limit=args.human_passages)
+        report = evaluate_watermark(
+            key,
+            args.model,
+            prompts_from(passages, config.num_samples),
+            passages,
+            make_generate(model, tokenizer, generation),
+            config,
+            out,
+            perplexity=perplexity_scorer(reference, tokenizer),
+            pad_id=tokenizer.pad_token_id or 0,
+        )
+        stage.figures.update(report["summary"])
+    rows = [
+        {"attack": r["attack"], "length": r["length"], "tpr@1%": r.get("tpr_at_0.01"), "tpr@0.01%": r.get("tpr_at_0.0001"),
+         "auc": r["auc"], "auc_ci": "[{:.3f}, {:.3f}]".format(*r["auc_ci"])}
+        for r in report["table"]
+    ]
+    human = report["human"]
+    lines = [format_table(rows), "", f"human text: {human['passages']} passages"]
+    lines += [f"  {name}: {v['false_positives']} false positives (rate {v['rate']:.2g})" for name, v in human.items() if name != "passages"]
+    lines += ["quality: " + ", ".join(f"{k} {v:.4g}" for k, v in report["quality"].items()), f"plot: {report['plot']}", f"report: {report['report']}"]
+    return CommandResult(data=report, text="\n".join(lines))
 
 
 def keygen_main(args: KeygenArguments, options: argparse.Namespace) -> CommandResult:
@@ -169,7 +365,7 @@ def detect_main(args: DetectArguments, config: DetectionConfig, options: argpars
 
     keys, _ = load_keys(args.key, args.tokenizer)  # key and tokenizer problems surface before reading input
     items = read_inputs(options.files)
-    detector = Detector(keys, args.tokenizer, config)
+    detector = Detector(keys, args.tokenizer, config, synthid_detector=args.synthid_detector)
     prompts = [prompt if prompt is not None else args.prompt for _, _, prompt in items]
     results = detector.detect_texts([t for _, t, _ in items], prompts=prompts, sources=[s for s, _, _ in items])
     if options.json:

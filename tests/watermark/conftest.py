@@ -5,6 +5,7 @@ Samples are generated once per session with EOS suppressed, so every text has it
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -48,24 +49,42 @@ def other_kgw_key(key_dir, tokenizer_dir) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Decoding a ~1M model is latency-bound; on 2 shared cores a second torch thread mostly
+    waits (measured 5 ms/step with 1 thread vs 100+ ms with 2 under load). Restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def single_thread():
+    """Torch work in the test body runs on one thread (see one_thread)."""
+    with one_thread():
+        yield
+
+
 def generate(model_dir: Path, key_path: Path | None, prompts: list[str], max_new_tokens: int, seed: int = 0):
     """(completions, token ids) from the trained model, watermarked with `key_path` if given."""
-    import torch
     from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor
 
     from pretrain.generation import GenerationArguments, generate_texts, load_model_and_tokenizer
     from watermark.keys import load_key
     from watermark.processor import logits_processor_for
 
-    # one thread: decoding a ~1M model is latency-bound, and on 2 shared cores a second
-    # thread mostly waits (measured 5 ms/step with 1 thread vs 100+ ms with 2 under load)
-    torch.set_num_threads(1)
     model, tokenizer = load_model_and_tokenizer(model_dir)
     processors = [SuppressTokensLogitsProcessor([tokenizer.eos_token_id])]
     if key_path is not None:
         processors.append(logits_processor_for(load_key(key_path), tokenizer, vocab_size=model.config.vocab_size))
     args = GenerationArguments(max_new_tokens=max_new_tokens, batch_size=len(prompts), seed=seed)
-    ids = generate_texts(model, tokenizer, prompts, args, logits_processor=LogitsProcessorList(processors), return_token_ids=True)
+    with one_thread():
+        ids = generate_texts(model, tokenizer, prompts, args, logits_processor=LogitsProcessorList(processors), return_token_ids=True)
     texts = [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
     return texts, ids
 
@@ -73,6 +92,12 @@ def generate(model_dir: Path, key_path: Path | None, prompts: list[str], max_new
 @pytest.fixture(scope="session")
 def sample_prompts() -> list[str]:
     return list(PROMPTS)
+
+
+@pytest.fixture(scope="session")
+def generate_samples():
+    """The `generate` helper as a fixture, for test modules that need their own samples."""
+    return generate
 
 
 @pytest.fixture(scope="session")
