@@ -152,7 +152,7 @@ def plot_curves(summary: dict, path: str, title: str) -> str:
         if "baseline" in name:
             style = {"color": "grey", "linestyle": "--"}
         axes.plot(curve["labels"], curve["accuracy_mean"], label=name, **style)
-        if curve.get("accuracy_ci"):
+        if name == "random" and curve.get("accuracy_ci"):  # one band, the baseline's: more would hide the lines
             low, high = zip(*curve["accuracy_ci"])
             axes.fill_between(curve["labels"], low, high, alpha=0.12, color=style.get("color"))
     axes.axhline(summary["target_accuracy"], color="black", linestyle=":", linewidth=1, label="random @ full budget")
