@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import time
 
 import torch
@@ -43,8 +44,8 @@ from pretrain.sparsity.structured import prune_heads, prune_neurons
 log = logging.getLogger("pretrain")
 
 
-def _refuse_multiprocess(args, what: str) -> None:
-    if args.world_size > 1:
+def _refuse_multiprocess(world_size: int, what: str) -> None:
+    if world_size > 1:
         raise ConfigError(
             f"{what}: changes parameter shapes mid-run, which DDP/FSDP cannot follow; train on one process, "
             "or prune after training with `mintline prune`"
@@ -73,7 +74,7 @@ class StructuredPruningCallback(CheckpointedCallback):
         return bool(pending) and pending[0].step - self.args.importance_window < step <= pending[0].step
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        _refuse_multiprocess(args, "prune_heads/prune_neurons")
+        _refuse_multiprocess(args.world_size, "prune_heads/prune_neurons")
         check_supported(model)
         config = unwrap(model).config
         restored = state.global_step > 0 and self.load_saved_state(args, state)
@@ -175,15 +176,29 @@ class SparseTrainingCallback(CheckpointedCallback):
             return False  # RigL stops rewiring at sparsity_end
         return (step - self.start_step) % self.args.sparsity_every == 0 or step == self.end_step
 
+    def on_init_end(self, args, state, control, model=None, **kwargs):
+        # Parametrize now, while the Trainer has not wrapped the model yet: DDP built around plain
+        # weights loses track of them once a parametrization is registered (its reduction hangs).
+        # All-ones masks change nothing until training begins.
+        check_supported(model)
+        attach_masks(model)
+
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         check_supported(model)
+        if mask_of(decoder_linears(model)[0][1]) is None:
+            if args.world_size > 1:
+                raise ConfigError(
+                    "sparsity: under DDP the sparse-training callback must be given to Trainer(callbacks=...) "
+                    "so it can set up its masks before the model is wrapped"
+                )
+            attach_masks(model)
         self.start_step = step_at(self.args.sparsity_start, state.max_steps) if self.args.sparsity_start > 0 else 0
         self.end_step = step_at(self.args.sparsity_end, state.max_steps)
         restored = state.global_step > 0 and self.load_saved_state(args, state)
         if restored:
             attach_masks(model, self.masks)
         elif state.global_step > 0:
-            # A checkpoint without the mask file (resumed from elsewhere): the baked zeros are the mask.
+            # A checkpoint without the mask file (resumed from elsewhere): the saved zeros are the mask.
             log.warning("no %s in the checkpoint; masks rebuilt from the zero weights", self.state_file)
             attach_masks(model, {name: linear.weight.detach() != 0 for name, linear in decoder_linears(model)})
         elif self.args.sparsity_method == "rigl":
@@ -194,8 +209,6 @@ class SparseTrainingCallback(CheckpointedCallback):
             }
             attach_masks(model, masks)
             self.updates.append({"step": 0, "sparsity": self.args.sparsity, "moved": 0})
-        else:
-            attach_masks(model)
         for _, linear in decoder_linears(model):
             enforce_mask(linear, optimizer)
 
@@ -255,6 +268,8 @@ def build_callbacks(args: SparsityArguments, model) -> list[TrainerCallback]:
         return callbacks
     check_supported(model)
     if args.structured:
+        # refused before any work under torchrun; on_train_begin checks the Trainer's view again
+        _refuse_multiprocess(int(os.environ.get("WORLD_SIZE", "1")), "prune_heads/prune_neurons")
         check_prunable(args, unwrap(model).config)
         callbacks.append(StructuredPruningCallback(args))
     if args.unstructured:

@@ -126,7 +126,7 @@ class PostTrainingArguments:
     method: PostTrainingMethod = field(default="wanda", metadata={"help": "magnitude (|W| per layer) or wanda (|W|·‖X‖ per row)"})
     sparsity: float = field(default=0.5, metadata={"help": "fraction of decoder weights set to zero, in [0, 1)"})
     structured: bool = field(
-        default=False, metadata={"help": "2:4 semi-structured pattern (exactly 50%: two of every four inputs)"}
+        default=False, metadata={"help": "2:4 semi-structured pattern: two of every four inputs of each row are zeroed (sparsity must be 0.5)"}
     )
     calibration_samples: int = field(default=32, metadata={"help": "validation blocks for Wanda's activation norms"})
     evaluation_samples: int = field(default=64, metadata={"help": "other validation blocks the loss is measured on"})

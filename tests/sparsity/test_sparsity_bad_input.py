@@ -26,7 +26,13 @@ def test_out_of_range_settings_name_the_field(field, value):
 def test_a_bad_schedule_on_the_command_line_is_one_line_and_exit_2(capsys):
     from mintline.argparsing import MintlineParser
 
-    parser = MintlineParser((SparsityArguments,), prog="mintline pretrain")
+    from pretrain.config import PretrainArguments
+
+    # the pretrain command will carry these beside the engine's own options: no clash, and every
+    # help text survives argparse's %-formatting
+    parser = MintlineParser((PretrainArguments, SparsityArguments), prog="mintline pretrain")
+    assert "--prune_heads" in parser.format_help()
+    assert "--structured" in MintlineParser((PostTrainingArguments,), prog="mintline prune").format_help()
     with pytest.raises(SystemExit) as stop:
         parser.parse_args_and_config(["--prune_heads", "1.0"])
     assert stop.value.code == 2
@@ -83,3 +89,10 @@ def test_prune_cli_bad_input(cli, tmp_path, gpt2_dir):
 def test_post_training_arguments_reject_a_partial_two_four():
     with pytest.raises(ValueError, match="^sparsity: .*2:4"):
         PostTrainingArguments(structured=True, sparsity=0.6)
+
+
+def test_structured_pruning_under_torchrun_is_refused_before_training(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="^prune_heads/prune_neurons: .*DDP/FSDP"):
+        build_callbacks(SparsityArguments(prune_neurons=0.5), tiny_llama())
+    assert build_callbacks(SparsityArguments(sparsity=0.5), tiny_llama())  # masks keep shapes: allowed
