@@ -95,8 +95,8 @@ def _green_bias(processor, ids, vocab: int):
     padded = torch.cat([ids[:, :1].expand(batch, max(0, h - 1)), ids], dim=1).numpy()
     # context for predicting position t+1 is tokens t-h+1..t
     windows = np.lib.stride_tricks.sliding_window_view(padded[:, : width - 1 + h - 1], h, axis=1)
-    masks = processor.green_mask(windows.reshape(-1, h), vocab).reshape(batch, width - 1, vocab)
-    return torch.from_numpy(masks).float() * processor.bias
+    bias = processor.bias_rows(np.ascontiguousarray(windows.reshape(-1, h)), vocab)
+    return torch.from_numpy(bias).reshape(batch, width - 1, vocab)
 
 
 def distill_step_loss(student, teacher, processor, ids, attention, targets, method: str):

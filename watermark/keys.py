@@ -35,7 +35,13 @@ SECRET_BYTES = 32  # 256 bits; load accepts >= 16 bytes (128 bits), the stated m
 MIN_SECRET_BYTES = 16
 
 SCHEMES = ("kgw", "synthid")
-KGW_DEFAULTS: dict[str, Any] = {"gamma": 0.25, "delta": 3.0, "seeding": "lefthash", "context_width": 1}
+# KGW defaults, chosen for robustness first (measured on the nano model, 200 tokens, N=200):
+# left-hash over one token survives editing best (a token keeps its evidence when it and its
+# predecessor survive); gamma 0.25 beats 0.5 at equal delta; delta 2.5 keeps TPR at 1% FPR at
+# 0.975 after 50% word substitution, where delta 2.0 gives 0.93 at a lower quality cost
+# (perplexity x1.64 instead of x2.06 under the model itself). Keys record their parameters, so
+# `keygen --delta 2.0` is a one-flag choice for quality-first releases.
+KGW_DEFAULTS: dict[str, Any] = {"gamma": 0.25, "delta": 2.5, "seeding": "lefthash", "context_width": 1}
 SYNTHID_DEFAULTS: dict[str, Any] = {"ngram_len": 5, "depth": 30, "context_history_size": 1024}
 
 

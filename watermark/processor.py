@@ -51,7 +51,7 @@ class KeyedWatermarkLogitsProcessor(WatermarkLogitsProcessor):
         self.device = device
         self.prf = GreenListPRF(key.secret, self.greenlist_ratio, self.seeding_scheme, self.context_width, self.vocab_size)
         self._rows: dict[int, np.ndarray] = {}
-        self._max_rows = max(1, _CACHE_BYTES // max(1, self.vocab_size))
+        self._max_rows = max(1, _CACHE_BYTES // (4 * max(1, self.vocab_size)))
 
     # transformers' WatermarkDetector and selfhash path call this per sequence.
     def _get_greenlist_ids(self, input_seq: torch.LongTensor) -> torch.LongTensor:
@@ -65,29 +65,39 @@ class KeyedWatermarkLogitsProcessor(WatermarkLogitsProcessor):
         return torch.from_numpy(np.nonzero(mask)[0])
 
     def green_mask(self, contexts: np.ndarray, vocab_size: int) -> np.ndarray:
-        """(batch, vocab) bool for context rows (batch, h); left-hash h=1 rows come from the cache."""
+        """(batch, vocab) bool: the green tokens after each context row (batch, h)."""
+        return self.prf.green_mask(contexts, vocab_size)
+
+    def bias_rows(self, contexts: np.ndarray, vocab_size: int) -> np.ndarray:
+        """(batch, vocab) float32: delta on green tokens, 0 elsewhere; a fresh array the caller may modify.
+
+        Left-hash with one context token has at most |vocab| distinct rows: they are cached
+        (bounded), so a decoding step costs one gather and one add.
+        """
         if self.seeding_scheme != "lefthash" or self.context_width != 1:
-            return self.prf.green_mask(contexts, vocab_size)
-        last = contexts[:, 0]
-        missing = [t for t in dict.fromkeys(last.tolist()) if t not in self._rows]
+            return np.where(self.prf.green_mask(contexts, vocab_size), np.float32(self.bias), np.float32(0.0))
+        last = contexts[:, 0].tolist()
+        missing = [t for t in dict.fromkeys(last) if t not in self._rows]
         if missing:
             if len(self._rows) + len(missing) > self._max_rows:
                 self._rows.clear()
-            fresh = self.prf.green_mask(np.asarray(missing, dtype=np.int64)[:, None], self.vocab_size)
-            self._rows.update(zip(missing, fresh))
-        return np.stack([self._rows[t] for t in last.tolist()])[:, :vocab_size]
+            masks = self.prf.green_mask(np.asarray(missing, dtype=np.int64)[:, None], vocab_size)
+            rows = np.where(masks, np.float32(self.bias), np.float32(0.0))
+            self._rows.update(zip(missing, rows))
+        return np.stack([self._rows[t] for t in last])
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         h = self.context_width
         if input_ids.shape[-1] < h:
             return scores  # not enough context yet: transformers' processor also skips
         vocab = scores.shape[-1]
-        if vocab > self.vocab_size:  # logits padded beyond the tokenizer: extend the tables
+        if vocab != self.vocab_size:  # logits wider than the tokenizer (padded embeddings): resize the rows
             self.vocab_size = vocab
             self._rows.clear()
-        contexts = input_ids[:, -h:].detach().cpu().numpy()
-        mask = torch.from_numpy(self.green_mask(contexts, vocab)).to(scores.device)
-        return scores + mask.to(scores.dtype) * self.bias
+            self._max_rows = max(1, _CACHE_BYTES // (4 * vocab))
+        bias = torch.from_numpy(self.bias_rows(input_ids[:, -h:].detach().cpu().numpy(), vocab))
+        # out of place for the caller: `scores` may be kept (output_logits) and must stay raw
+        return bias.to(device=scores.device, dtype=scores.dtype).add_(scores)
 
 
 class KeyedSynthIDLogitsProcessor(SynthIDTextWatermarkLogitsProcessor):

@@ -32,7 +32,7 @@ class KeygenArguments:
     out: str = field(default=None, metadata={"help": "key file to write (mode 0600); default RUN_DIR/watermark/key.json"})
     scheme: Literal["kgw", "synthid"] = field(default="kgw", metadata={"help": "kgw (green lists) or synthid (tournament)"})
     gamma: float = field(default=None, metadata={"help": "kgw: green-list fraction of the vocabulary (default 0.25)"})
-    delta: float = field(default=None, metadata={"help": "kgw: logit bias added to green tokens (default 3.0)"})
+    delta: float = field(default=None, metadata={"help": "kgw: logit bias added to green tokens (default 2.5)"})
     seeding: Literal["lefthash", "selfhash"] = field(default=None, metadata={"help": "kgw: lefthash (default) or selfhash"})
     context_width: int = field(default=None, metadata={"help": "kgw: context tokens that seed the green list (default 1)"})
     ngram_len: int = field(default=None, metadata={"help": "synthid: n-gram length (default 5)"})

@@ -46,7 +46,10 @@ def test_false_positive_rate_on_human_text_is_at_most_nominal(human_passages, kg
         # the observed count must be plausible under the nominal rate: one-sided exact test at 0.001
         assert binomial_sf(false_positives, n, fpr) > 1e-3, (fpr, false_positives, n)
     z = np.array([r.z_score for r in results if r.watermarked is not None])
-    assert abs(z.mean()) < 0.15 and 0.8 < z.std() < 1.2
+    # For one fixed key, passages share their commonest bigrams, whose colours shift every
+    # passage's z a little the same way (a key-level offset of a few tenths, zero on average
+    # over keys); per passage the spread must still be the null's.
+    assert abs(z.mean()) < 0.5 and 0.8 < z.std() < 1.2
 
 
 def test_repeated_text_does_not_inflate_z(marked_samples, unmarked_samples, kgw_key, tokenizer_dir):
