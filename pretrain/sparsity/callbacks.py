@@ -45,6 +45,7 @@ log = logging.getLogger("pretrain")
 
 
 def _refuse_multiprocess(world_size: int, what: str) -> None:
+    # DDP's buckets and FSDP's flat shards are sized once, at wrap time.
     if world_size > 1:
         raise ConfigError(
             f"{what}: changes parameter shapes mid-run, which DDP/FSDP cannot follow; train on one process, "
@@ -181,6 +182,8 @@ class SparseTrainingCallback(CheckpointedCallback):
         # weights loses track of them once a parametrization is registered (its reduction hangs).
         # All-ones masks change nothing until training begins.
         check_supported(model)
+        if getattr(args, "fsdp", None):
+            raise ConfigError("sparsity: unstructured masks are not supported with FSDP (sharded weights); use DDP")
         attach_masks(model)
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):

@@ -98,11 +98,13 @@ def layer_input_norms(model, layer_index: int, blocks: torch.Tensor, batch_size:
 
 @torch.no_grad()
 def prune_wanda(model, calibration: torch.Tensor, sparsity: float, two_four: bool = False) -> None:
+    from tqdm.auto import tqdm
+
     check_supported(model)
     was_training = model.training
     model.eval()
     try:
-        for index, layer in enumerate(decoder_layers(model)):
+        for index, layer in enumerate(tqdm(decoder_layers(model), desc="wanda", unit="layer")):
             norms = layer_input_norms(model, index, calibration)
             for part in ("self_attn", "mlp"):
                 for name, linear in getattr(layer, part).named_children():
