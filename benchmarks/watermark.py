@@ -239,8 +239,8 @@ def main(argv=None) -> int:
     print("human:", json.dumps(evaluation["human"]), "quality:", json.dumps(evaluation["quality"]), flush=True)
 
     distill_config = (
-        DistillConfig(num_samples=128, sample_tokens=64, steps=60, learning_rate=2e-3, eval_samples=16, eval_tokens=150,
-                      fade_steps=[0, 25, 50, 100, 200], fade_block=128)
+        DistillConfig(num_samples=128, sample_tokens=64, steps=60, learning_rate=2e-3, eval_samples=16, eval_tokens=128,
+                      fade_steps=[0, 25, 50, 100], fade_block=128)
         if quick
         else DistillConfig(num_samples=512, sample_tokens=128, steps=400, eval_samples=48, eval_tokens=200,
                            fade_steps=[0, 25, 50, 100, 200, 400, 800])

