@@ -112,8 +112,14 @@ class TextTokenizer:
         except Exception as exc:  # tokenizers raises a bare Exception on a bad file
             raise TokenizerError(f"tokenizer: cannot load {path} ({str(exc).splitlines()[0]})") from None
 
-    def encode(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(token ids, character offsets (n, 2)) per text, without special tokens (no BOS)."""
+    def encode(self, texts: list[str], offsets: bool = True) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """(token ids, character offsets (n, 2) or None) per text, without special tokens (no BOS).
+
+        Without offsets the batch goes through `encode_batch_fast` (~10% faster, no offset tracking).
+        """
+        if not offsets:
+            encodings = self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
+            return [(np.asarray(e.ids, dtype=np.int64), None) for e in encodings]
         encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
         return [
             (np.asarray(e.ids, dtype=np.int64), np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2)) for e in encodings
@@ -155,11 +161,13 @@ class Detector:
                 text = prompt + text
             full_texts.append(text)
             boundaries.append(len(prompt) if prompt else 0)
-        encoded = self.tokenizer.encode(full_texts)
+        need_offsets = bool(self.config.window) or any(boundaries)
+        encoded = self.tokenizer.encode(full_texts, offsets=need_offsets)
         sequences = [ids for ids, _ in encoded]
+        if not need_offsets:
+            return self.detect_token_ids(sequences, sources=sources)
         score_from = [int(np.searchsorted(offsets[:, 0], b, side="left")) if b else 0 for (_, offsets), b in zip(encoded, boundaries)]
-        offsets = [off for _, off in encoded]
-        return self.detect_token_ids(sequences, score_from, offsets=offsets, sources=sources)
+        return self.detect_token_ids(sequences, score_from, offsets=[off for _, off in encoded], sources=sources)
 
     def detect_token_ids(
         self,

@@ -98,16 +98,28 @@ class DistillArguments:
 
 
 def human_passages(texts=None, words: int = 120, limit: int | None = None) -> list[str]:
-    """Human text for false-positive rates: the built-in corpus cut into passages of `words` words."""
+    """Human text for false-positive rates: the built-in corpus cut into passages of `words` words.
+
+    Near-duplicates are dropped (the pydoc topics repeat whole sections of each other): a
+    passage at least half of whose 8-word shingles were already seen would be the same
+    evidence counted twice, so one unlucky text would look like several false positives.
+    """
     if texts is None:
         from pretrain.corpus.builtin import iter_builtin_corpus
 
         texts = (document.text for document in iter_builtin_corpus())
     passages: list[str] = []
+    seen: set[int] = set()
     for text in texts:
         tokens = text.split(" ")
         for start in range(0, len(tokens) - words // 2, words):
-            passages.append(" ".join(tokens[start : start + words]))
+            passage = " ".join(tokens[start : start + words])
+            plain = passage.split()
+            shingles = {hash(tuple(plain[i : i + 8])) for i in range(max(1, len(plain) - 7))}
+            if len(shingles & seen) * 2 >= len(shingles):
+                continue
+            seen |= shingles
+            passages.append(passage)
             if limit is not None and len(passages) >= limit:
                 return passages
     return passages

@@ -118,10 +118,7 @@ def unmarked_samples(trained_model_dir):
 
 @pytest.fixture(scope="session")
 def human_passages(builtin_documents) -> list[str]:
-    """>= 1,000 passages of ~120 words of human text (the built-in corpus, Python's documentation)."""
-    passages = []
-    for document in builtin_documents:
-        words = document.text.split(" ")
-        for start in range(0, len(words) - 60, 120):
-            passages.append(" ".join(words[start : start + 120]))
-    return passages
+    """>= 1,000 distinct passages of ~120 words of human text (the built-in corpus, Python's documentation)."""
+    from mintline.commands.watermark import human_passages as cut_passages
+
+    return cut_passages(document.text for document in builtin_documents)
