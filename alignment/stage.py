@@ -81,14 +81,14 @@ def load_prompts(config: AlignStageConfig, seed: int) -> list[str]:
     return prompts_from_documents(texts, config.num_prompts, seed=seed)
 
 
-def make_backend(config: AlignStageConfig, ledger, seed: int):
+def make_backend(config: AlignStageConfig, ledger, seed: int, gold=None):
     from annotation.backends import LabelStudioBackend, SimulatedBackend
     from annotation.simulated import SimulatedAnnotators
 
     if config.backend == "labelstudio":
         return LabelStudioBackend(ledger, url=config.label_studio_url or os.environ.get("LABEL_STUDIO_URL"),
                                   api_key=os.environ.get("LABEL_STUDIO_API_KEY"))
-    annotators = SimulatedAnnotators(gold_score, n_annotators=config.annotators, temperature=config.annotator_temperature,
+    annotators = SimulatedAnnotators(gold or gold_score, n_annotators=config.annotators, temperature=config.annotator_temperature,
                                      flip_rate=config.flip_rate, seed=seed)
     return SimulatedBackend(ledger, annotators, annotators_per_pair=config.annotators_per_pair)
 
@@ -152,7 +152,8 @@ def split_preferences(path: Path, eval_fraction: float, seed: int) -> tuple[Path
 
 def run_align_stage(config: AlignStageConfig, candidates: CandidateConfig | None = None,
                     loop: ActiveLoopConfig | None = None, rm_config: RewardModelConfig | None = None,
-                    logits_processor=None) -> dict:
+                    logits_processor=None, gold=None) -> dict:
+    """`gold`: the simulated annotators' judge (default `alignment.gold.gold_score`); unused with Label Studio."""
     from annotation.ledger import Ledger
 
     candidates, loop, rm_config = candidates or CandidateConfig(), loop or ActiveLoopConfig(), rm_config or RewardModelConfig()
@@ -166,7 +167,7 @@ def run_align_stage(config: AlignStageConfig, candidates: CandidateConfig | None
     features = FeatureConfig(encoder=config.features, policy_model=config.policy_model, cache_dir=config.feature_cache)
     x = pair_feature_matrix(pairs, features, rm_config.feature_dim)
     with Ledger(config.ledger or out / "ledger.sqlite") as ledger:
-        backend = make_backend(config, ledger, loop.selection_seed)
+        backend = make_backend(config, ledger, loop.selection_seed, gold)
         figures = {"candidate_pairs": len(pairs), **run_active_loop(pairs, x, backend, loop, rm_config)}
         if figures["state"] != "done":
             log.info("waiting for %d labels; run again when they are in", figures["waiting_for"])

@@ -73,25 +73,31 @@ def test_dpo_script_saves_a_lora_adapter_that_reloads_onto_its_base(cli, trained
 
 
 def test_rlhf_lite_stage_end_to_end_moves_the_policy(trained_model_dir, tmp_path):
+    """pairs from the policy → active loop with simulated annotators over the ledger → DPO (LoRA) → measured.
+
+    The judge here prefers concise answers, a preference a 1M-parameter policy can learn from 40 pairs;
+    the pipeline's own gold judge and 25% label flips are measured by benchmarks/alignment.py.
+    """
     from alignment.loop import ActiveLoopConfig
     from alignment.pairs import CandidateConfig
     from alignment.reward_model import RewardModelConfig
     from alignment.stage import AlignStageConfig, run_align_stage
+
+    def concise_judge(prompt: str, response: str) -> float:
+        return -len(response.split())
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(f"The {w} function returns" for w in (
         "open", "sorted", "print", "len", "range", "zip", "map", "filter", "repr", "format", "iter", "next",
         "round", "sum", "min", "max", "abs", "hash", "id", "type")))
     stage = AlignStageConfig(policy_model=str(trained_model_dir), output_dir=str(tmp_path / "align"),
-                             prompts_file=str(prompts), flip_rate=0.0, eval_fraction=0.3, dpo_epochs=3,
-                             dpo_learning_rate=2e-3, dpo_max_length=64)
-    figures = run_align_stage(stage, CandidateConfig(samples_per_prompt=4, max_new_tokens=20),
-                              ActiveLoopConfig(budget=100, batch_size=25, strategy="fisher+kcenter"),
-                              RewardModelConfig(feature_dim=16))
-    assert figures["state"] == "done" and figures["labels_requested"] == 100
-    assert figures["dpo"]["saved"] == "adapter"
+                             prompts_file=str(prompts), flip_rate=0.0, eval_fraction=0.34, dpo_epochs=4,
+                             dpo_learning_rate=5e-3, dpo_max_length=48)
+    figures = run_align_stage(stage, CandidateConfig(samples_per_prompt=4, max_new_tokens=16),
+                              ActiveLoopConfig(budget=60, batch_size=20, strategy="fisher+kcenter"),
+                              RewardModelConfig(feature_dim=16), gold=concise_judge)
+    assert figures["state"] == "done" and figures["labels_requested"] == 60 and figures["rounds_this_call"] == 3
+    assert figures["dpo"]["saved"] == "adapter" and figures["dpo"]["train_pairs"] >= 35
     # Before DPO the policy equals its reference: every held-out pair is a tie and scores exactly 0.5.
-    # Noise-free annotators here: the claim is that DPO moves the policy the labels' way; the benchmark
-    # measures the same with 25% flips.
-    assert figures["dpo"]["heldout_implicit_reward_accuracy"] > 0.55
+    assert figures["dpo"]["heldout_implicit_reward_accuracy"] > 0.65
     assert json.loads((tmp_path / "align" / "figures.json").read_text())["labels_received"] == figures["labels_received"]
