@@ -54,7 +54,9 @@ def train_model(out: Path, steps: int) -> Path:
     save_tokenizer(train_tokenizer(documents, TokenizerConfig(vocab_size=4096)), out / "tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")
     torch.manual_seed(0)
-    config = build_config("nano", len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    config = build_config(
+        "nano", len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    )
     model = AutoModelForCausalLM.from_config(config)
     ids = [t for d in documents for t in tokenizer(d)["input_ids"] + [tokenizer.eos_token_id]]
     data = torch.tensor(ids[: len(ids) // 128 * 128]).view(-1, 128)
@@ -85,23 +87,46 @@ def generation_speed(model, tokenizer, key, prompts, tokens: int, repeats: int) 
 
     encoded = tokenizer(prompts, return_tensors="pt", padding=True)
     suppress = SuppressTokensLogitsProcessor([tokenizer.eos_token_id, tokenizer.pad_token_id])
-    selfhash = WatermarkKey(key.secret, "kgw", {**key.params, "seeding": "selfhash", "context_width": 3}, key.tokenizer_digest, key.vocab_size)
+    selfhash = WatermarkKey(
+        key.secret,
+        "kgw",
+        {**key.params, "seeding": "selfhash", "context_width": 3},
+        key.tokenizer_digest,
+        key.vocab_size,
+    )
     variants = {
         "plain": {"logits_processor": LogitsProcessorList([suppress])},
-        "keyed_kgw": {"logits_processor": LogitsProcessorList([suppress, logits_processor_for(key, tokenizer, model.config.vocab_size)])},
+        "keyed_kgw": {
+            "logits_processor": LogitsProcessorList(
+                [suppress, logits_processor_for(key, tokenizer, model.config.vocab_size)]
+            )
+        },
         "transformers_kgw": {
             "logits_processor": LogitsProcessorList([suppress]),
             "watermarking_config": WatermarkingConfig(greenlist_ratio=key.params["gamma"], bias=key.params["delta"]),
         },
-        "keyed_kgw_selfhash3": {"logits_processor": LogitsProcessorList([suppress, logits_processor_for(selfhash, tokenizer, model.config.vocab_size)])},
+        "keyed_kgw_selfhash3": {
+            "logits_processor": LogitsProcessorList(
+                [suppress, logits_processor_for(selfhash, tokenizer, model.config.vocab_size)]
+            )
+        },
     }
 
     def run(name: str) -> float:
         torch.manual_seed(0)
         start = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(**encoded, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=True, top_k=50,
-                                 top_p=0.95, temperature=0.8, pad_token_id=tokenizer.pad_token_id, **variants[name])
+            out = model.generate(
+                **encoded,
+                max_new_tokens=tokens,
+                min_new_tokens=tokens,
+                do_sample=True,
+                top_k=50,
+                top_p=0.95,
+                temperature=0.8,
+                pad_token_id=tokenizer.pad_token_id,
+                **variants[name],
+            )
         assert out.shape[1] - encoded["input_ids"].shape[1] == tokens
         return time.perf_counter() - start
 
@@ -176,23 +201,33 @@ def detection_speed(key, tokenizer_dir: Path, texts: list[str], baseline_tokens:
             subset.append(ids[:64])
             count += 64
     config = LlamaConfig(vocab_size=key.vocab_size, bos_token_id=1)
-    theirs = WatermarkDetector(config, "cpu", WatermarkingConfig(greenlist_ratio=key.params["gamma"]), ignore_repeated_ngrams=True)
+    theirs = WatermarkDetector(
+        config, "cpu", WatermarkingConfig(greenlist_ratio=key.params["gamma"]), ignore_repeated_ngrams=True
+    )
     theirs.processor = KeyedWatermarkLogitsProcessor(key, key.vocab_size)
     batch = torch.tensor(np.stack(subset))
     start = time.perf_counter()
     theirs(batch, return_dict=True)
     figures["transformers_detector_tokens_per_s"] = count / (time.perf_counter() - start)
-    figures["detect_speedup_vs_transformers"] = figures["detect_tokens_per_s"] / figures["transformers_detector_tokens_per_s"]
+    figures["detect_speedup_vs_transformers"] = (
+        figures["detect_tokens_per_s"] / figures["transformers_detector_tokens_per_s"]
+    )
     return figures
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--model", type=Path, help="model directory (default: train a nano model on the built-in corpus)")
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mintline")
+    parser.add_argument(
+        "--model", type=Path, help="model directory (default: train a nano model on the built-in corpus)"
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mintline"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "benchmarks" / "watermark")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: decoding a small model is latency-bound)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: decoding a small model is latency-bound)"
+    )
     parser.add_argument("--delta", type=float, default=None, help="KGW bias (default: the key default)")
     parser.add_argument("--gamma", type=float, default=None, help="KGW green fraction (default: the key default)")
     args = parser.parse_args(argv)
@@ -219,7 +254,9 @@ def main(argv=None) -> int:
     passages = human_passages(limit=3000 if quick else 6000)
     print(f"model {model_dir}; key {key.key_id} {key.params}; {len(passages)} human passages", flush=True)
 
-    speed = generation_speed(model, tokenizer, key, prompts_from(passages, 16), 128 if quick else 200, 8 if quick else 16)
+    speed = generation_speed(
+        model, tokenizer, key, prompts_from(passages, 16), 128 if quick else 200, 8 if quick else 16
+    )
     print("generation:", json.dumps({k: round(v, 4) for k, v in speed.items()}), flush=True)
 
     corpus = passages * (1 if quick else 2)
@@ -229,29 +266,77 @@ def main(argv=None) -> int:
     samples = 100 if quick else 300
     generate = make_generate(model, tokenizer, GenerationArguments(batch_size=50))
     evaluation = evaluate_watermark(
-        key, model_dir, prompts_from(passages, samples), passages[:2000] if quick else passages, generate,
-        EvaluationConfig(num_samples=samples, lengths=[200], attacks=["none", "word_deletion:0.3", "word_substitution:0.5"],
-                         bootstrap=200 if quick else 1000),
-        args.out / "evaluation", perplexity=perplexity_scorer(model, tokenizer), pad_id=tokenizer.pad_token_id,
+        key,
+        model_dir,
+        prompts_from(passages, samples),
+        passages[:2000] if quick else passages,
+        generate,
+        EvaluationConfig(
+            num_samples=samples,
+            lengths=[200],
+            attacks=["none", "word_deletion:0.3", "word_substitution:0.5"],
+            bootstrap=200 if quick else 1000,
+        ),
+        args.out / "evaluation",
+        perplexity=perplexity_scorer(model, tokenizer),
+        pad_id=tokenizer.pad_token_id,
     )
     table = {row["attack"]: row for row in evaluation["table"]}
-    print("robustness:", json.dumps({a: {k: r[k] for k in ("tpr_at_0.01", "tpr_at_0.01_ci", "auc", "median_z_marked")} for a, r in table.items()}), flush=True)
+    print(
+        "robustness:",
+        json.dumps(
+            {
+                a: {k: r[k] for k in ("tpr_at_0.01", "tpr_at_0.01_ci", "auc", "median_z_marked")}
+                for a, r in table.items()
+            }
+        ),
+        flush=True,
+    )
     print("human:", json.dumps(evaluation["human"]), "quality:", json.dumps(evaluation["quality"]), flush=True)
 
     distill_config = (
-        DistillConfig(num_samples=128, sample_tokens=64, steps=60, learning_rate=2e-3, eval_samples=16, eval_tokens=128,
-                      fade_steps=[0, 25, 50, 100], fade_block=128)
+        DistillConfig(
+            num_samples=128,
+            sample_tokens=64,
+            steps=60,
+            learning_rate=2e-3,
+            eval_samples=16,
+            eval_tokens=128,
+            fade_steps=[0, 25, 50, 100],
+            fade_block=128,
+        )
         if quick
-        else DistillConfig(num_samples=512, sample_tokens=128, steps=400, eval_samples=48, eval_tokens=200,
-                           fade_steps=[0, 25, 50, 100, 200, 400, 800])
+        else DistillConfig(
+            num_samples=512,
+            sample_tokens=128,
+            steps=400,
+            eval_samples=48,
+            eval_tokens=200,
+            fade_steps=[0, 25, 50, 100, 200, 400, 800],
+        )
     )
 
     def generate_with(prompts, max_new_tokens, processor, model_now):
-        return make_generate(model_now, tokenizer, GenerationArguments(batch_size=64))(prompts, max_new_tokens, processor)
+        return make_generate(model_now, tokenizer, GenerationArguments(batch_size=64))(
+            prompts, max_new_tokens, processor
+        )
 
-    distilled = distill_watermark(model, tokenizer, key, model_dir, prompts_from(passages, 1000), passages, generate_with,
-                                  distill_config, args.out / "distilled")
-    print("distillation:", json.dumps({k: distilled[k] for k in ("before", "teacher", "after", "fade", "fades_at_step")}), flush=True)
+    distilled = distill_watermark(
+        model,
+        tokenizer,
+        key,
+        model_dir,
+        prompts_from(passages, 1000),
+        passages,
+        generate_with,
+        distill_config,
+        args.out / "distilled",
+    )
+    print(
+        "distillation:",
+        json.dumps({k: distilled[k] for k in ("before", "teacher", "after", "fade", "fades_at_step")}),
+        flush=True,
+    )
 
     human = evaluation["human"]
     result = {
@@ -273,7 +358,10 @@ def main(argv=None) -> int:
         "human_fpr_at_1e-4": human["fpr_at_0.0001"]["rate"],
         "human_fpr_at_1e-2": human["fpr_at_0.01"]["rate"],
         "perplexity_ratio": round(evaluation["quality"]["perplexity_ratio"], 3),
-        "distinct_2_marked_vs_plain": [round(evaluation["quality"]["distinct_2_marked"], 3), round(evaluation["quality"]["distinct_2_unmarked"], 3)],
+        "distinct_2_marked_vs_plain": [
+            round(evaluation["quality"]["distinct_2_marked"], 3),
+            round(evaluation["quality"]["distinct_2_unmarked"], 3),
+        ],
         "distill_detected_at_1e-4": distilled["after"]["detected_at_0.01pct_fpr"],
         "distill_median_z": round(distilled["after"]["median_z"], 2),
         "distill_before_median_z": round(distilled["before"]["median_z"], 2),

@@ -134,7 +134,9 @@ def crop(text: str, fraction: float, rng: np.random.Generator) -> str:
 class Attacker:
     """Applies attacks with what they need: a word pool, human filler text, and the tokenizer."""
 
-    def __init__(self, word_pool: Sequence[str], human_texts: Sequence[str], encode: Callable, decode: Callable, vocab_size: int):
+    def __init__(
+        self, word_pool: Sequence[str], human_texts: Sequence[str], encode: Callable, decode: Callable, vocab_size: int
+    ):
         if not word_pool:
             raise ConfigError("attacks need a non-empty pool of human words")
         self.word_pool = list(word_pool)

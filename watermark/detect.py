@@ -36,7 +36,9 @@ class DetectionConfig:
         default=32, metadata={"help": "fewer scored tokens than this give 'insufficient evidence', never a verdict"}
     )
     ignore_repeated_ngrams: bool = field(default=True, metadata={"help": "score each distinct n-gram once"})
-    window: int = field(default=0, metadata={"help": "windowed mode: find marked spans of this many scored tokens (0 = off)"})
+    window: int = field(
+        default=0, metadata={"help": "windowed mode: find marked spans of this many scored tokens (0 = off)"}
+    )
 
     def __post_init__(self):
         if not 0.0 < self.fpr < 1.0:
@@ -166,7 +168,10 @@ class Detector:
         sequences = [ids for ids, _ in encoded]
         if not need_offsets:
             return self.detect_token_ids(sequences, sources=sources)
-        score_from = [int(np.searchsorted(offsets[:, 0], b, side="left")) if b else 0 for (_, offsets), b in zip(encoded, boundaries)]
+        score_from = [
+            int(np.searchsorted(offsets[:, 0], b, side="left")) if b else 0
+            for (_, offsets), b in zip(encoded, boundaries)
+        ]
         return self.detect_token_ids(sequences, score_from, offsets=[off for _, off in encoded], sources=sources)
 
     def detect_token_ids(
@@ -177,7 +182,9 @@ class Detector:
         sources: list[str] | None = None,
     ) -> list[DetectionResult]:
         cfg = self.config
-        per_key_scores = [scorer.score(sequences, score_from, dedupe=cfg.ignore_repeated_ngrams) for scorer in self.scorers]
+        per_key_scores = [
+            scorer.score(sequences, score_from, dedupe=cfg.ignore_repeated_ngrams) for scorer in self.scorers
+        ]
         results = []
         for i, sequence in enumerate(sequences):
             first = score_from[i] if score_from else 0
@@ -238,7 +245,8 @@ class Detector:
             window_p_value=None if best.window_p_value is None else bonferroni(best.window_p_value, len(scores)),
             spans=best.spans,
             per_key=[
-                {k: v for k, v in asdict(s).items() if k != "spans"} | {"p_value_corrected": bonferroni(s.combined_p_value, len(scores))}
+                {k: v for k, v in asdict(s).items() if k != "spans"}
+                | {"p_value_corrected": bonferroni(s.combined_p_value, len(scores))}
                 for s in scores
             ],
         )

@@ -40,7 +40,9 @@ GenerateWithModel = Callable[[Sequence[str], int, Any, Any], list[list[int]]]
 
 @dataclass
 class DistillConfig:
-    method: Literal["logits", "samples"] = field(default="logits", metadata={"help": "logits (KL to the watermarked teacher) or samples (LM loss)"})
+    method: Literal["logits", "samples"] = field(
+        default="logits", metadata={"help": "logits (KL to the watermarked teacher) or samples (LM loss)"}
+    )
     num_samples: int = field(default=512, metadata={"help": "watermarked teacher samples to train on"})
     sample_tokens: int = field(default=128, metadata={"help": "tokens per teacher sample"})
     steps: int = field(default=400, metadata={"help": "distillation optimiser steps"})
@@ -48,13 +50,23 @@ class DistillConfig:
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate for distillation"})
     eval_samples: int = field(default=48, metadata={"help": "plain generations scored at each checkpoint"})
     eval_tokens: int = field(default=200, metadata={"help": "tokens per scored generation"})
-    fade_steps: list[int] = field(default_factory=lambda: [0, 50, 100, 200, 400, 800], metadata={"help": "clean fine-tuning checkpoints"})
+    fade_steps: list[int] = field(
+        default_factory=lambda: [0, 50, 100, 200, 400, 800], metadata={"help": "clean fine-tuning checkpoints"}
+    )
     fade_learning_rate: float = field(default=1e-3, metadata={"help": "learning rate of the clean fine-tuning"})
     fade_block: int = field(default=128, metadata={"help": "tokens per clean training sequence"})
     train_seed: int = field(default=0, metadata={"help": "seed of the distillation and clean fine-tuning"})
 
     def __post_init__(self):
-        for name in ("num_samples", "sample_tokens", "steps", "train_batch_size", "eval_samples", "eval_tokens", "fade_block"):
+        for name in (
+            "num_samples",
+            "sample_tokens",
+            "steps",
+            "train_batch_size",
+            "eval_samples",
+            "eval_tokens",
+            "fade_block",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0 or self.fade_learning_rate <= 0:
@@ -170,7 +182,9 @@ def distill_watermark(
     teacher = model.eval()
     student.train()
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 1 - s / config.steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 1 - s / config.steps)
+    )
     generator = np.random.default_rng(config.train_seed)
     losses = []
     from tqdm.auto import tqdm
@@ -185,7 +199,9 @@ def distill_watermark(
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
-    figures["distill_loss_first"], figures["distill_loss_last"] = float(np.mean(losses[:10])), float(np.mean(losses[-10:]))
+    figures["distill_loss_first"], figures["distill_loss_last"] = float(np.mean(losses[:10])), float(
+        np.mean(losses[-10:])
+    )
     figures["after"] = measure(student)
     if out_dir is not None:
         model_dir = Path(out_dir) / "model"
@@ -199,7 +215,9 @@ def distill_watermark(
     return figures
 
 
-def fade_under_clean_finetuning(student, tokenizer, clean_texts, config: DistillConfig, measure) -> list[dict[str, Any]]:
+def fade_under_clean_finetuning(
+    student, tokenizer, clean_texts, config: DistillConfig, measure
+) -> list[dict[str, Any]]:
     """Fine-tune a copy of the student on clean text; measure detection at each checkpoint."""
     import torch
     import torch.nn.functional as F

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,9 @@ PerplexityFn = Callable[[Sequence[str], Sequence[Sequence[int]]], list[float]]
 @dataclass
 class EvaluationConfig:
     num_samples: int = field(default=200, metadata={"help": "texts generated with and without the mark"})
-    lengths: list[int] = field(default_factory=lambda: [32, 64, 128, 256], metadata={"help": "token lengths to evaluate"})
+    lengths: list[int] = field(
+        default_factory=lambda: [32, 64, 128, 256], metadata={"help": "token lengths to evaluate"}
+    )
     attacks: list[str] = field(default_factory=lambda: list(DEFAULT_ATTACKS), metadata={"help": "attacks as name:rate"})
     fprs: list[float] = field(default_factory=lambda: [0.01, 0.0001], metadata={"help": "false-positive rates for TPR"})
     bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the intervals"})
@@ -70,6 +72,40 @@ class EvaluationConfig:
                 raise ValueError(str(exc)) from None
 
 
+# -- inputs -------------------------------------------------------------------------------------
+def split_passages(texts: Iterable[str], words: int = 120, limit: int | None = None) -> list[str]:
+    """Cut texts into passages of `words` words, dropping near-duplicates.
+
+    The built-in corpus repeats whole sections (pydoc topics overlap): a passage at least half
+    of whose 8-word shingles were already seen would be the same evidence counted twice, and
+    one unlucky text would look like several false positives.
+    """
+    passages: list[str] = []
+    seen: set[int] = set()
+    for text in texts:
+        tokens = text.split(" ")
+        for start in range(0, len(tokens) - words // 2, words):
+            passage = " ".join(tokens[start : start + words])
+            plain = passage.split()
+            shingles = {hash(tuple(plain[i : i + 8])) for i in range(max(1, len(plain) - 7))}
+            if len(shingles & seen) * 2 >= len(shingles):
+                continue
+            seen |= shingles
+            passages.append(passage)
+            if limit is not None and len(passages) >= limit:
+                return passages
+    return passages
+
+
+def prompts_from(passages: Sequence[str], count: int, words: int = 6) -> list[str]:
+    """`count` prompts, the opening words of passages spread over the whole list."""
+    prompts = [" ".join(p.split()[:words]) for p in passages if len(p.split()) >= words]
+    if not prompts:
+        raise ConfigError("no passage is long enough to make a prompt")
+    step = max(1, len(prompts) // max(1, count))
+    return [prompts[(i * step) % len(prompts)] for i in range(count)]
+
+
 # -- statistics ---------------------------------------------------------------------------------
 def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
     """P(score of a marked text > score of an unmarked one), ties counted half (Mann-Whitney U)."""
@@ -84,7 +120,9 @@ def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
     return float(u / (len(positive) * len(negative)))
 
 
-def bootstrap_interval(statistic: Callable, samples: Sequence[np.ndarray], resamples: int, confidence: float, rng) -> list[float]:
+def bootstrap_interval(
+    statistic: Callable, samples: Sequence[np.ndarray], resamples: int, confidence: float, rng
+) -> list[float]:
     """Percentile bootstrap: resample each sample with replacement, recompute the statistic."""
     values = []
     for _ in range(resamples):
@@ -211,7 +249,11 @@ def _row(label, length, pos, neg, config, rng) -> dict[str, Any]:
     pos_p = np.array([r.p_value for r in pos])
     pos_z, neg_z = np.array([r.z_score for r in pos]), np.array([r.z_score for r in neg])
     neg_p = np.array([r.p_value for r in neg])
-    row: dict[str, Any] = {"attack": label, "length": length, "mean_tokens_scored": float(np.mean([r.num_tokens_scored for r in pos]))}
+    row: dict[str, Any] = {
+        "attack": label,
+        "length": length,
+        "mean_tokens_scored": float(np.mean([r.num_tokens_scored for r in pos])),
+    }
     for fpr in config.fprs:
         hits = (pos_p <= fpr).astype(float)
         row[f"tpr_at_{fpr:g}"] = float(hits.mean())

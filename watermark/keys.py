@@ -184,7 +184,9 @@ def write_key(key: WatermarkKey, out_path: str | os.PathLike, overwrite: bool = 
     """Atomic write; the temp file is created 0600, so the secret is never readable by others."""
     out = Path(out_path)
     if out.exists() and not overwrite:
-        raise KeyFileError(f"{out}: already exists; a key that replaces another makes its marks undetectable (use --force)")
+        raise KeyFileError(
+            f"{out}: already exists; a key that replaces another makes its marks undetectable (use --force)"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")  # mkstemp: mode 0600
     try:
@@ -232,7 +234,9 @@ def _parse_key(data: Any, path: Path) -> WatermarkKey:
     if not isinstance(data, dict) or data.get("format") != KEY_FORMAT:
         raise KeyFileError(f"{path}: malformed key file (not a {KEY_FORMAT} JSON object)")
     if data.get("version") != KEY_VERSION:
-        raise KeyFileError(f"{path}: key file version {data.get('version')!r} is not supported (expected {KEY_VERSION})")
+        raise KeyFileError(
+            f"{path}: key file version {data.get('version')!r} is not supported (expected {KEY_VERSION})"
+        )
     missing = [k for k in ("key_id", "scheme", "params", "tokenizer", "secret") if k not in data]
     if missing:
         raise KeyFileError(f"{path}: malformed key file (missing {', '.join(missing)})")

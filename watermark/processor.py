@@ -22,7 +22,7 @@ from transformers import SynthIDTextWatermarkingConfig
 from transformers.generation.logits_process import SynthIDTextWatermarkLogitsProcessor, WatermarkLogitsProcessor
 
 from watermark.keys import WatermarkKey
-from watermark.prf import GreenListPRF
+from watermark.prf import GreenListPRF, mix64
 from watermark.scoring import g_value_bits, synthid_prf
 
 # Left-hash with one context token has at most |vocab| green lists: cache them (bounded).
@@ -49,7 +49,9 @@ class KeyedWatermarkLogitsProcessor(WatermarkLogitsProcessor):
         self.seeding_scheme = params["seeding"]
         self.context_width = int(params["context_width"])
         self.device = device
-        self.prf = GreenListPRF(key.secret, self.greenlist_ratio, self.seeding_scheme, self.context_width, self.vocab_size)
+        self.prf = GreenListPRF(
+            key.secret, self.greenlist_ratio, self.seeding_scheme, self.context_width, self.vocab_size
+        )
         self._rows: dict[int, np.ndarray] = {}
         self._table: torch.Tensor | None = None
         self._filled = np.zeros(0, dtype=bool)
@@ -100,7 +102,9 @@ class KeyedWatermarkLogitsProcessor(WatermarkLogitsProcessor):
         if not self._filled[ids].all():
             missing = np.unique(ids[~self._filled[ids]])
             masks = self.prf.green_mask(missing[:, None], vocab)
-            self._table[torch.from_numpy(missing)] = torch.from_numpy(np.where(masks, np.float32(self.bias), np.float32(0.0)))
+            self._table[torch.from_numpy(missing)] = torch.from_numpy(
+                np.where(masks, np.float32(self.bias), np.float32(0.0))
+            )
             self._filled[missing] = True
         return self._table.index_select(0, last)
 
@@ -152,15 +156,24 @@ class KeyedSynthIDLogitsProcessor(SynthIDTextWatermarkLogitsProcessor):
         self.depth = int(params["depth"])
         self.vocab_size = int(vocab_size)
         self.prf = synthid_prf(key)
-        self._last_length = None
+        self._last_tokens: torch.Tensor | None = None
+        self._last_length = 0
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        length, batch = input_ids.shape[-1], input_ids.shape[0]
-        if self.state is not None and (
-            self._last_length is None or length != self._last_length + 1 or self.state.context.shape[0] != batch
-        ):
-            self.state = None  # a new generate() call: start from an empty context
-        self._last_length = length
+        # transformers' state assumes one processor per generate() call. A continuation is one
+        # token longer, same batch, and each row extends a previous row (beams may reorder);
+        # anything else is a new call and starts from an empty context.
+        previous = self._last_tokens
+        continues = (
+            self.state is not None
+            and previous is not None
+            and input_ids.shape[0] == previous.shape[0]
+            and input_ids.shape[-1] == self._last_length + 1
+            and set(input_ids[:, -2].tolist()) <= set(previous.tolist())
+        )
+        if not continues:
+            self.state = None
+        self._last_tokens, self._last_length = input_ids[:, -1].clone(), input_ids.shape[-1]
         return super().__call__(input_ids, scores)
 
     def _compute_keys(self, n_minus_1_grams: torch.LongTensor, indices: torch.LongTensor):
@@ -186,8 +199,6 @@ class KeyedSynthIDLogitsProcessor(SynthIDTextWatermarkLogitsProcessor):
         batch, count, n = grams.shape
         flat = grams.reshape(-1, n)
         seeds = self.prf.left_seeds(flat[:, :-1])
-        from watermark.prf import mix64
-
         values = mix64(seeds + self.prf.vocab[flat[:, -1]])
         return torch.from_numpy(g_value_bits(values, self.depth).reshape(batch, count, self.depth))
 

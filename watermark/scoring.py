@@ -51,13 +51,19 @@ class Scorer:
     def dedupe_ids(self, identity: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         return identity
 
-    def score(self, sequences: list[np.ndarray], score_from: list[int] | None = None, dedupe: bool = True) -> list[ScoredSequence]:
+    def score(
+        self, sequences: list[np.ndarray], score_from: list[int] | None = None, dedupe: bool = True
+    ) -> list[ScoredSequence]:
         """Score every sequence; token i of a sequence counts only if i >= score_from (and i >= h)."""
         h = self.context_width
         lengths = np.array([len(s) for s in sequences], dtype=np.int64)
         if len(sequences) == 0:
             return []
-        tokens = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences]) if lengths.sum() else np.zeros(0, np.int64)
+        tokens = (
+            np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences])
+            if lengths.sum()
+            else np.zeros(0, np.int64)
+        )
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         doc = np.repeat(np.arange(len(sequences)), lengths)
         position = np.arange(len(tokens)) - np.repeat(starts, lengths)
@@ -70,7 +76,9 @@ class Scorer:
         target_doc, target_pos = doc[h:], position[h:]
         valid = np.nonzero(target_pos >= first[target_doc])[0]
         if dedupe and len(valid):
-            keys = self.dedupe_ids(identity[valid], seeds[valid]) ^ mix64(target_doc[valid].astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15))
+            keys = self.dedupe_ids(identity[valid], seeds[valid]) ^ mix64(
+                target_doc[valid].astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+            )
             _, first_seen = np.unique(keys, return_index=True)
             valid = valid[np.sort(first_seen)]
         successes = self.unit_values(values[valid])

@@ -83,7 +83,9 @@ def train_bayesian_detector(
     detector.eval()
     with torch.no_grad():
         (posterior,) = detector(g_values[held_out], mask[held_out])
-    mean_score = (g_values[held_out] * mask[held_out][..., None]).sum((1, 2)) / (mask[held_out].sum(1)[:, None].clamp(min=1) * g_values.shape[-1]).squeeze(-1)
+    mean_score = (g_values[held_out] * mask[held_out][..., None]).sum((1, 2)) / (
+        mask[held_out].sum(1)[:, None].clamp(min=1) * g_values.shape[-1]
+    ).squeeze(-1)
     held_labels = labels[held_out].numpy().astype(bool)
     figures = {
         "train_samples": int(len(train)),
@@ -97,7 +99,9 @@ def train_bayesian_detector(
     return detector, figures
 
 
-def bayesian_posteriors(detector_dir: str | Path, key: WatermarkKey, sequences: Sequence[Sequence[int]], pad_id: int) -> np.ndarray:
+def bayesian_posteriors(
+    detector_dir: str | Path, key: WatermarkKey, sequences: Sequence[Sequence[int]], pad_id: int
+) -> np.ndarray:
     """P(watermarked | g-values) from a detector trained by `train_bayesian_detector` for this key."""
     import torch
     from transformers import BayesianDetectorModel
@@ -109,7 +113,9 @@ def bayesian_posteriors(detector_dir: str | Path, key: WatermarkKey, sequences: 
     except (OSError, ValueError) as exc:
         raise ConfigError(f"synthid_detector: cannot load {detector_dir} ({str(exc).splitlines()[0]})") from None
     if detector.config.model_name != key.key_id:
-        raise ConfigError(f"synthid_detector: {detector_dir} was trained for {detector.config.model_name}, not {key.key_id}")
+        raise ConfigError(
+            f"synthid_detector: {detector_dir} was trained for {detector.config.model_name}, not {key.key_id}"
+        )
     processor = KeyedSynthIDLogitsProcessor(key, key.vocab_size)
     g_values, mask = synthid_features(processor, sequences, pad_id)
     with torch.no_grad():

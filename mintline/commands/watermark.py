@@ -28,16 +28,29 @@ from watermark.detect import DetectionConfig
 @dataclass
 class KeygenArguments:
     tokenizer: str = field(default=None, metadata={"help": "tokenizer (or model) directory the key is bound to"})
-    out: str = field(default=None, metadata={"help": "key file to write (mode 0600); default RUN_DIR/watermark/key.json"})
-    scheme: Literal["kgw", "synthid"] = field(default="kgw", metadata={"help": "kgw (green lists) or synthid (tournament)"})
+    out: str = field(
+        default=None, metadata={"help": "key file to write (mode 0600); default RUN_DIR/watermark/key.json"}
+    )
+    scheme: Literal["kgw", "synthid"] = field(
+        default="kgw", metadata={"help": "kgw (green lists) or synthid (tournament)"}
+    )
     gamma: float = field(default=None, metadata={"help": "kgw: green-list fraction of the vocabulary (default 0.25)"})
     delta: float = field(default=None, metadata={"help": "kgw: logit bias added to green tokens (default 2.5)"})
-    seeding: Literal["lefthash", "selfhash"] = field(default=None, metadata={"help": "kgw: lefthash (default) or selfhash"})
-    context_width: int = field(default=None, metadata={"help": "kgw: context tokens that seed the green list (default 1)"})
+    seeding: Literal["lefthash", "selfhash"] = field(
+        default=None, metadata={"help": "kgw: lefthash (default) or selfhash"}
+    )
+    context_width: int = field(
+        default=None, metadata={"help": "kgw: context tokens that seed the green list (default 1)"}
+    )
     ngram_len: int = field(default=None, metadata={"help": "synthid: n-gram length (default 5)"})
     depth: int = field(default=None, metadata={"help": "synthid: tournament layers, <= 64 (default 30)"})
-    overwrite: bool = field(default=False, metadata={"help": "replace an existing key file (its marks become undetectable)"})
-    run_dir: str = field(default="runs/default", metadata={"help": "run directory; the key goes to RUN_DIR/watermark/key.json unless --out"})
+    overwrite: bool = field(
+        default=False, metadata={"help": "replace an existing key file (its marks become undetectable)"}
+    )
+    run_dir: str = field(
+        default="runs/default",
+        metadata={"help": "run directory; the key goes to RUN_DIR/watermark/key.json unless --out"},
+    )
 
     def __post_init__(self):
         if not self.tokenizer:
@@ -54,11 +67,18 @@ class KeygenArguments:
 
 @dataclass
 class DetectArguments:
-    key: list[str] = field(default_factory=list, metadata={"help": "key file(s); several keys attribute a text to one of them"})
-    tokenizer: str = field(default=None, metadata={"help": "tokenizer directory (a model directory works too; weights are never read)"})
-    prompt: str = field(default=None, metadata={"help": "prompt that precedes every text: used as context, never scored"})
+    key: list[str] = field(
+        default_factory=list, metadata={"help": "key file(s); several keys attribute a text to one of them"}
+    )
+    tokenizer: str = field(
+        default=None, metadata={"help": "tokenizer directory (a model directory works too; weights are never read)"}
+    )
+    prompt: str = field(
+        default=None, metadata={"help": "prompt that precedes every text: used as context, never scored"}
+    )
     synthid_detector: str = field(
-        default=None, metadata={"help": "synthid keys: a Bayesian detector trained by 'watermark evaluate' (adds its posterior)"}
+        default=None,
+        metadata={"help": "synthid keys: a Bayesian detector trained by 'watermark evaluate' (adds its posterior)"},
     )
 
     def __post_init__(self):
@@ -74,7 +94,9 @@ class EvaluateArguments:
     key: str = field(default=None, metadata={"help": "watermark key file"})
     reference_model: str = field(default=None, metadata={"help": "model that scores perplexity (default: --model)"})
     out: str = field(default=None, metadata={"help": "output directory; default RUN_DIR/watermark/evaluation"})
-    human_passages: int = field(default=2000, metadata={"help": "human passages (built-in corpus) for the FPR and attacks"})
+    human_passages: int = field(
+        default=2000, metadata={"help": "human passages (built-in corpus) for the FPR and attacks"}
+    )
 
     def __post_init__(self):
         if not self.model or not self.key:
@@ -87,8 +109,13 @@ class EvaluateArguments:
 class DistillArguments:
     model: str = field(default=None, metadata={"help": "model directory to distil the mark into (with its tokenizer)"})
     key: str = field(default=None, metadata={"help": "watermark key file"})
-    out: str = field(default=None, metadata={"help": "output directory (model/ + distillation.json); default RUN_DIR/watermark/distilled"})
-    human_passages: int = field(default=3000, metadata={"help": "human passages (built-in corpus): prompts and clean fine-tuning text"})
+    out: str = field(
+        default=None,
+        metadata={"help": "output directory (model/ + distillation.json); default RUN_DIR/watermark/distilled"},
+    )
+    human_passages: int = field(
+        default=3000, metadata={"help": "human passages (built-in corpus): prompts and clean fine-tuning text"}
+    )
 
     def __post_init__(self):
         if not self.model or not self.key:
@@ -98,42 +125,20 @@ class DistillArguments:
 
 
 def human_passages(texts=None, words: int = 120, limit: int | None = None) -> list[str]:
-    """Human text for false-positive rates: the built-in corpus cut into passages of `words` words.
+    """Distinct passages of human text (the built-in corpus by default) for FPRs, attacks and prompts."""
+    from watermark.evaluate import split_passages
 
-    Near-duplicates are dropped (the pydoc topics repeat whole sections of each other): a
-    passage at least half of whose 8-word shingles were already seen would be the same
-    evidence counted twice, so one unlucky text would look like several false positives.
-    """
     if texts is None:
         from pretrain.corpus.builtin import iter_builtin_corpus
 
         texts = (document.text for document in iter_builtin_corpus())
-    passages: list[str] = []
-    seen: set[int] = set()
-    for text in texts:
-        tokens = text.split(" ")
-        for start in range(0, len(tokens) - words // 2, words):
-            passage = " ".join(tokens[start : start + words])
-            plain = passage.split()
-            shingles = {hash(tuple(plain[i : i + 8])) for i in range(max(1, len(plain) - 7))}
-            if len(shingles & seen) * 2 >= len(shingles):
-                continue
-            seen |= shingles
-            passages.append(passage)
-            if limit is not None and len(passages) >= limit:
-                return passages
-    return passages
+    return split_passages(texts, words, limit)
 
 
 def prompts_from(passages: list[str], count: int, words: int = 6) -> list[str]:
-    """Prompts for evaluation and distillation: the opening words of human passages."""
-    prompts = [" ".join(p.split()[:words]) for p in passages if len(p.split()) >= words]
-    if not prompts:
-        from watermark.errors import ConfigError
+    from watermark.evaluate import prompts_from as opening_words
 
-        raise ConfigError("no passage is long enough to make a prompt")
-    step = max(1, len(prompts) // max(1, count))
-    return [prompts[(i * step) % len(prompts)] for i in range(count)]
+    return opening_words(passages, count, words)
 
 
 def make_generate(model, tokenizer, generation):
@@ -154,7 +159,14 @@ def make_generate(model, tokenizer, generation):
     def generate(prompts, max_new_tokens, processor):
         processors = [SuppressTokensLogitsProcessor(suppressed)] + ([processor] if processor is not None else [])
         args = dataclasses.replace(generation, max_new_tokens=max_new_tokens)
-        return generate_texts(model, tokenizer, list(prompts), args, logits_processor=LogitsProcessorList(processors), return_token_ids=True)
+        return generate_texts(
+            model,
+            tokenizer,
+            list(prompts),
+            args,
+            logits_processor=LogitsProcessorList(processors),
+            return_token_ids=True,
+        )
 
     return generate
 
@@ -166,7 +178,9 @@ class WatermarkStageConfig:
     scheme: Literal["kgw", "synthid"] = field(default="kgw", metadata={"help": "kgw or synthid"})
     gamma: float = field(default=None, metadata={"help": "kgw green fraction (key default 0.25)"})
     delta: float = field(default=None, metadata={"help": "kgw bias (key default 2.5)"})
-    seeding: Literal["lefthash", "selfhash"] = field(default=None, metadata={"help": "kgw seeding (key default lefthash)"})
+    seeding: Literal["lefthash", "selfhash"] = field(
+        default=None, metadata={"help": "kgw seeding (key default lefthash)"}
+    )
     context_width: int = field(default=None, metadata={"help": "kgw context width (key default 1)"})
     evaluate: bool = field(default=True, metadata={"help": "run the robustness/quality evaluation"})
     eval_samples: int = field(default=100, metadata={"help": "texts with and without the mark"})
@@ -198,7 +212,10 @@ def run_watermark_stage(model_dir, stage_dir, config: WatermarkStageConfig | Non
     key = load_key(key_path)
     key.check_tokenizer(tokenizer_digest(model_dir)[0], where=f"the tokenizer in {model_dir}")
     if key.scheme != config.scheme or key.params != validate_params(config.scheme, params):
-        raise KeyFileError(f"{key_path}: holds a {key.scheme} key with {key.params}; the stage asks for other parameters (use another run directory)")
+        raise KeyFileError(
+            f"{key_path}: holds a {key.scheme} key with {key.params}; "
+            "the stage asks for other parameters (use another run directory)"
+        )
     figures: dict = {"key_id": key.key_id, "key_file": str(key_path), "scheme": key.scheme, "params": key.params}
     if not (config.evaluate or config.distill):
         return figures
@@ -206,9 +223,15 @@ def run_watermark_stage(model_dir, stage_dir, config: WatermarkStageConfig | Non
     passages = human_passages(limit=config.human_passages)
     if config.evaluate:
         report = evaluate_watermark(
-            key, model_dir, prompts_from(passages, config.eval_samples), passages, make_generate(model, tokenizer, generation),
-            EvaluationConfig(num_samples=config.eval_samples, lengths=config.eval_lengths), stage_dir / "evaluation",
-            perplexity=perplexity_scorer(model, tokenizer), pad_id=tokenizer.pad_token_id or 0,
+            key,
+            model_dir,
+            prompts_from(passages, config.eval_samples),
+            passages,
+            make_generate(model, tokenizer, generation),
+            EvaluationConfig(num_samples=config.eval_samples, lengths=config.eval_lengths),
+            stage_dir / "evaluation",
+            perplexity=perplexity_scorer(model, tokenizer),
+            pad_id=tokenizer.pad_token_id or 0,
         )
         figures.update(report["summary"])
         figures["evaluation_report"], figures["evaluation_plot"] = report["report"], report["plot"]
@@ -218,28 +241,50 @@ def run_watermark_stage(model_dir, stage_dir, config: WatermarkStageConfig | Non
         def generate(prompts, max_new_tokens, processor, model_now):
             return make_generate(model_now, tokenizer, generation)(prompts, max_new_tokens, processor)
 
-        distilled = distill_watermark(model, tokenizer, key, model_dir, prompts_from(passages, 512), passages, generate,
-                                      DistillConfig(steps=config.distill_steps), stage_dir / "distilled")
-        figures.update({"distill_median_z": distilled["after"]["median_z"],
-                        "distill_detected_at_0.01pct_fpr": distilled["after"]["detected_at_0.01pct_fpr"],
-                        "distill_fades_at_step": distilled["fades_at_step"], "distilled_model": distilled.get("model_dir")})
+        distilled = distill_watermark(
+            model,
+            tokenizer,
+            key,
+            model_dir,
+            prompts_from(passages, 512),
+            passages,
+            generate,
+            DistillConfig(steps=config.distill_steps),
+            stage_dir / "distilled",
+        )
+        figures.update(
+            {
+                "distill_median_z": distilled["after"]["median_z"],
+                "distill_detected_at_0.01pct_fpr": distilled["after"]["detected_at_0.01pct_fpr"],
+                "distill_fades_at_step": distilled["fades_at_step"],
+                "distilled_model": distilled.get("model_dir"),
+            }
+        )
     return figures
 
 
 def make_parser(subparsers: argparse._SubParsersAction | None = None):
     from mintline.argparsing import MintlineParser
 
-    description = "Keyed watermarks: make keys, detect marked text without the model, evaluate robustness, distill the mark into weights."
+    description = (
+        "Keyed watermarks: make keys, detect marked text without the model, evaluate robustness, "
+        "distill the mark into weights."
+    )
     if subparsers is None:
         parser = MintlineParser(None, prog="mintline watermark", description=description)
     else:
-        parser = subparsers.add_parser("watermark", help="watermark keys, detection, evaluation, distillation", description=description)
-    verbs = parser.add_subparsers(parser_class=MintlineParser, title="verbs", metavar="{keygen,detect,evaluate,distill}")
+        parser = subparsers.add_parser(
+            "watermark", help="watermark keys, detection, evaluation, distillation", description=description
+        )
+    verbs = parser.add_subparsers(
+        parser_class=MintlineParser, title="verbs", metavar="{keygen,detect,evaluate,distill}"
+    )
 
     keygen = verbs.add_parser(
         "keygen",
         help="make a watermark key for a tokenizer",
-        description="Write a key file (mode 0600): a 256-bit secret, the scheme and its parameters, and the tokenizer's digest. Prints the public key id.",
+        description="Write a key file (mode 0600): a 256-bit secret, the scheme and its parameters, and the "
+        "tokenizer's digest. Prints the public key id.",
         dataclass_types=(KeygenArguments,),
     )
     keygen.set_defaults(handler=keygen_main)
@@ -247,7 +292,8 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
     detect = verbs.add_parser(
         "detect",
         help="detect the watermark in text files (key + tokenizer only)",
-        description="Score each FILE (or - for stdin): tokens scored, green count, z-score, exact binomial p-value, verdict at --fpr.",
+        description="Score each FILE (or - for stdin): tokens scored, green count, z-score, exact binomial "
+        "p-value, verdict at --fpr.",
         dataclass_types=(DetectArguments, DetectionConfig),
     )
     detect.add_argument("files", nargs="+", metavar="FILE", help="text files, .jsonl files of texts, or - for stdin")
@@ -293,33 +339,65 @@ def distill_main(args: DistillArguments, config, generation, run, options: argpa
     key.check_tokenizer(digest, where=f"the tokenizer in {args.model}")
     out = Path(args.out) if args.out else Path(run.run_dir) / "watermark" / "distilled"
     journal = Journal(run.run_dir)
-    stage_config = {"distill": config, "generation": generation, "human_passages": args.human_passages, "key_id": key.key_id}
-    with journal.stage("watermark_distill", config=stage_config, inputs={"model": args.model, "key": args.key},
-                       outputs=[out], force=run.force) as stage:
+    stage_config = {
+        "distill": config,
+        "generation": generation,
+        "human_passages": args.human_passages,
+        "key_id": key.key_id,
+    }
+    with journal.stage(
+        "watermark_distill",
+        config=stage_config,
+        inputs={"model": args.model, "key": args.key},
+        outputs=[out],
+        force=run.force,
+    ) as stage:
         if stage.skipped:
-            return CommandResult(data=stage.figures, text=f"watermark distill: up to date ({journal.path}); --force to redo")
+            return CommandResult(
+                data=stage.figures, text=f"watermark distill: up to date ({journal.path}); --force to redo"
+            )
         model, tokenizer = load_model_and_tokenizer(args.model)
         passages = human_passages(limit=args.human_passages)
 
         def generate(prompts, max_new_tokens, processor, model_now):
             return make_generate(model_now, tokenizer, generation)(prompts, max_new_tokens, processor)
 
-        figures = distill_watermark(model, tokenizer, key, args.model, prompts_from(passages, max(config.num_samples, 64)),
-                                    passages, generate, config, out)
-        stage.figures.update({
-            "distill_median_z_after": figures["after"]["median_z"],
-            "distill_detected_at_0.01pct_fpr": figures["after"]["detected_at_0.01pct_fpr"],
-            "distill_fades_at_step": figures["fades_at_step"],
-        })
-    rows = [{"clean_steps": p["steps"], "median_z": p["median_z"], "detected@1%": p["detected_at_1pct_fpr"],
-             "detected@0.01%": p["detected_at_0.01pct_fpr"]} for p in figures["fade"]]
+        figures = distill_watermark(
+            model,
+            tokenizer,
+            key,
+            args.model,
+            prompts_from(passages, max(config.num_samples, 64)),
+            passages,
+            generate,
+            config,
+            out,
+        )
+        stage.figures.update(
+            {
+                "distill_median_z_after": figures["after"]["median_z"],
+                "distill_detected_at_0.01pct_fpr": figures["after"]["detected_at_0.01pct_fpr"],
+                "distill_fades_at_step": figures["fades_at_step"],
+            }
+        )
+    rows = [
+        {
+            "clean_steps": p["steps"],
+            "median_z": p["median_z"],
+            "detected@1%": p["detected_at_1pct_fpr"],
+            "detected@0.01%": p["detected_at_0.01pct_fpr"],
+        }
+        for p in figures["fade"]
+    ]
     lines = [
         f"plain generation, before distillation: median z {figures['before']['median_z']:.2f}, "
         f"detected at 0.01% FPR {figures['before']['detected_at_0.01pct_fpr']:.0%}",
         f"teacher (model + processor):           median z {figures['teacher']['median_z']:.2f}",
         f"plain generation, after distillation:  median z {figures['after']['median_z']:.2f}, "
         f"detected at 0.01% FPR {figures['after']['detected_at_0.01pct_fpr']:.0%}",
-        "", "further fine-tuning on clean text:", format_table(rows),
+        "",
+        "further fine-tuning on clean text:",
+        format_table(rows),
         f"fades at step: {figures['fades_at_step'] if figures['fades_at_step'] is not None else 'not within the schedule'}",
         f"model: {figures.get('model_dir')}",
     ]
@@ -337,12 +415,21 @@ def evaluate_main(args: EvaluateArguments, config, generation, run, options: arg
     key.check_tokenizer(digest, where=f"the tokenizer in {args.model}")
     out = Path(args.out) if args.out else Path(run.run_dir) / "watermark" / "evaluation"
     journal = Journal(run.run_dir)
-    stage_config = {"evaluation": config, "generation": generation, "reference_model": args.reference_model,
-                    "human_passages": args.human_passages, "key_id": key.key_id}
+    stage_config = {
+        "evaluation": config,
+        "generation": generation,
+        "reference_model": args.reference_model,
+        "human_passages": args.human_passages,
+        "key_id": key.key_id,
+    }
     inputs = {"model": args.model, "key": args.key}
-    with journal.stage("watermark_evaluate", config=stage_config, inputs=inputs, outputs=[out], force=run.force) as stage:
+    with journal.stage(
+        "watermark_evaluate", config=stage_config, inputs=inputs, outputs=[out], force=run.force
+    ) as stage:
         if stage.skipped:
-            return CommandResult(data=stage.figures, text=f"watermark evaluate: up to date ({journal.path}); --force to redo")
+            return CommandResult(
+                data=stage.figures, text=f"watermark evaluate: up to date ({journal.path}); --force to redo"
+            )
         model, tokenizer = load_model_and_tokenizer(args.model)
         reference = model if not args.reference_model else load_model_and_tokenizer(args.reference_model)[0]
         passages = human_passages(limit=args.human_passages)
@@ -359,14 +446,28 @@ def evaluate_main(args: EvaluateArguments, config, generation, run, options: arg
         )
         stage.figures.update(report["summary"])
     rows = [
-        {"attack": r["attack"], "length": r["length"], "tpr@1%": r.get("tpr_at_0.01"), "tpr@0.01%": r.get("tpr_at_0.0001"),
-         "auc": r["auc"], "auc_ci": "[{:.3f}, {:.3f}]".format(*r["auc_ci"])}
+        {
+            "attack": r["attack"],
+            "length": r["length"],
+            "tpr@1%": r.get("tpr_at_0.01"),
+            "tpr@0.01%": r.get("tpr_at_0.0001"),
+            "auc": r["auc"],
+            "auc_ci": "[{:.3f}, {:.3f}]".format(*r["auc_ci"]),
+        }
         for r in report["table"]
     ]
     human = report["human"]
     lines = [format_table(rows), "", f"human text: {human['passages']} passages"]
-    lines += [f"  {name}: {v['false_positives']} false positives (rate {v['rate']:.2g})" for name, v in human.items() if name != "passages"]
-    lines += ["quality: " + ", ".join(f"{k} {v:.4g}" for k, v in report["quality"].items()), f"plot: {report['plot']}", f"report: {report['report']}"]
+    lines += [
+        f"  {name}: {v['false_positives']} false positives (rate {v['rate']:.2g})"
+        for name, v in human.items()
+        if name != "passages"
+    ]
+    lines += [
+        "quality: " + ", ".join(f"{k} {v:.4g}" for k, v in report["quality"].items()),
+        f"plot: {report['plot']}",
+        f"report: {report['report']}",
+    ]
     return CommandResult(data=report, text="\n".join(lines))
 
 
@@ -382,9 +483,17 @@ def keygen_main(args: KeygenArguments, options: argparse.Namespace) -> CommandRe
     out = Path(args.out) if args.out else Path(args.run_dir) / "watermark" / "key.json"
     key_id = generate_key(args.tokenizer, out, scheme=args.scheme, overwrite=args.overwrite, **params)
     info = load_key(out).public_info()
-    data = {"key_id": key_id, "key_file": os.fspath(out), "scheme": info["scheme"], "params": info["params"],
-            "tokenizer_digest": info["tokenizer"]["digest"]}
-    text = format_key_values(data) + f"\n(publish the key id; keep {out} secret: anyone holding it can detect and forge the mark)"
+    data = {
+        "key_id": key_id,
+        "key_file": os.fspath(out),
+        "scheme": info["scheme"],
+        "params": info["params"],
+        "tokenizer_digest": info["tokenizer"]["digest"],
+    }
+    text = (
+        format_key_values(data)
+        + f"\n(publish the key id; keep {out} secret: anyone holding it can detect and forge the mark)"
+    )
     return CommandResult(data=data, text=text)
 
 
@@ -419,9 +528,13 @@ def detect_main(args: DetectArguments, config: DetectionConfig, options: argpars
     text = format_table(rows)
     for r in results:
         for span in r.spans:
-            text += f"\n  {r.source}: marked span chars {span.get('start_char')}-{span.get('end_char')} (z {span['z_score']:.1f})"
+            chars = f"{span.get('start_char')}-{span.get('end_char')}"
+            text += f"\n  {r.source}: marked span chars {chars} (z {span['z_score']:.1f})"
     summary = summarize(results)
-    text += f"\n{summary['watermarked']} watermarked, {summary['not watermarked']} not, {summary['insufficient evidence']} insufficient evidence (fpr {config.fpr:g}, {len(keys)} key(s))"
+    text += (
+        f"\n{summary['watermarked']} watermarked, {summary['not watermarked']} not, "
+        f"{summary['insufficient evidence']} insufficient evidence (fpr {config.fpr:g}, {len(keys)} key(s))"
+    )
     return CommandResult(data={"results": [r.to_dict() for r in results], **summary}, text=text)
 
 

@@ -70,8 +70,17 @@ def single_thread():
         yield
 
 
-def generate(model_dir: Path, key_path: Path | None, prompts: list[str], max_new_tokens: int, seed: int = 0):
-    """(completions, token ids) from the trained model, watermarked with `key_path` if given."""
+def generate(
+    model_dir: Path,
+    key_path: Path | None,
+    prompts: list[str],
+    max_new_tokens: int,
+    seed: int = 0,
+    batch_size: int | None = None,
+):
+    """(completions, token ids) from the trained model, watermarked with `key_path` if given.
+
+    One processor serves every batch, as in `mintline generate`."""
     from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor
 
     from pretrain.generation import GenerationArguments, generate_texts, load_model_and_tokenizer
@@ -82,9 +91,11 @@ def generate(model_dir: Path, key_path: Path | None, prompts: list[str], max_new
     processors = [SuppressTokensLogitsProcessor([tokenizer.eos_token_id])]
     if key_path is not None:
         processors.append(logits_processor_for(load_key(key_path), tokenizer, vocab_size=model.config.vocab_size))
-    args = GenerationArguments(max_new_tokens=max_new_tokens, batch_size=len(prompts), seed=seed)
+    args = GenerationArguments(max_new_tokens=max_new_tokens, batch_size=batch_size or len(prompts), seed=seed)
     with one_thread():
-        ids = generate_texts(model, tokenizer, prompts, args, logits_processor=LogitsProcessorList(processors), return_token_ids=True)
+        ids = generate_texts(
+            model, tokenizer, prompts, args, logits_processor=LogitsProcessorList(processors), return_token_ids=True
+        )
     texts = [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
     return texts, ids
 

@@ -44,8 +44,11 @@ def test_token_attacks_and_reproducibility(tokenizer_dir):
 
     tokenizer = TextTokenizer(tokenizer_dir).tokenizer
     attacker = Attacker(
-        POOL, ["human text"], lambda t: tokenizer.encode(t, add_special_tokens=False).ids,
-        lambda ids: tokenizer.decode(ids), tokenizer.get_vocab_size(),
+        POOL,
+        ["human text"],
+        lambda t: tokenizer.encode(t, add_special_tokens=False).ids,
+        lambda ids: tokenizer.decode(ids),
+        tokenizer.get_vocab_size(),
     )
     original = "The return value is a new list of the items in the given order, or None."
     n = len(tokenizer.encode(original, add_special_tokens=False).ids)

@@ -8,8 +8,6 @@ import os
 import stat
 import sys
 
-import pytest
-
 
 def one_line_error(run, *needles):
     assert run.code == 2, run
@@ -48,13 +46,16 @@ def test_detect_json_is_one_object_per_input(cli, tmp_path, marked_samples, unma
     assert table.code == 0 and "1 watermarked, 1 not" in table.out
 
 
-def test_detect_reads_stdin_and_jsonl(cli, tmp_path, monkeypatch, marked_samples, sample_prompts, kgw_key, tokenizer_dir):
+def test_detect_reads_stdin_and_jsonl(
+    cli, tmp_path, monkeypatch, marked_samples, sample_prompts, kgw_key, tokenizer_dir
+):
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(marked_samples[2].encode("utf-8"))))
     run = cli("watermark", "detect", "--key", kgw_key, "--tokenizer", tokenizer_dir, "--json", "-")
     assert run.code == 0 and run.json()["watermarked"] is True and run.json()["source"] == "<stdin>"
     records = tmp_path / "samples.jsonl"
     records.write_text(
-        "\n".join(json.dumps({"prompt": p, "completion": c}) for p, c in zip(sample_prompts[:3], marked_samples[:3])) + "\n",
+        "\n".join(json.dumps({"prompt": p, "completion": c}) for p, c in zip(sample_prompts[:3], marked_samples[:3]))
+        + "\n",
         encoding="utf-8",
     )
     run = cli("watermark", "detect", "--key", kgw_key, "--tokenizer", tokenizer_dir, "--json", records)
@@ -86,32 +87,51 @@ def test_key_problems_are_one_line_exit_2(cli, tmp_path, kgw_key, tokenizer_dir)
     loose = tmp_path / "loose.json"
     loose.write_bytes(kgw_key.read_bytes())
     os.chmod(loose, 0o644)
-    one_line_error(cli("watermark", "detect", "--key", loose, "--tokenizer", tokenizer_dir, text), "loose.json", "chmod 600")
+    one_line_error(
+        cli("watermark", "detect", "--key", loose, "--tokenizer", tokenizer_dir, text), "loose.json", "chmod 600"
+    )
     broken = tmp_path / "broken.json"
     broken.write_text('{"format": "mintline-watermark-key", ', encoding="utf-8")
     os.chmod(broken, 0o600)
-    one_line_error(cli("watermark", "detect", "--key", broken, "--tokenizer", tokenizer_dir, text), "broken.json", "malformed")
+    one_line_error(
+        cli("watermark", "detect", "--key", broken, "--tokenizer", tokenizer_dir, text), "broken.json", "malformed"
+    )
     other = tmp_path / "other-tok"
     other.mkdir()
     spec = json.loads((tokenizer_dir / "tokenizer.json").read_text(encoding="utf-8"))
     spec["normalizer"] = {"type": "Lowercase"}
     (other / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
     one_line_error(cli("watermark", "detect", "--key", kgw_key, "--tokenizer", other, text), "another tokenizer")
-    one_line_error(cli("watermark", "detect", "--key", tmp_path / "nokey.json", "--tokenizer", tokenizer_dir, text), "no such key file")
+    one_line_error(
+        cli("watermark", "detect", "--key", tmp_path / "nokey.json", "--tokenizer", tokenizer_dir, text),
+        "no such key file",
+    )
     one_line_error(cli("watermark", "detect", "--tokenizer", tokenizer_dir, text), "key: required")
 
 
 def test_generate_with_watermark_key_is_detected(cli, tmp_path, trained_model_dir, kgw_key, tokenizer_dir):
     run = cli(
-        "generate", "--model", trained_model_dir, "--prompt", "The return value", "A list of",
-        "--max_new_tokens", "120", "--watermark-key", kgw_key, "--json", "-q",
+        "generate",
+        "--model",
+        trained_model_dir,
+        "--prompt",
+        "The return value",
+        "A list of",
+        "--max_new_tokens",
+        "120",
+        "--watermark-key",
+        kgw_key,
+        "--json",
+        "-q",
     )
     assert run.code == 0, run
     data = run.json()
     assert data["watermark_key_id"].startswith("wmk1-")
     records = tmp_path / "out.jsonl"
     records.write_text("\n".join(json.dumps(s) for s in data["samples"]) + "\n", encoding="utf-8")
-    detected = cli("watermark", "detect", "--key", kgw_key, "--tokenizer", tokenizer_dir, "--json", "--min_tokens", "16", records)
+    detected = cli(
+        "watermark", "detect", "--key", kgw_key, "--tokenizer", tokenizer_dir, "--json", "--min_tokens", "16", records
+    )
     lines = [json.loads(line) for line in detected.out.strip().splitlines()]
     scored = [line for line in lines if line["watermarked"] is not None]
     assert scored and all(line["watermarked"] for line in scored), lines

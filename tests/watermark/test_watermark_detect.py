@@ -68,7 +68,9 @@ def test_repeated_text_does_not_inflate_z(marked_samples, unmarked_samples, kgw_
 def test_prompt_is_context_not_evidence(marked_samples, sample_prompts, human_passages, kgw_key, tokenizer_dir):
     detector = Detector([load_key(kgw_key)], tokenizer_dir)
     completion, prompt = marked_samples[0], sample_prompts[0]
-    alone, given, included = detector.detect_texts([completion, completion, prompt + completion], prompts=[None, prompt, prompt])
+    alone, given, included = detector.detect_texts(
+        [completion, completion, prompt + completion], prompts=[None, prompt, prompt]
+    )
     # with the prompt as context the first completion token can be scored too; the prompt never is
     assert given.num_tokens_scored - alone.num_tokens_scored in (0, 1)
     assert included.num_tokens_scored == given.num_tokens_scored
@@ -112,7 +114,9 @@ def test_several_keys_attribute_and_correct(marked_samples, kgw_key, other_kgw_k
         assert len(two.to_dict()["per_key"]) == 2
 
 
-def test_counts_agree_with_transformers_watermark_detector(marked_generation, trained_model_dir, kgw_key, tokenizer_dir):
+def test_counts_agree_with_transformers_watermark_detector(
+    marked_generation, trained_model_dir, kgw_key, tokenizer_dir
+):
     """transformers' own WatermarkDetector, given the keyed processor, counts the same green n-grams."""
     import torch
     from transformers import AutoConfig, WatermarkDetector, WatermarkingConfig
@@ -124,7 +128,9 @@ def test_counts_agree_with_transformers_watermark_detector(marked_generation, tr
     length = min(len(row) for row in ids)
     batch = torch.tensor([row[:length] for row in ids])
     config = AutoConfig.from_pretrained(trained_model_dir)
-    detector = WatermarkDetector(config, "cpu", WatermarkingConfig(greenlist_ratio=key.params["gamma"]), ignore_repeated_ngrams=True)
+    detector = WatermarkDetector(
+        config, "cpu", WatermarkingConfig(greenlist_ratio=key.params["gamma"]), ignore_repeated_ngrams=True
+    )
     detector.processor = KeyedWatermarkLogitsProcessor(key, config.vocab_size)
     theirs = detector(batch, z_threshold=4.0, return_dict=True)
     ours = Detector([key], tokenizer_dir).detect_token_ids([row.numpy() for row in batch])

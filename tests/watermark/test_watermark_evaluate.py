@@ -23,9 +23,31 @@ def test_roc_auc_matches_pairwise_counting():
 
 def test_evaluate_reports_every_attack_and_length(cli, single_thread, tmp_path, trained_model_dir, kgw_key):
     args = (
-        "watermark", "evaluate", "--model", trained_model_dir, "--key", kgw_key, "--num_samples", "24",
-        "--lengths", "32", "128", "--attacks", "none", "word_deletion:0.3", "word_substitution:0.5", "copy_paste:0.5",
-        "--bootstrap", "50", "--human_passages", "300", "--batch_size", "24", "--run_dir", tmp_path, "-q",
+        "watermark",
+        "evaluate",
+        "--model",
+        trained_model_dir,
+        "--key",
+        kgw_key,
+        "--num_samples",
+        "24",
+        "--lengths",
+        "32",
+        "128",
+        "--attacks",
+        "none",
+        "word_deletion:0.3",
+        "word_substitution:0.5",
+        "copy_paste:0.5",
+        "--bootstrap",
+        "50",
+        "--human_passages",
+        "300",
+        "--batch_size",
+        "24",
+        "--run_dir",
+        tmp_path,
+        "-q",
     )
     run = cli(*args, "--json")
     assert run.code == 0, run
@@ -42,7 +64,11 @@ def test_evaluate_reports_every_attack_and_length(cli, single_thread, tmp_path, 
     human = report["human"]
     assert human["passages"] == 300 and human["fpr_at_0.0001"]["false_positives"] <= 1
     quality = report["quality"]
-    assert quality["perplexity_marked"] > 0 and quality["perplexity_unmarked"] > 0 and 0 < quality["distinct_2_marked"] <= 1
+    assert (
+        quality["perplexity_marked"] > 0
+        and quality["perplexity_unmarked"] > 0
+        and 0 < quality["distinct_2_marked"] <= 1
+    )
     png = (tmp_path / "watermark" / "evaluation" / "score_distributions.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     journal = json.loads((tmp_path / "run.json").read_text())
@@ -53,5 +79,16 @@ def test_evaluate_reports_every_attack_and_length(cli, single_thread, tmp_path, 
 
 
 def test_evaluate_rejects_a_bad_attack_before_any_work(cli, tmp_path, trained_model_dir, kgw_key):
-    run = cli("watermark", "evaluate", "--model", trained_model_dir, "--key", kgw_key, "--attacks", "paraphrase:0.3", "--run_dir", tmp_path)
+    run = cli(
+        "watermark",
+        "evaluate",
+        "--model",
+        trained_model_dir,
+        "--key",
+        kgw_key,
+        "--attacks",
+        "paraphrase:0.3",
+        "--run_dir",
+        tmp_path,
+    )
     assert run.code == 2 and "paraphrase" in run.err and "word_deletion" in run.err

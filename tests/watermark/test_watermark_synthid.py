@@ -18,9 +18,11 @@ def synthid_key(key_dir, tokenizer_dir):
 
 @pytest.fixture(scope="session")
 def synthid_samples(trained_model_dir, synthid_key, sample_prompts, generate_samples):
-    """16 marked and 16 unmarked generations of 96 tokens: (marked ids, unmarked ids, marked texts, unmarked texts)."""
+    """16 marked and 16 unmarked generations of 96 tokens: (marked ids, unmarked ids, marked texts, unmarked texts).
+
+    The marked ones come in two batches through one processor, which must restart its state per call."""
     prompts = (sample_prompts * 2)[:16]
-    marked_texts, marked_ids = generate_samples(trained_model_dir, synthid_key, prompts, 96)
+    marked_texts, marked_ids = generate_samples(trained_model_dir, synthid_key, prompts, 96, batch_size=8)
     plain_texts, plain_ids = generate_samples(trained_model_dir, None, prompts, 96, seed=1)
     return marked_ids, plain_ids, marked_texts, plain_texts
 
@@ -37,7 +39,9 @@ def test_synthid_marked_text_is_detected_exactly(synthid_samples, synthid_key, o
     assert not any(r.watermarked for r in wrong)
 
 
-def test_bayesian_detector_trains_locally_and_agrees_with_transformers(single_thread, tmp_path, synthid_samples, synthid_key, trained_model_dir, tokenizer_dir):
+def test_bayesian_detector_trains_locally_and_agrees_with_transformers(
+    single_thread, tmp_path, synthid_samples, synthid_key, trained_model_dir, tokenizer_dir
+):
     import torch
     from transformers import AutoTokenizer, SynthIDTextWatermarkDetector
 
@@ -50,7 +54,9 @@ def test_bayesian_detector_trains_locally_and_agrees_with_transformers(single_th
     model, figures = train_bayesian_detector(key, marked_ids, plain_ids, pad_id=0, out_dir=detector_dir, steps=150)
     assert figures["auc_bayesian_posterior"] >= 0.9 and figures["auc_mean_g_value"] >= 0.9, figures
     # through our Detector (key + tokenizer + detector, no model)...
-    ours = Detector([key], tokenizer_dir, synthid_detector=detector_dir).detect_token_ids([np.array(r) for r in marked_ids[:4]])
+    ours = Detector([key], tokenizer_dir, synthid_detector=detector_dir).detect_token_ids(
+        [np.array(r) for r in marked_ids[:4]]
+    )
     # ...and through transformers' own SynthIDTextWatermarkDetector with the keyed processor
     tokenizer = AutoTokenizer.from_pretrained(trained_model_dir)
     theirs = SynthIDTextWatermarkDetector(model, KeyedSynthIDLogitsProcessor(key, len(tokenizer)), tokenizer)
