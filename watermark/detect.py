@@ -273,15 +273,18 @@ def find_spans(
     threshold = critical_count(trials, scored.null_rate, fpr / (2 * windows))
     hits = np.nonzero(counts >= threshold)[0]
     spans: list[dict[str, Any]] = []
-    for start in hits:
+    for start in hits.tolist():
         end = start + window  # in scored units, exclusive
         if spans and start <= spans[-1]["_end"]:
             spans[-1]["_end"] = end
         else:
-            spans.append({"_start": int(start), "_end": int(end)})
+            spans.append({"_start": start, "_end": end})
     out = []
     for span in spans:
         a, b = span["_start"], span["_end"]
+        # a significant window can overhang the marked text by a few units: trim to green ends
+        hit = np.nonzero(scored.successes[a:b] > 0)[0]
+        a, b = a + int(hit[0]), a + int(hit[-1]) + 1
         green = int(scored.successes[a:b].sum())
         n_trials = (b - a) * scored.trials_per_unit
         first_token, last_token = int(scored.positions[a]), int(scored.positions[b - 1])

@@ -99,6 +99,7 @@ def test_windowed_mode_finds_the_marked_span_in_human_text(marked_samples, human
     outside = sum(s["end_char"] - s["start_char"] for s in result.spans) - covered
     assert covered > 0.6 * (end - start)
     assert outside < 0.5 * (end - start)
+    assert json.loads(json.dumps(result.to_dict()))["spans"] == result.spans  # plain JSON types
     human_only = detect_texts([before + " " + after], kgw_key, tokenizer_dir, config)[0]
     assert human_only.spans == [] and human_only.watermarked is False
 
