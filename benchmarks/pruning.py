@@ -280,9 +280,12 @@ def post_training(dense_dir: str, data: Path, threads: int, quick: bool) -> dict
     )
     base = evaluate_loss(model, evaluation)
     out = {"dense_val_loss": base}
-    for method in ("magnitude", "wanda"):
+    for method in ("magnitude", "wanda", "wanda_layer"):
         pruned = copy.deepcopy(model)
-        prune_magnitude(pruned, 0.5) if method == "magnitude" else prune_wanda(pruned, calibration, 0.5)
+        if method == "magnitude":
+            prune_magnitude(pruned, 0.5)
+        else:
+            prune_wanda(pruned, calibration, 0.5, group="layer" if method == "wanda_layer" else "row")
         loss = evaluate_loss(pruned, evaluation)
         out[f"{method}_val_loss"] = loss
         out[f"{method}_ppl_increase"] = math.exp(loss - base) - 1.0
@@ -305,6 +308,7 @@ def main() -> None:
     parser.add_argument("--prune_events", type=int, default=3)
     parser.add_argument("--importance", default="taylor", choices=["taylor", "activation"])
     parser.add_argument("--fp32", action="store_true", help="train in fp32 instead of bf16 autocast")
+    parser.add_argument("--workdir", default=None, help="keep data, runs and final models here (default: a temp dir)")
     parser.add_argument("--trainer", default="engine", choices=["engine", "stock"],
                         help="engine: pretrain/engine.py (what mintline pretrain runs); stock: transformers.Trainer")
     options = parser.parse_args()
@@ -312,7 +316,7 @@ def main() -> None:
 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="sparsity-bench-") as tmp:
-        root = Path(tmp)
+        root = Path(options.workdir) if options.workdir else Path(tmp)
         data, tokenizer = build_data(root)
         pruning = {
             "prune_heads": options.prune_heads,
@@ -333,6 +337,7 @@ def main() -> None:
         dense, pruned = runs["dense"], runs["pruned"]
         speed = inference_speed(dense["model_dir"], pruned["model_dir"], options.block, options.threads, 5 if options.quick else 9)
         post = post_training(dense["model_dir"], data, options.threads, options.quick)
+        post_pruned = post_training(pruned["model_dir"], data, options.threads, options.quick)
 
     figures = pruned["sparsity"]
     result = {
@@ -348,6 +353,9 @@ def main() -> None:
         "wanda50_ppl_increase": round(post["wanda_ppl_increase"], 4),
         "magnitude50_ppl_increase": round(post["magnitude_ppl_increase"], 4),
         "wanda_beats_magnitude": post["wanda_ppl_increase"] < post["magnitude_ppl_increase"],
+        "wanda50_layer_group_ppl_increase": round(post["wanda_layer_ppl_increase"], 4),
+        "wanda50_ppl_increase_on_pruned_model": round(post_pruned["wanda_ppl_increase"], 4),
+        "magnitude50_ppl_increase_on_pruned_model": round(post_pruned["magnitude_ppl_increase"], 4),
         "train_flops_saved_fraction": round(figures["train_flops_saved_fraction"], 4),
         "dense_val_loss": round(dense["val_loss"], 4),
         "pruned_val_loss": round(pruned["val_loss"], 4),
@@ -385,8 +393,10 @@ def main() -> None:
     print(f"{'':32}{'dense':>14}{'pruned':>14}{'change':>10}")
     for label, a, b, change in rows:
         print(f"{label:32}{a:>14}{b:>14}{change:>10}")
-    print(f"post-training 50% on the dense model: perplexity +{post['magnitude_ppl_increase']:.1%} magnitude, "
-          f"+{post['wanda_ppl_increase']:.1%} Wanda")
+    for label, figures_post in (("dense", post), ("dynamically pruned", post_pruned)):
+        print(f"post-training 50% on the {label} model: perplexity +{figures_post['magnitude_ppl_increase']:.1%} "
+              f"magnitude, +{figures_post['wanda_ppl_increase']:.1%} Wanda (per row), "
+              f"+{figures_post['wanda_layer_ppl_increase']:.1%} Wanda compared over the layer")
     print(json.dumps(result))
 
 

@@ -64,6 +64,7 @@ class StructuredPruningCallback(CheckpointedCallback):
         self.initial_shape: dict | None = None
         self.plan: list[PruneEvent] = []
         self.events: list[dict] = []  # what was done: step, heads, neurons, seconds
+        self._last_scored = 0
 
     def _pending(self) -> list[PruneEvent]:
         done = {e["step"] for e in self.events}

@@ -128,6 +128,13 @@ class PostTrainingArguments:
     structured: bool = field(
         default=False, metadata={"help": "2:4 semi-structured pattern: two of every four inputs of each row are zeroed (sparsity must be 0.5)"}
     )
+    wanda_group: Literal["row", "layer"] = field(
+        default="row",
+        metadata={
+            "help": "where Wanda compares scores: row (each output row loses the same share, as in the paper) or "
+            "layer (the whole matrix, as magnitude does; better on small, lightly trained models)"
+        },
+    )
     calibration_samples: int = field(default=32, metadata={"help": "validation blocks for Wanda's activation norms"})
     evaluation_samples: int = field(default=64, metadata={"help": "other validation blocks the loss is measured on"})
     block_size: int = field(default=256, metadata={"help": "tokens per calibration/evaluation block"})
@@ -138,6 +145,8 @@ class PostTrainingArguments:
             raise ValueError(f"method: must be magnitude or wanda, got {self.method!r}")
         if not 0.0 <= self.sparsity < 1.0:
             raise ValueError(f"sparsity: must be in [0, 1), got {self.sparsity}")
+        if self.wanda_group not in ("row", "layer"):
+            raise ValueError(f"wanda_group: must be row or layer, got {self.wanda_group!r}")
         if self.structured and self.sparsity != 0.5:
             raise ValueError(f"sparsity: --structured means the 2:4 pattern, exactly 0.5; got {self.sparsity}")
         for name in ("calibration_samples", "evaluation_samples", "block_size"):

@@ -5,6 +5,9 @@
   weight by |W_ij| · ‖X_j‖₂, the input feature's L2 norm over calibration tokens, and zero the
   lowest scores within each output row. Layers are pruned in order, each calibrated on the
   activations of the already-pruned layers below it, as in the paper's reference code.
+  The per-row comparison is what makes Wanda work on LLMs; on small, lightly trained models
+  (whose rows differ a lot in importance) comparing over the whole matrix can do better
+  (`wanda_group="layer"`; measured in benchmarks/pruning.py).
 * 2:4 (`structured=True`): in every group of four consecutive inputs of a row keep the two best
   scores, the pattern sparse tensor cores run at up to twice the speed. The weights are saved
   dense (any runtime reads them); `to_sparse_semi_structured` runs them on CUDA GPUs of compute
@@ -97,7 +100,8 @@ def layer_input_norms(model, layer_index: int, blocks: torch.Tensor, batch_size:
 
 
 @torch.no_grad()
-def prune_wanda(model, calibration: torch.Tensor, sparsity: float, two_four: bool = False) -> None:
+def prune_wanda(model, calibration: torch.Tensor, sparsity: float, two_four: bool = False, group: str = "row") -> None:
+    """Wanda; `group` = row (the paper's per-output comparison) or layer (the whole matrix)."""
     from tqdm.auto import tqdm
 
     check_supported(model)
@@ -112,7 +116,7 @@ def prune_wanda(model, calibration: torch.Tensor, sparsity: float, two_four: boo
                         continue
                     norm = norms[f"{part}.{name}"].to(linear.weight.device)
                     score = linear.weight.detach().abs().float() * norm[None, :]
-                    _prune_by_score(linear.weight.data, score, sparsity, per_row=True, two_four=two_four)
+                    _prune_by_score(linear.weight.data, score, sparsity, per_row=group == "row", two_four=two_four)
     finally:
         model.train(was_training)
 
@@ -173,7 +177,7 @@ def prune_saved_model(
     original = copy.deepcopy(model) if measure_speed else None  # timed against the pruned one, in turns
     started = time.perf_counter()
     if args.method == "wanda":
-        prune_wanda(model, calibration, args.sparsity, two_four=args.structured)
+        prune_wanda(model, calibration, args.sparsity, two_four=args.structured, group=args.wanda_group)
     else:
         prune_magnitude(model, args.sparsity, two_four=args.structured)
     seconds = time.perf_counter() - started
@@ -189,6 +193,7 @@ def prune_saved_model(
         zeros += int((linear.weight == 0).sum())
     figures = {
         "method": args.method,
+        "wanda_group": args.wanda_group if args.method == "wanda" else None,
         "pattern": "2:4" if args.structured else "unstructured",
         "sparsity_target": args.sparsity,
         "decoder_sparsity": zeros / total,
