@@ -16,7 +16,14 @@ from __future__ import annotations
 import argparse
 import logging
 
-from alignment.trl_common import cpu_defaults, load_preference_dataset, prepare_for_cpu, save_trained, write_figures
+from alignment.trl_common import (
+    cpu_defaults,
+    keep_stdout_for_results,
+    load_preference_dataset,
+    prepare_for_cpu,
+    save_trained,
+    write_figures,
+)
 
 log = logging.getLogger("alignment")
 
@@ -45,6 +52,7 @@ def main(script_args, training_args, model_args, options=None) -> dict:
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
+    keep_stdout_for_results(trainer)
     train = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     figures = {
         "train_loss": round(float(train.training_loss), 5),

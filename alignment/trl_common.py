@@ -91,3 +91,25 @@ def write_figures(output_dir: str, name: str, figures: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(figures, indent=2, default=str) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def keep_stdout_for_results(trainer) -> None:
+    """Trainer log lines go to stderr, so stdout stays for results (`--json` prints one object there).
+
+    The stock callbacks print each log dict to stdout (PrinterCallback when tqdm is off,
+    ProgressCallback's tqdm.write when it is on).
+    """
+    import sys
+
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class StderrProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and self.training_bar is not None and logs:
+                self.training_bar.write(str({k: v for k, v in logs.items() if k != "total_flos"}), file=sys.stderr)
+
+    had_progress = any(isinstance(c, ProgressCallback) for c in trainer.callback_handler.callbacks)
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if had_progress:
+        trainer.add_callback(StderrProgress())

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,9 +36,17 @@ def configure_output(quiet: bool) -> None:
         format="%(message)s",
         stream=sys.stderr,
     )
-    # Library chatter stays at WARNING even when we are verbose.
-    for noisy in ("httpx", "urllib3", "datasets", "transformers", "torch", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Library chatter stays at WARNING even when we are verbose, and at ERROR with -q.
+    library_level = logging.ERROR if quiet else logging.WARNING
+    for noisy in ("httpx", "urllib3", "datasets", "transformers", "torch", "filelock", "trl", "peft", "accelerate"):
+        logging.getLogger(noisy).setLevel(library_level)
+    # Deprecation notices from inside the libraries (TRL still passes v4 names to transformers 5)
+    # are for their maintainers; our users cannot act on them.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft|accelerate)(\.|$)")
+    if quiet and "transformers" in sys.modules:  # already imported: its own verbosity was read at import
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
 
 
 def print_result(result: CommandResult | dict | None, as_json: bool) -> int:

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import signal
+import sys
 
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
@@ -108,4 +109,4 @@ class ReadableProgressCallback(ProgressCallback):
         if "mfu" in logs:
             parts.append(f"MFU {logs['mfu']:.1%}")
         if len(parts) > 1 and os.environ.get("TQDM_DISABLE") != "1":
-            self.training_bar.write("  ".join(parts))
+            self.training_bar.write("  ".join(parts), file=sys.stderr)  # stdout is for results (--json)

@@ -17,15 +17,8 @@ from typing import Any
 
 from mintline.pipeline.config import RunConfig
 from mintline.pipeline.release_stage import run_release
-from mintline.pipeline.stages import (
-    ReleaseStageConfig,
-    Stage,
-    StageOutcome,
-    WatermarkStageConfig,
-    parse_section,
-    run_stage,
-)
-from mintline.pipeline.watermark_stage import run_watermark
+from mintline.pipeline.stages import ReleaseStageConfig, Stage, StageOutcome, parse_section, run_stage
+from mintline.pipeline.watermark_stage import WatermarkStageConfig, run_watermark
 
 log = logging.getLogger("mintline")
 

@@ -106,21 +106,6 @@ def _yaml_file(section: dict[str, Any]):
         os.unlink(handle.name)
 
 
-# -- the watermark stage -------------------------------------------------------------------------
-@dataclass
-class WatermarkStageConfig:
-    scheme: str = field(default="kgw", metadata={"help": "watermark scheme (see `mintline watermark keygen --help`)"})
-    samples: int = field(default=24, metadata={"help": "watermarked samples generated from the aligned model"})
-    max_new_tokens: int = field(default=200, metadata={"help": "tokens per sample"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the samples"})
-    fpr: float = field(default=1e-4, metadata={"help": "false-positive rate of the detection verdict"})
-    seed: int = field(default=0, metadata={"help": "seed for prompts and sampling"})
-
-    def __post_init__(self):
-        if self.samples < 2 or self.max_new_tokens < 16:
-            raise ValueError(f"samples and max_new_tokens: need >= 2 samples of >= 16 tokens, got {self.samples}, {self.max_new_tokens}")
-
-
 # -- the release stage ---------------------------------------------------------------------------
 @dataclass
 class ReleaseStageConfig:

@@ -1,22 +1,26 @@
 """The watermark stage of a run: a key for the model's tokenizer, marked samples, a detection check.
 
-The key (`watermark/key.json`, mode 0600) is made once per run directory and reused, so the
-public key id written into the release's model card stays the same across re-runs. The
-samples are generated from the aligned model through the same `generate_texts` path as
-`mintline generate --watermark_key`, with and without the mark, and scored with the key and
-the tokenizer only, beside passages of human text (the validation split): the figures say how
-many marked samples are detected and how many unmarked or human texts are (falsely) flagged.
+* The key (`watermark/key.json`, mode 0600) is made once per run directory and reused; it is
+  never replaced silently (every text marked with it would become undetectable), so asking
+  for other parameters in the same run directory is an error.
+* Samples come from the aligned model through the same `generate_texts` path as
+  `mintline generate --watermark_key`, with and without the mark, and are scored with the key
+  and the tokenizer only, beside passages of held-out human text (the validation split).
+* Optionally (`evaluate`, `distill`), the full robustness evaluation and the distillation of
+  the mark into the weights run on the aligned model too.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from mintline.errors import MintlineError
 from mintline.journal import Journal, atomic_write_text
-from mintline.pipeline.stages import StageOutcome, WatermarkStageConfig
+from mintline.pipeline.stages import StageOutcome
 
 
 class WatermarkCheckFailed(MintlineError):
@@ -25,29 +29,69 @@ class WatermarkCheckFailed(MintlineError):
     exit_code = 1
 
 
+@dataclass
+class WatermarkStageConfig:
+    scheme: Literal["kgw", "synthid"] = field(default="kgw", metadata={"help": "kgw (green lists) or synthid"})
+    gamma: float = field(default=None, metadata={"help": "kgw green fraction (key default 0.25)"})
+    delta: float = field(default=None, metadata={"help": "kgw bias (key default 2.5)"})
+    seeding: Literal["lefthash", "selfhash"] = field(default=None, metadata={"help": "kgw seeding (key default lefthash)"})
+    context_width: int = field(default=None, metadata={"help": "kgw context width (key default 1)"})
+    samples: int = field(default=16, metadata={"help": "watermarked samples generated from the aligned model"})
+    max_new_tokens: int = field(default=200, metadata={"help": "tokens per sample"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the samples"})
+    fpr: float = field(default=1e-4, metadata={"help": "false-positive rate of the detection verdict"})
+    seed: int = field(default=0, metadata={"help": "seed for prompts and sampling"})
+    evaluate: bool = field(default=False, metadata={"help": "also run the robustness/quality evaluation (minutes)"})
+    eval_samples: int = field(default=100, metadata={"help": "evaluation: texts with and without the mark"})
+    eval_lengths: list[int] = field(default_factory=lambda: [32, 64, 128, 256], metadata={"help": "evaluation: token lengths"})
+    distill: bool = field(default=False, metadata={"help": "also distil the mark into the weights (slow)"})
+    distill_steps: int = field(default=400, metadata={"help": "distillation steps"})
+
+    def __post_init__(self):
+        if self.samples < 2 or self.max_new_tokens < 16:
+            raise ValueError(f"samples and max_new_tokens: need >= 2 samples of >= 16 tokens, got {self.samples}, {self.max_new_tokens}")
+
+    def key_params(self) -> dict:
+        names = ("gamma", "delta", "seeding", "context_width") if self.scheme == "kgw" else ()
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+def ensure_key(tokenizer_dir: Path, stage_dir: Path, config: WatermarkStageConfig):
+    """The run's key: made on first use, reused after, refused if the config now asks for another."""
+    from watermark.errors import KeyFileError
+    from watermark.keys import generate_key, load_key, tokenizer_digest, validate_params
+
+    key_path = stage_dir / "key.json"
+    params = config.key_params()
+    if not key_path.exists():
+        generate_key(tokenizer_dir, key_path, scheme=config.scheme, **params)
+    key = load_key(key_path)
+    key.check_tokenizer(tokenizer_digest(tokenizer_dir)[0], where=f"the tokenizer in {tokenizer_dir}")
+    if key.scheme != config.scheme or key.params != validate_params(config.scheme, params):
+        raise KeyFileError(
+            f"{key_path}: holds a {key.scheme} key with {key.params}; "
+            "the stage asks for other parameters (use another run directory)"
+        )
+    return key
+
+
 def human_passages_from_shards(data_dir: Path, words: int, limit: int, seed: int) -> list[str]:
-    passages = []
-    for shard in sorted(data_dir.glob("validation-*.jsonl")):
-        for line in shard.read_text(encoding="utf-8").splitlines():
-            tokens = json.loads(line)["text"].split()
-            passages.extend(" ".join(tokens[i : i + words]) for i in range(0, len(tokens) - words + 1, words))
+    from watermark.evaluate import split_passages
+
+    texts = [
+        json.loads(line)["text"]
+        for shard in sorted(data_dir.glob("validation-*.jsonl"))
+        for line in shard.read_text(encoding="utf-8").splitlines()
+    ]
+    passages = split_passages(texts, words, None)
     random.Random(seed).shuffle(passages)
     return passages[:limit]
 
 
 def run_watermark(config: WatermarkStageConfig, options, run_dir: Path) -> StageOutcome:
-    from alignment.stage import load_aligned
-    from pretrain.generation import GenerationArguments, generate_texts
-    from transformers import AutoTokenizer
-    from watermark.detect import DetectionConfig, detect_texts
-    from watermark.errors import WatermarkError
-    from watermark.keys import generate_key, load_key
-    from watermark.processor import logits_processor_for
-
     base_model = run_dir / "pretrain" / "model"
     aligned = run_dir / "align" / "model"
     out = run_dir / "watermark"
-    key_path = out / "key.json"
     journal = Journal(run_dir)
     with journal.stage(
         "watermark",
@@ -58,60 +102,13 @@ def run_watermark(config: WatermarkStageConfig, options, run_dir: Path) -> Stage
         if stage.skipped:
             return StageOutcome("watermark", stage.figures, skipped=True)
         out.mkdir(parents=True, exist_ok=True)
-        try:
-            key = load_key(key_path)
-            key.check_tokenizer(_tokenizer_digest(base_model), where=str(base_model))
-            if key.scheme != config.scheme:
-                raise WatermarkError("scheme changed")
-        except WatermarkError:
-            generate_key(base_model, key_path, scheme=config.scheme, overwrite=True)
-            key = load_key(key_path)
-
-        tokenizer = AutoTokenizer.from_pretrained(base_model)
-        model = load_aligned(str(base_model), aligned)
-        human = human_passages_from_shards(run_dir / "prepare" / "data", words=150, limit=max(64, config.samples), seed=config.seed)
-        if len(human) < 2:
-            raise MintlineError("watermark: the validation split is too small to cut human passages from")
-        prompts = [" ".join(p.split()[:8]) for p in human[: config.samples]]
-        prompts += [prompts[i % len(prompts)] for i in range(config.samples - len(prompts))]
-        generation = GenerationArguments(
-            max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_k=0, top_p=1.0, seed=config.seed,
-            repetition_penalty=1.0,
-        )
-        processor = logits_processor_for(key, tokenizer)
-        marked = generate_texts(model, tokenizer, prompts, generation, logits_processor=[processor])
-        plain = generate_texts(model, tokenizer, prompts, generation)
-
-        detection = DetectionConfig(fpr=config.fpr)
-        scores = {
-            "marked": detect_texts(marked, key, base_model, detection, prompts=prompts),
-            "unmarked": detect_texts(plain, key, base_model, detection, prompts=prompts),
-            "human": detect_texts(human, key, base_model, detection),
-        }
-        with open(out / "samples.jsonl.tmp", "w", encoding="utf-8") as handle:
-            for prompt, text in zip(prompts, marked):
-                handle.write(json.dumps({"prompt": prompt, "completion": text}) + "\n")
-        (out / "samples.jsonl.tmp").replace(out / "samples.jsonl")
-        atomic_write_text(
-            out / "detection.json",
-            json.dumps({name: [r.to_dict() for r in results] for name, results in scores.items()}, indent=1),
-        )
-        figures = {"key_id": key.key_id, "scheme": key.scheme, "params": key.params, "fpr": config.fpr}
-        for name, results in scores.items():
-            decided = [r for r in results if r.watermarked is not None]
-            figures[name] = {
-                "texts": len(results),
-                "flagged": sum(1 for r in results if r.watermarked),
-                "insufficient_evidence": len(results) - len(decided),
-                "median_z": _median([r.z_score for r in results]),
-                "median_tokens_scored": _median([r.num_tokens_scored for r in results]),
-            }
-        figures["detection_rate"] = figures["marked"]["flagged"] / max(1, figures["marked"]["texts"])
-        figures["false_positives"] = figures["unmarked"]["flagged"] + figures["human"]["flagged"]
+        key = ensure_key(base_model, out, config)
+        figures = sample_and_detect(config, key, base_model, aligned, run_dir / "prepare" / "data", out)
         stage.figures.update(figures)
         if figures["marked"]["flagged"] == 0:
             raise WatermarkCheckFailed(
-                f"watermark: none of {len(marked)} marked samples was detected (median z {figures['marked']['median_z']:.2f})"
+                f"watermark: none of {figures['marked']['texts']} marked samples was detected "
+                f"(median z {figures['marked']['median_z']:.2f})"
             )
     text = (
         f"watermark: key {key.key_id} ({key.scheme}); detected {figures['marked']['flagged']}/{figures['marked']['texts']} "
@@ -121,10 +118,98 @@ def run_watermark(config: WatermarkStageConfig, options, run_dir: Path) -> Stage
     return StageOutcome("watermark", stage.figures, text=text)
 
 
-def _tokenizer_digest(directory: Path) -> str:
-    from watermark.keys import tokenizer_digest
+def sample_and_detect(config: WatermarkStageConfig, key, base_model: Path, aligned: Path, data_dir: Path, out: Path) -> dict:
+    from transformers import AutoTokenizer
 
-    return tokenizer_digest(directory)[0]
+    from alignment.stage import load_aligned
+    from pretrain.generation import GenerationArguments, generate_texts
+    from watermark.detect import DetectionConfig, detect_texts
+    from watermark.processor import logits_processor_for
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    model = load_aligned(str(base_model), aligned)
+    human = human_passages_from_shards(data_dir, words=150, limit=max(64, config.samples), seed=config.seed)
+    if len(human) < 2:
+        raise MintlineError("watermark: the validation split is too small to cut human passages from")
+    prompts = [" ".join(human[i % len(human)].split()[:8]) for i in range(config.samples)]
+    generation = GenerationArguments(
+        max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_k=0, top_p=1.0, seed=config.seed
+    )
+    marked = generate_texts(model, tokenizer, prompts, generation, logits_processor=[logits_processor_for(key, tokenizer)])
+    plain = generate_texts(model, tokenizer, prompts, generation)
+
+    detection = DetectionConfig(fpr=config.fpr)
+    scores = {
+        "marked": detect_texts(marked, key, base_model, detection, prompts=prompts),
+        "unmarked": detect_texts(plain, key, base_model, detection, prompts=prompts),
+        "human": detect_texts(human, key, base_model, detection),
+    }
+    atomic_write_text(
+        out / "samples.jsonl", "".join(json.dumps({"prompt": p, "completion": t}) + "\n" for p, t in zip(prompts, marked))
+    )
+    atomic_write_text(
+        out / "detection.json", json.dumps({name: [r.to_dict() for r in results] for name, results in scores.items()}, indent=1)
+    )
+    figures = {"key_id": key.key_id, "scheme": key.scheme, "params": key.params, "fpr": config.fpr}
+    for name, results in scores.items():
+        figures[name] = {
+            "texts": len(results),
+            "flagged": sum(1 for r in results if r.watermarked),
+            "insufficient_evidence": sum(1 for r in results if r.watermarked is None),
+            "median_z": _median([r.z_score for r in results]),
+            "median_tokens_scored": _median([r.num_tokens_scored for r in results]),
+        }
+    figures["detection_rate"] = figures["marked"]["flagged"] / max(1, figures["marked"]["texts"])
+    figures["false_positives"] = figures["unmarked"]["flagged"] + figures["human"]["flagged"]
+    if config.evaluate or config.distill:
+        figures.update(evaluate_and_distill(config, key, model, tokenizer, base_model, human, out))
+    return figures
+
+
+def evaluate_and_distill(config: WatermarkStageConfig, key, model, tokenizer, tokenizer_dir: Path, passages, out: Path) -> dict:
+    """The full robustness/quality evaluation and the distillation, on the run's aligned model."""
+    from mintline.commands.watermark import make_generate, prompts_from
+    from pretrain.generation import GenerationArguments
+    from watermark.evaluate import EvaluationConfig, evaluate_watermark, perplexity_scorer
+
+    generation = GenerationArguments(batch_size=50)
+    figures: dict = {}
+    if config.evaluate:
+        report = evaluate_watermark(
+            key,
+            tokenizer_dir,
+            prompts_from(passages, config.eval_samples),
+            passages,
+            make_generate(model, tokenizer, generation),
+            EvaluationConfig(num_samples=config.eval_samples, lengths=config.eval_lengths),
+            out / "evaluation",
+            perplexity=perplexity_scorer(model, tokenizer),
+            pad_id=tokenizer.pad_token_id or 0,
+        )
+        figures.update(report["summary"])
+        figures["evaluation_report"], figures["evaluation_plot"] = report["report"], report["plot"]
+    if config.distill:
+        from watermark.distill import DistillConfig, distill_watermark
+
+        if hasattr(model, "merge_and_unload"):  # a LoRA policy: distil into the merged weights
+            model = model.merge_and_unload()
+
+        def generate(prompts, max_new_tokens, processor, model_now):
+            return make_generate(model_now, tokenizer, generation)(prompts, max_new_tokens, processor)
+
+        distilled = distill_watermark(
+            model, tokenizer, key, tokenizer_dir, prompts_from(passages, 512), passages, generate,
+            DistillConfig(steps=config.distill_steps), out / "distilled",
+        )
+        figures.update(
+            {
+                "distill_median_z": distilled["after"]["median_z"],
+                "distill_detected_at_0.01pct_fpr": distilled["after"]["detected_at_0.01pct_fpr"],
+                "distill_fades_at_step": distilled["fades_at_step"],
+                "distilled_model": distilled.get("model_dir"),
+            }
+        )
+    return figures
 
 
 def _median(values: list[float]) -> float:

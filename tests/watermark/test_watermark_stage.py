@@ -1,4 +1,4 @@
-"""The pipeline's entry point: key bound to the model's tokenizer, reused, never replaced; figures out."""
+"""The pipeline's watermark stage: key bound to the model's tokenizer, reused, never replaced; figures out."""
 
 from __future__ import annotations
 
@@ -6,21 +6,28 @@ import json
 
 import pytest
 
-from mintline.commands.watermark import WatermarkStageConfig, run_watermark_stage
+from mintline.pipeline.watermark_stage import WatermarkStageConfig, ensure_key, evaluate_and_distill
 from watermark.errors import KeyFileError
 
 
 def test_stage_makes_reuses_and_never_replaces_the_key(single_thread, tmp_path, trained_model_dir):
     stage = tmp_path / "watermark"
-    quiet = WatermarkStageConfig(evaluate=False)
-    first = run_watermark_stage(trained_model_dir, stage, quiet)
-    assert first["key_id"].startswith("wmk1-") and first["params"]["delta"] == 2.5
-    assert run_watermark_stage(trained_model_dir, stage, quiet)["key_id"] == first["key_id"]
+    first = ensure_key(trained_model_dir, stage, WatermarkStageConfig())
+    assert first.key_id.startswith("wmk1-") and first.params["delta"] == 2.5
+    assert oct((stage / "key.json").stat().st_mode & 0o777) == "0o600"
+    assert ensure_key(trained_model_dir, stage, WatermarkStageConfig()).key_id == first.key_id
     with pytest.raises(KeyFileError, match="other parameters"):
-        run_watermark_stage(trained_model_dir, stage, WatermarkStageConfig(evaluate=False, delta=1.0))
-    figures = run_watermark_stage(
-        trained_model_dir, stage, WatermarkStageConfig(eval_samples=8, eval_lengths=[48], human_passages=120)
-    )
-    assert figures["key_id"] == first["key_id"]
+        ensure_key(trained_model_dir, stage, WatermarkStageConfig(delta=1.0))
+
+
+def test_stage_evaluation_reports_figures_for_the_key(single_thread, tmp_path, trained_model_dir):
+    from mintline.commands.watermark import human_passages
+    from pretrain.generation import load_model_and_tokenizer
+
+    stage = tmp_path / "watermark"
+    key = ensure_key(trained_model_dir, stage, WatermarkStageConfig())
+    model, tokenizer = load_model_and_tokenizer(trained_model_dir)
+    config = WatermarkStageConfig(evaluate=True, eval_samples=8, eval_lengths=[48])
+    figures = evaluate_and_distill(config, key, model, tokenizer, trained_model_dir, human_passages(limit=120), stage)
     assert figures["tpr_at_1pct_fpr_none_48"] == 1.0 and figures["human_passages"] == 120
-    assert json.loads((stage / "evaluation" / "evaluation.json").read_text())["key_id"] == first["key_id"]
+    assert json.loads((stage / "evaluation" / "evaluation.json").read_text())["key_id"] == key.key_id
