@@ -80,6 +80,7 @@ def run_active_loop(pairs: list[PreferencePair], x: np.ndarray, backend, config:
     rng = np.random.default_rng(config.selection_seed)
     model = BradleyTerryModel(rm_config, seed=config.selection_seed)
     started, rounds_this_call = time.perf_counter(), 0
+    curve: list[dict] = []  # the reward model after each round, scored on the held-out set if one is given
     backend.collect()
     while True:
         positions, targets = _training_set(ledger, ids, index)
@@ -89,9 +90,11 @@ def run_active_loop(pairs: list[PreferencePair], x: np.ndarray, backend, config:
         outstanding = [pair_id for pair_id in pending if pair_id not in skipped]
         if len(positions):
             model.fit(x[positions], targets)
+            if eval_x is not None and eval_y is not None and len(eval_y):
+                curve.append({"labels": int(len(positions)), "accuracy": round(model.accuracy(eval_x, eval_y), 4)})
         if outstanding:
             return _figures("waiting", ledger, ids, model, positions, targets, x, config, rounds_this_call,
-                            started, waiting_for=len(outstanding), eval_x=eval_x, eval_y=eval_y)
+                            started, waiting_for=len(outstanding), eval_x=eval_x, eval_y=eval_y, curve=curve)
         if len(requested) >= config.budget:
             break
         candidates = np.asarray([i for i, pair_id in enumerate(ids) if pair_id not in requested], dtype=int)
@@ -117,7 +120,7 @@ def run_active_loop(pairs: list[PreferencePair], x: np.ndarray, backend, config:
                 model=model_id,
             )
     return _figures("done", ledger, ids, model, positions, targets, x, config, rounds_this_call, started,
-                    pseudo_recorded=pseudo_count, eval_x=eval_x, eval_y=eval_y)
+                    pseudo_recorded=pseudo_count, eval_x=eval_x, eval_y=eval_y, curve=curve)
 
 
 def _skipped_only(ledger, pending: list[str]) -> set[str]:
@@ -138,7 +141,7 @@ def _with_prediction(pair: PreferencePair, model: BradleyTerryModel, x_row: np.n
 
 
 def _figures(state, ledger, ids, model, positions, targets, x, config, rounds, started, waiting_for=0,
-             pseudo_recorded=0, eval_x=None, eval_y=None) -> dict:
+             pseudo_recorded=0, eval_x=None, eval_y=None, curve=None) -> dict:
     counts = ledger.counts()
     figures = {
         "state": state,
@@ -155,6 +158,7 @@ def _figures(state, ledger, ids, model, positions, targets, x, config, rounds, s
         "labels_used_for_reward_model": int(len(positions)),
         "ledger_counts": counts,
         "loop_seconds": round(time.perf_counter() - started, 3),
+        "curve": curve or [],
     }
     if model.fitted:
         figures["reward_model_train_accuracy"] = round(model.accuracy(x[positions], targets), 4)

@@ -46,6 +46,11 @@ class AlignStageConfig:
     annotator_temperature: float = field(default=0.0, metadata={"help": "simulated Bradley-Terry choice noise on the gold score"})
     features: str = field(default="policy+stats", metadata={"help": "reward-model features (see FeatureConfig)"})
     feature_cache: str = field(default=None, metadata={"help": "cache directory for encoded texts"})
+    gold_eval_pairs: int = field(
+        default=100,
+        metadata={"help": "simulated backend: candidate pairs kept out of the pool and judged by the noise-free gold "
+                          "judge, to draw the reward model's label-efficiency curve (0 = off)"},
+    )
     include_pseudo: bool = field(default=False, metadata={"help": "train DPO on pseudo-labels too"})
     eval_fraction: float = field(default=0.15, metadata={"help": "labelled pairs held out from DPO to measure it"})
     dpo_beta: float = field(default=0.1, metadata={"help": "DPO β"})
@@ -166,9 +171,14 @@ def run_align_stage(config: AlignStageConfig, candidates: CandidateConfig | None
         raise ConfigError(f"budget: {loop.budget} labels asked but only {len(pairs)} candidate pairs were generated")
     features = FeatureConfig(encoder=config.features, policy_model=config.policy_model, cache_dir=config.feature_cache)
     x = pair_feature_matrix(pairs, features, rm_config.feature_dim)
+    pool, eval_x, eval_y = gold_held_out(pairs, x, config, loop, gold or gold_score)
     with Ledger(config.ledger or out / "ledger.sqlite") as ledger:
         backend = make_backend(config, ledger, loop.selection_seed, gold)
-        figures = {"candidate_pairs": len(pairs), **run_active_loop(pairs, x, backend, loop, rm_config)}
+        figures = {
+            "candidate_pairs": len(pairs),
+            "gold_eval_pairs": 0 if eval_y is None else len(eval_y),
+            **run_active_loop([pairs[i] for i in pool], x[pool], backend, loop, rm_config, eval_x=eval_x, eval_y=eval_y),
+        }
         if figures["state"] != "done":
             log.info("waiting for %d labels; run again when they are in", figures["waiting_for"])
             return figures
@@ -184,6 +194,26 @@ def run_align_stage(config: AlignStageConfig, candidates: CandidateConfig | None
     figures["model_dir"] = str(out / "model")
     (out / "figures.json").write_text(json.dumps(figures, indent=2, default=str) + "\n", encoding="utf-8")
     return figures
+
+
+def gold_held_out(pairs, x, config: AlignStageConfig, loop: ActiveLoopConfig, gold):
+    """(pool positions, eval features, eval targets): with simulated annotators, a few pairs are judged by
+    the gold judge without noise and kept out of the pool, so each round's reward model can be scored."""
+    import numpy as np
+
+    everything = np.arange(len(pairs))
+    spare = len(pairs) - loop.budget
+    size = min(config.gold_eval_pairs, spare) if config.backend == "simulated" else 0
+    if size < 10:
+        return everything, None, None
+    held = np.sort(np.random.default_rng(loop.selection_seed + 1).choice(everything, size=size, replace=False))
+    scores = [(gold(pairs[i].prompt, pairs[i].response_a), gold(pairs[i].prompt, pairs[i].response_b)) for i in held]
+    decided = [(i, float(a > b)) for i, (a, b) in zip(held, scores) if a != b]
+    pool = np.setdiff1d(everything, held)
+    if len(decided) < 10:
+        return everything, None, None
+    index, targets = zip(*decided)
+    return pool, x[list(index)], np.asarray(targets)
 
 
 def load_aligned(policy_model: str, model_dir: str | Path):
