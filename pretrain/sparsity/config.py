@@ -132,7 +132,7 @@ class PostTrainingArguments:
         default="row",
         metadata={
             "help": "where Wanda compares scores: row (each output row loses the same share, as in the paper) or "
-            "layer (the whole matrix, as magnitude does; better on small, lightly trained models)"
+            "layer (the whole matrix, as magnitude does); which loses less depends on the model"
         },
     )
     calibration_samples: int = field(default=32, metadata={"help": "validation blocks for Wanda's activation norms"})

@@ -5,9 +5,9 @@
   weight by |W_ij| · ‖X_j‖₂, the input feature's L2 norm over calibration tokens, and zero the
   lowest scores within each output row. Layers are pruned in order, each calibrated on the
   activations of the already-pruned layers below it, as in the paper's reference code.
-  The per-row comparison is what makes Wanda work on LLMs; on small, lightly trained models
-  (whose rows differ a lot in importance) comparing over the whole matrix can do better
-  (`wanda_group="layer"`; measured in benchmarks/pruning.py).
+  The per-row comparison is what makes Wanda work on LLMs; on small, lightly trained models,
+  whose rows differ much in importance, comparing over the whole matrix (`wanda_group="layer"`)
+  sometimes loses less (benchmarks/pruning.py measures both).
 * 2:4 (`structured=True`): in every group of four consecutive inputs of a row keep the two best
   scores, the pattern sparse tensor cores run at up to twice the speed. The weights are saved
   dense (any runtime reads them); `to_sparse_semi_structured` runs them on CUDA GPUs of compute

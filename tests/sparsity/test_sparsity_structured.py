@@ -110,3 +110,18 @@ def test_structured_pruning_carries_unstructured_masks_along():
     assert not down.weight[~mask_of(down).mask.bool()].any()
     ids = torch.randint(0, 512, (1, 8))
     assert model(input_ids=ids).logits.shape == (1, 8, 512)
+
+
+def test_energy_meter_reads_rapl_counters_and_their_wraparound(tmp_path):
+    from pretrain.sparsity.accounting import EnergyMeter
+
+    zone = tmp_path / "intel-rapl:0"  # the sysfs layout of /sys/class/powercap
+    zone.mkdir()
+    (zone / "max_energy_range_uj").write_text("1000000\n")
+    (zone / "energy_uj").write_text("900000\n")
+    meter = EnergyMeter(str(tmp_path / "intel-rapl*"))
+    assert meter.available
+    meter.start()
+    (zone / "energy_uj").write_text("400000\n")  # wrapped: 100000 to the top, then 400000
+    assert meter.stop() == pytest.approx(0.5)
+    assert not EnergyMeter(str(tmp_path / "nothing-here*")).available
