@@ -125,17 +125,20 @@ def train_one(role: str, config: dict, mine, theirs, done, results) -> None:
     tokenizer = AutoTokenizer.from_pretrained(config["tokenizer"])
     model_config = build_config(config["model"], len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
     sparsity = SparsityArguments(**config["pruning"], measure_throughput=False) if role == "pruned" else SparsityArguments()
-    # build_callbacks checks the settings against the model; the callbacks act on the model the trainer hands them
-    callbacks = build_callbacks(sparsity, AutoModelForCausalLM.from_config(model_config))
     baton = make_baton_callback(mine, theirs, done, 0 if role == "dense" else 1)
     out = Path(config["out"]) / role
     if config["trainer"] == "engine":
-        model_dir, engine_figures = _train_with_engine(config, out, [*callbacks, baton])
+        # exactly what `mintline pretrain --prune_heads ... --prune_neurons ...` runs
+        model_dir, engine_figures = _train_with_engine(config, out, [baton], sparsity)
         val_loss = engine_figures["eval_loss"]
+        pruning_figures = engine_figures.get("sparsity", {})
     else:
+        # build_callbacks checks the settings against the model; the callbacks act on the model the trainer hands them
+        callbacks = build_callbacks(sparsity, AutoModelForCausalLM.from_config(model_config))
         model_dir = _train_with_stock_trainer(config, out, model_config, tokenizer, [*callbacks, baton])
         validation = token_blocks(tokenizer, Path(config["data"]) / "validation-00000-of-00001.jsonl", config["block"])
         val_loss = evaluate_loss(AutoModelForCausalLM.from_pretrained(model_dir), validation, batch_size=16)
+        pruning_figures = sparsity_figures(callbacks, AutoModelForCausalLM.from_pretrained(model_dir))
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tokens = baton.steps * config["batch"] * config["block"]
     results.put(
@@ -147,7 +150,7 @@ def train_one(role: str, config: dict, mine, theirs, done, results) -> None:
             "turn_cpu_seconds": baton.cpu,
             "train_tokens_per_s": tokens / baton.wall,
             "train_tokens_per_cpu_s": tokens / baton.cpu,
-            "sparsity": sparsity_figures(callbacks, model),
+            "sparsity": pruning_figures,
             "heads": model.config.num_attention_heads,
             "intermediate_size": model.config.intermediate_size,
             "model_dir": str(model_dir),
@@ -155,7 +158,7 @@ def train_one(role: str, config: dict, mine, theirs, done, results) -> None:
     )
 
 
-def _train_with_engine(config: dict, out: Path, callbacks: list) -> tuple[Path, dict]:
+def _train_with_engine(config: dict, out: Path, callbacks: list, sparsity) -> tuple[Path, dict]:
     """The project's pretraining engine (pretrain/engine.py), as `mintline pretrain` runs it."""
     from pretrain.config import PretrainArguments
     from pretrain.engine import pretrain
@@ -177,7 +180,7 @@ def _train_with_engine(config: dict, out: Path, callbacks: list) -> tuple[Path, 
         seed=config["seed"],
         num_threads=config["threads"],
     )
-    figures = pretrain(args, out, extra_callbacks=callbacks)
+    figures = pretrain(args, out, extra_callbacks=callbacks, sparsity=sparsity)
     return Path(figures["model_dir"]), figures
 
 

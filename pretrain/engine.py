@@ -31,6 +31,10 @@ from pretrain.data import PackedBlocks, find_shards, tokenize_split, tokenizer_d
 from pretrain.errors import CheckpointError, ConfigError, CorpusError, PretrainError
 from pretrain.precision import PrecisionChoice, choose_precision
 from pretrain.presets import build_config, count_parameters
+from pretrain.sparsity.callbacks import build_callbacks as build_sparsity_callbacks
+from pretrain.sparsity.callbacks import sparsity_figures
+from pretrain.sparsity.config import SparsityArguments
+from pretrain.sparsity.structured import restore_pruned_shapes
 from pretrain.throughput import ThroughputMeter, device_peak_flops, training_flops_per_token
 
 log = logging.getLogger("pretrain")
@@ -84,10 +88,19 @@ def resolve_threads(args: PretrainArguments) -> int:
     return threads
 
 
-def run_identity(args: PretrainArguments, tokenizer_key: str, data_key: str, world_size: int) -> dict[str, Any]:
+def run_identity(
+    args: PretrainArguments,
+    tokenizer_key: str,
+    data_key: str,
+    world_size: int,
+    sparsity: SparsityArguments | None = None,
+) -> dict[str, Any]:
     """What makes two runs the same run (and a checkpoint of one resumable by the other)."""
     fields = {k: v for k, v in asdict(args).items() if k not in PretrainArguments.RESUMABLE_FIELDS}
     fields.pop("data_dir"), fields.pop("tokenizer")  # paths may move; their contents are below
+    if sparsity is not None and (sparsity.structured or sparsity.unstructured):
+        # a dense run's identity stays as it was; a sparse run's checkpoints only resume the same schedule
+        fields.update({f"sparsity.{k}": v for k, v in asdict(sparsity).items() if k != "measure_throughput"})
     return {"config": fields, "tokenizer_sha256": tokenizer_key, "train_data_sha256": data_key, "world_size": world_size}
 
 
@@ -180,9 +193,19 @@ def build_model_config(args: PretrainArguments, tokenizer):
     return config
 
 
-def pretrain(args: PretrainArguments, output_dir: str | Path, extra_callbacks: list | None = None) -> dict[str, Any]:
-    """Train (or resume) and save `output_dir/model`; returns the run's figures."""
+def pretrain(
+    args: PretrainArguments,
+    output_dir: str | Path,
+    extra_callbacks: list | None = None,
+    sparsity: SparsityArguments | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) and save `output_dir/model`; returns the run's figures.
+
+    `sparsity` switches on dynamic structured pruning and/or sparse training
+    (pretrain/sparsity); its figures land under "sparsity".
+    """
     started = time.time()
+    sparsity = sparsity or SparsityArguments()
     output_dir = Path(output_dir)
     from transformers.utils import logging as hf_logging
 
@@ -201,7 +224,7 @@ def pretrain(args: PretrainArguments, output_dir: str | Path, extra_callbacks: l
     world_size = training_args.world_size
     log.info("precision: %s (%s)", precision.dtype_name, precision.reason)
 
-    identity = run_identity(args, tokenizer_digest(args.tokenizer), shards_digest(train_shards), world_size)
+    identity = run_identity(args, tokenizer_digest(args.tokenizer), shards_digest(train_shards), world_size, sparsity)
     if training_args.process_index == 0:
         check_output_dir(output_dir, identity, args.overwrite_output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -234,6 +257,10 @@ def pretrain(args: PretrainArguments, output_dir: str | Path, extra_callbacks: l
     set_seed(args.seed)
     model = AutoModelForCausalLM.from_config(model_config)
     num_parameters = count_parameters(model)
+    sparsity_callbacks = build_sparsity_callbacks(sparsity, model)  # checks the settings against the model first
+    if resume_from is not None and sparsity.structured:
+        # a checkpoint taken after a pruning event holds smaller matrices than the preset builds
+        restore_pruned_shapes(model, resume_from)
     flops_per_token = training_flops_per_token(
         num_parameters, model_config.num_hidden_layers, model_config.hidden_size, args.block_size
     )
@@ -254,7 +281,12 @@ def pretrain(args: PretrainArguments, output_dir: str | Path, extra_callbacks: l
         processing_class=tokenizer,
         precision=precision,
         own_autocast=on_cpu,
-        callbacks=[ThroughputCallback(meter, flops_per_token, peak_flops, world_size), interrupt, *(extra_callbacks or [])],
+        callbacks=[
+            ThroughputCallback(meter, flops_per_token, peak_flops, world_size),
+            interrupt,
+            *sparsity_callbacks,
+            *(extra_callbacks or []),
+        ],
     )
     # The Trainer prints raw log dicts (PrinterCallback) when tqdm is off; we print short lines or nothing.
     trainer.remove_callback(ProgressCallback)
@@ -316,6 +348,9 @@ def pretrain(args: PretrainArguments, output_dir: str | Path, extra_callbacks: l
         "wall_seconds": round(time.time() - started, 2),
         "model_dir": str(model_dir),
     }
+    if sparsity_callbacks:
+        figures["sparsity"] = sparsity_figures(sparsity_callbacks, trainer.model)
+        figures["parameters_final"] = count_parameters(trainer.model)
     return figures
 
 

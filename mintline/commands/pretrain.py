@@ -3,16 +3,19 @@
     mintline pretrain --run_dir runs/demo --model tiny --max_steps 2000
     OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 -m mintline pretrain --run_dir runs/demo
     mintline pretrain --config pretrain.yaml --learning_rate 1e-3      # YAML + overrides
+    mintline pretrain --run_dir runs/demo --prune_heads 0.5 --prune_neurons 0.5   # dynamic pruning
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from pathlib import Path
 
 from mintline.console import CommandResult, format_key_values
 from mintline.journal import Journal, RunArguments
 from pretrain.config import PretrainArguments
+from pretrain.sparsity.config import SparsityArguments
 
 SUMMARY_KEYS = (
     "model",
@@ -31,10 +34,26 @@ SUMMARY_KEYS = (
     "wall_seconds",
     "model_dir",
 )
+# what pruning / sparse training did, when it was on (the rest is in run.json)
+SPARSITY_SUMMARY_KEYS = (
+    "parameters_before",
+    "parameters_after",
+    "train_flops_per_token_before",
+    "train_flops_per_token_after",
+    "train_flops_saved_fraction",
+    "inference_tokens_per_second_before",
+    "inference_tokens_per_second_after",
+    "heads_per_layer_after",
+    "intermediate_size_after",
+    "decoder_sparsity",
+    "eval_loss_before",
+    "eval_loss_after",
+    "energy_source",
+)
 
 
 def make_parser(subparsers: argparse._SubParsersAction | None = None):
-    dataclass_types = (PretrainArguments, RunArguments)
+    dataclass_types = (PretrainArguments, SparsityArguments, RunArguments)
     if subparsers is None:
         from mintline.argparsing import MintlineParser
 
@@ -58,7 +77,9 @@ def resolve_inputs(args: PretrainArguments, run_dir: Path) -> PretrainArguments:
     )
 
 
-def run_pretrain_stage(args: PretrainArguments, run: RunArguments, extra_callbacks=None) -> tuple[dict, bool]:
+def run_pretrain_stage(
+    args: PretrainArguments, run: RunArguments, sparsity: SparsityArguments | None = None, extra_callbacks=None
+) -> tuple[dict, bool]:
     """Run (or skip) the pretrain stage under the journal; returns (figures, skipped)."""
     from pretrain.engine import pretrain
     from pretrain.errors import CorpusError
@@ -69,23 +90,26 @@ def run_pretrain_stage(args: PretrainArguments, run: RunArguments, extra_callbac
         if not Path(path).exists():
             raise CorpusError(f"{label}: no such directory: {path} (run `mintline prepare --run_dir {run_dir}` first)")
     output_dir = run_dir / "pretrain"
+    sparsity = sparsity or SparsityArguments()
     journal = Journal(run_dir)
     with journal.stage(
         "pretrain",
-        config=args,
+        # a dense run's recorded config stays what it was before sparsity existed
+        config={**asdict(args), "sparsity": asdict(sparsity)} if sparsity.structured or sparsity.unstructured else args,
         inputs={"data": args.data_dir, "tokenizer": args.tokenizer},
         outputs=[output_dir / "model"],
         force=run.force,
     ) as stage:
         if stage.skipped:
             return stage.figures, True
-        stage.figures.update(pretrain(args, output_dir, extra_callbacks=extra_callbacks))
+        stage.figures.update(pretrain(args, output_dir, extra_callbacks=extra_callbacks, sparsity=sparsity))
         return stage.figures, False
 
 
-def main(args: PretrainArguments, run: RunArguments, options: argparse.Namespace) -> CommandResult:
-    figures, skipped = run_pretrain_stage(args, run)
+def main(args: PretrainArguments, sparsity: SparsityArguments, run: RunArguments, options: argparse.Namespace) -> CommandResult:
+    figures, skipped = run_pretrain_stage(args, run, sparsity)
     summary = {key: figures.get(key) for key in SUMMARY_KEYS if figures.get(key) is not None}
+    summary.update({key: figures["sparsity"][key] for key in SPARSITY_SUMMARY_KEYS if key in figures.get("sparsity", {})})
     heading = "pretrain: already finished with these inputs and config (run.json); nothing to do\n" if skipped else ""
     return CommandResult(data={"skipped": skipped, **figures}, text=heading + format_key_values(summary))
 
