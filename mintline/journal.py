@@ -127,6 +127,9 @@ class StageRun:
     skipped: bool = False
     figures: dict[str, Any] = field(default_factory=dict)
     previous: dict[str, Any] | None = None
+    # "waiting": the stage stopped for something outside (labels from people); it is recorded
+    # with its figures and wall time but never counts as finished, so the next run resumes it
+    status: str = "finished"
 
 
 class Journal:
@@ -247,10 +250,11 @@ class Journal:
                 figures=run.figures,
             )
             raise
-        output_digests = {os.fspath(p): digest_path(p) for p in (outputs or []) if Path(p).exists()}
+        finished = run.status == "finished"
+        output_digests = {os.fspath(p): digest_path(p) for p in (outputs or []) if finished and Path(p).exists()}
         self.update_stage(
             name,
-            status="finished",
+            status=run.status,
             finished_at=now_iso(),
             wall_seconds=round(time.time() - started, 3),
             outputs=output_digests,

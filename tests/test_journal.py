@@ -64,3 +64,19 @@ def test_crash_is_recorded_as_failed(tmp_path):
             raise RuntimeError("boom")
     record = journal.stage_record("demo")
     assert record["status"] == "failed" and record["error"] == "boom"
+
+
+def test_a_waiting_stage_is_recorded_with_its_time_and_runs_again(tmp_path):
+    journal = Journal(tmp_path / "run")
+    runs = []
+    for attempt in range(2):
+        with journal.stage("labels", config={"budget": 4}, outputs=[tmp_path / "run" / "labels"]) as stage:
+            assert not stage.skipped  # waiting never counts as finished
+            runs.append(attempt)
+            stage.figures["received"] = attempt
+            if attempt == 0:
+                stage.status = "waiting"
+        record = json.loads((tmp_path / "run" / "run.json").read_text())["stages"]["labels"]
+        assert record["status"] == ("waiting" if attempt == 0 else "finished")
+        assert record["wall_seconds"] >= 0 and record["figures"] == {"received": attempt}
+    assert runs == [0, 1]

@@ -52,32 +52,32 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
 # -- run ---------------------------------------------------------------------------------------
 def run_main(stage, candidates, loop, rm_config, run, options) -> CommandResult:
     from alignment.stage import config_dict, run_align_stage
-    from mintline.journal import Journal, digest_config, digest_path, now_iso
+    from mintline.journal import Journal
 
     if not stage.output_dir:
         stage.output_dir = str(Path(run.run_dir) / "align")
-    journal = Journal(run.run_dir)
-    config = config_dict(stage, candidates, loop, rm_config)
     inputs = {"policy_model": stage.policy_model}
     for name in ("prompts_file", "corpus"):
         if getattr(stage, name):
             inputs[name] = getattr(stage, name)
-    digests = {k: digest_path(v) for k, v in inputs.items() if Path(v).exists()}
-    previous = None if run.force else journal.is_up_to_date("align", digest_config(config), digests)
-    if previous is not None:
-        figures = previous.get("figures", {})
-        return CommandResult(data={"skipped": True, **figures}, text=f"align: up to date ({journal.path}); --force to redo")
-    journal.update_stage("align", status="running", started_at=now_iso(), config=config,
-                         config_digest=digest_config(config), inputs=digests, error=None)
-    try:
+    inputs = {k: v for k, v in inputs.items() if Path(v).exists()}
+    journal = Journal(run.run_dir)
+    with journal.stage(
+        "align",
+        config=config_dict(stage, candidates, loop, rm_config),
+        inputs=inputs,
+        outputs=[Path(stage.output_dir) / "model"],
+        force=run.force,
+    ) as record:
+        if record.skipped:
+            return CommandResult(
+                data={"skipped": True, **record.figures}, text=f"align: up to date ({journal.path}); --force to redo"
+            )
         figures = run_align_stage(stage, candidates, loop, rm_config)
-    except BaseException as exc:
-        journal.update_stage("align", status="failed", finished_at=now_iso(), error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        raise
-    finished = figures["state"] == "done"
-    outputs = {figures["model_dir"]: digest_path(figures["model_dir"])} if finished else {}
-    journal.update_stage("align", status="finished" if finished else "waiting", finished_at=now_iso(),
-                         figures=figures, outputs=outputs)
+        record.figures.update(figures)
+        finished = figures["state"] == "done"
+        if not finished:
+            record.status = "waiting"
     if not finished:
         text = f"align: waiting for {figures['waiting_for']} labels ({figures['labels_received']} of {figures['labels_requested']} in); run again later"
     else:

@@ -101,17 +101,60 @@ def _pretrain_section(run_dir: Path, record: dict | None, out: Path):
         + (f", MFU {f['mfu']:.1%}" if f.get("mfu") else "")
         + "."
     ]
-    sparsity = f.get("sparsity") or f.get("pruning")
+    sparsity = f.get("sparsity")
     if sparsity:
-        text.append("Pruning / sparsity: " + ", ".join(f"{k} {format_value(v)}" for k, v in _flat(sparsity).items()))
+        text.append(_sparsity_text(sparsity))
     images = []
     history_path = run_dir / "pretrain" / "log_history.json"
     if history_path.is_file():
         history = json.loads(history_path.read_text())
         train = [(e["step"], e["loss"]) for e in history if "loss" in e]
         val = [(e["step"], e["eval_loss"]) for e in history if "eval_loss" in e]
-        images.append(_line_plot(out / "loss.png", {"train": train, "validation": val}, "step", "loss (nats/token)"))
+        marks = (sparsity or {}).get("pruning_steps") or []
+        images.append(
+            _line_plot(out / "loss.png", {"train": train, "validation": val}, "step", "loss (nats/token)", marks=marks)
+        )
     return title, text, [i for i in images if i]
+
+
+def _sparsity_text(s: dict) -> str:
+    """What dynamic pruning / sparse training did and saved, from the pretrain stage's figures."""
+    parts = []
+    if s.get("pruning_steps"):
+        parts.append(
+            f"Structured pruning at steps {', '.join(str(step) for step in s['pruning_steps'])}: attention heads per layer "
+            f"{s.get('heads_per_layer_before')} → {s.get('heads_per_layer_after')}, MLP neurons per layer "
+            f"{s.get('intermediate_size_before')} → {s.get('intermediate_size_after')}, parameters "
+            f"{s.get('parameters_before', 0):,} → {s.get('parameters_after', 0):,}."
+        )
+    if s.get("sparsity_method"):
+        parts.append(
+            f"Sparse training ({s['sparsity_method']}, {s.get('sparsity_updates')} mask updates): "
+            f"{format_value(s.get('decoder_sparsity'))} of the decoder weights are zero."
+        )
+    if s.get("train_flops_per_token_reduction") is not None:
+        parts.append(
+            f"Training FLOPs per token {format_value(s.get('train_flops_per_token_before'))} → "
+            f"{format_value(s.get('train_flops_per_token_after'))} ({s['train_flops_per_token_reduction']:.1%} fewer); "
+            f"over the run {s.get('train_flops_saved_fraction', 0):.1%} of the dense run's compute saved "
+            f"({format_value(s.get('train_flops_saved'))} FLOPs)."
+        )
+    speeds = [s.get(f"{kind}_tokens_per_second_{when}") for kind in ("train", "inference") for when in ("before", "after")]
+    if any(speeds):
+        parts.append(
+            f"Measured tokens/s before → after pruning: training {format_value(speeds[0])} → {format_value(speeds[1])}, "
+            f"inference {format_value(speeds[2])} → {format_value(speeds[3])}."
+        )
+    if s.get("eval_loss_after") is not None:
+        parts.append(
+            f"Validation loss {format_value(s.get('eval_loss_before'))} before the first pruning event, "
+            f"{format_value(s['eval_loss_after'])} at the end."
+        )
+    energy = s.get("energy_source")
+    if energy:
+        joules = s.get("energy_joules")
+        parts.append(f"Energy: {energy}" + (f", {joules:,.0f} J measured." if joules else "."))
+    return " ".join(parts)
 
 
 def _align_section(run_dir: Path, record: dict | None, out: Path):
@@ -198,11 +241,16 @@ def _pyplot():
     return plt
 
 
-def _line_plot(path: Path, series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str) -> str | None:
+def _line_plot(
+    path: Path, series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str, marks: list[float] = ()
+) -> str | None:
+    """A line per series; `marks` draws dotted vertical lines (e.g. the pruning steps)."""
     if not any(series.values()):
         return None
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    for index, x in enumerate(marks):
+        axis.axvline(x, color="grey", linestyle=":", linewidth=1, label="pruning" if index == 0 else None)
     for label, points in series.items():
         if points:
             xs, ys = zip(*points)

@@ -89,6 +89,8 @@ def test_run_killed_during_pretraining_resumes_and_releases(tmp_path):
     for heading in ("Data: filtering", "Pretraining", "Alignment", "Watermark", "Release"):
         assert heading in report
     assert "simulated annotators" in report
+    assert "Structured pruning at steps" in report  # the default's pruning, resumed across a pruning event
+    assert stages["pretrain"]["sparsity"]["train_flops_per_token_reduction"] > 0.15
     assert {p.name for p in (run_dir / "report").glob("*.png")} >= {"loss.png", "filters.png", "watermark.png"}
 
     third = mintline("run", "--config", config, "--run_dir", run_dir, "--json")
