@@ -146,10 +146,13 @@ def _sparsity_text(s: dict) -> str:
             f"inference {format_value(speeds[2])} → {format_value(speeds[3])}."
         )
     if s.get("eval_loss_after") is not None:
-        parts.append(
-            f"Validation loss {format_value(s.get('eval_loss_before'))} before the first pruning event, "
-            f"{format_value(s['eval_loss_after'])} at the end."
+        before = (
+            f"{format_value(s['eval_loss_before'])} at step {s.get('eval_loss_before_step')} (the last evaluation "
+            "before the first pruning event), "
+            if s.get("eval_loss_before") is not None
+            else ""
         )
+        parts.append(f"Validation loss {before}{format_value(s['eval_loss_after'])} at the end.")
     energy = s.get("energy_source")
     if energy:
         joules = s.get("energy_joules")
