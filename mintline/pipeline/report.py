@@ -179,11 +179,19 @@ def _align_section(run_dir: Path, record: dict | None, out: Path):
     if dpo:
         text.append(
             "DPO: " + ", ".join(f"{k} {format_value(v)}" for k, v in _flat(dpo).items() if not isinstance(v, (list, dict)))
+            + (f" (implicit-reward accuracy on the {f['exported_pairs'] - dpo['train_pairs']} labelled pairs held out of DPO)"
+               if dpo.get("heldout_implicit_reward_accuracy") is not None and f.get("exported_pairs") and dpo.get("train_pairs")
+               else "")
         )
     images = []
     curve = f.get("curve") or f.get("label_efficiency")
-    if curve:
-        points = [(p["labels"], p["accuracy"]) for p in curve if p.get("accuracy") is not None]
+    points = [(p["labels"], p["accuracy"]) for p in curve or [] if p.get("accuracy") is not None]
+    if points:
+        text.append(
+            f"Label efficiency: the reward model's accuracy on {f.get('gold_eval_pairs')} held-out pairs judged by the "
+            f"gold annotator, after each round: {format_value(points[0][1])} at {points[0][0]} labels → "
+            f"{format_value(points[-1][1])} at {points[-1][0]}."
+        )
         images.append(_line_plot(out / "labels.png", {"reward model": points}, "labels", "held-out accuracy"))
     labels = {"received": f.get("labels_received") or 0, "skipped": f.get("labels_skipped") or 0, "pseudo": f.get("pseudo_labels") or 0}
     images.append(_bar_chart(out / "label_counts.png", labels, "labels used"))
