@@ -1,6 +1,6 @@
 """Dense vs dynamically pruned pretraining, same data and token budget; then post-training pruning.
 
-    python benchmarks/pruning.py [--quick] [--model tiny] [--steps 600] [--threads 1]
+    python benchmarks/pruning.py [--quick] [--model tiny] [--steps 1200] [--threads 1]
 
 Two processes train the same preset on the same batches in the same order: one dense, one
 with the structured-pruning callback (heads and MLP neurons removed early in the run). They
@@ -299,7 +299,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps (under 5 minutes on 2 quiet cores)")
     parser.add_argument("--model", default="tiny", help="preset (default tiny, ~5M parameters)")
-    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default 600; 120 with --quick)")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default 1200, the default pipeline's budget; 120 with --quick)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--block", type=int, default=128)
     parser.add_argument("--learning_rate", type=float, default=3e-3)
@@ -315,7 +315,7 @@ def main() -> None:
     parser.add_argument("--trainer", default="engine", choices=["engine", "stock"],
                         help="engine: pretrain/engine.py (what mintline pretrain runs); stock: transformers.Trainer")
     options = parser.parse_args()
-    steps = options.steps or (120 if options.quick else 600)
+    steps = options.steps or (120 if options.quick else 1200)
 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="sparsity-bench-") as tmp:

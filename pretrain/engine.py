@@ -351,6 +351,11 @@ def pretrain(
     if sparsity_callbacks:
         figures["sparsity"] = sparsity_figures(sparsity_callbacks, trainer.model)
         figures["parameters_final"] = count_parameters(trainer.model)
+        done = figures["sparsity"]
+        if figures["mfu"] and done.get("tokens_trained"):
+            # pruning shrank the model mid-run: utilisation counts the FLOPs actually done, not the dense ones
+            figures["flops_per_token"] = done["train_flops"] / done["tokens_trained"]
+            figures["mfu"] = meter.tokens_per_second * figures["flops_per_token"] / (peak_flops * world_size)
     return figures
 
 
