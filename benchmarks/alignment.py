@@ -39,42 +39,6 @@ HH_RLHF = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz
 ALL_STRATEGIES = "random,uncertainty,bald,disagreement,fisher,thompson,uncertainty+kcenter,fisher+kcenter,adpo"
 
 
-def train_policy(out: Path, steps: int) -> Path:
-    """The pipeline's default policy, in small: a nano Llama pretrained on the built-in corpus (tests' recipe)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from pretrain.corpus.builtin import iter_builtin_corpus
-    from pretrain.presets import build_config
-    from pretrain.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
-
-    if (out / "config.json").is_file():
-        return out
-    documents = [d.text for d in iter_builtin_corpus()]
-    save_tokenizer(train_tokenizer(documents, TokenizerConfig(vocab_size=4096)), out / "tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")
-    torch.manual_seed(0)
-    config = build_config("nano", len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
-    model = AutoModelForCausalLM.from_config(config)
-    ids = [t for d in documents for t in tokenizer(d)["input_ids"] + [tokenizer.eos_token_id]]
-    data = torch.tensor(ids[: len(ids) // 128 * 128]).view(-1, 128)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.1)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        rows = data[torch.randint(0, len(data), (16,), generator=generator)]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(input_ids=rows, labels=rows).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-    model.eval().save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 def pipeline_pairs(policy: Path, n_prompts: int, samples: int, cache: Path, seed: int = 1):
     """Candidate pairs from the policy (cached), and a TRL file whose `chosen` is the gold judge's pick."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -199,11 +163,13 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
 
+    from pretrain.reference_model import save_reference_nano
+
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     started = time.perf_counter()
     work = args.cache / "benchmark-alignment"
     work.mkdir(parents=True, exist_ok=True)
-    policy = args.model or train_policy(work / ("policy-nano-300" if quick else "policy-nano-600"), 300 if quick else 600)
+    policy = args.model or save_reference_nano(work / ("policy-nano-300" if quick else "policy-nano-600"), 300 if quick else 600)
     pairs, gold_file = pipeline_pairs(policy, 100 if quick else 450, 6, work)
     pipeline = label_efficiency("pipeline", gold_file, args, args.pipeline_features, args.plain_features,
                                 budget=200 if quick else 1000, seeds=args.seeds, noise=0.25,

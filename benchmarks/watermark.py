@@ -39,44 +39,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
-def train_model(out: Path, steps: int) -> Path:
-    """A nano Llama pretrained on the built-in corpus (the tests' recipe, `steps` long), cached."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from pretrain.corpus.builtin import iter_builtin_corpus
-    from pretrain.presets import build_config
-    from pretrain.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
-
-    if (out / "config.json").is_file():
-        return out
-    documents = [d.text for d in iter_builtin_corpus()]
-    save_tokenizer(train_tokenizer(documents, TokenizerConfig(vocab_size=4096)), out / "tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")
-    torch.manual_seed(0)
-    config = build_config(
-        "nano", len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
-    )
-    model = AutoModelForCausalLM.from_config(config)
-    ids = [t for d in documents for t in tokenizer(d)["input_ids"] + [tokenizer.eos_token_id]]
-    data = torch.tensor(ids[: len(ids) // 128 * 128]).view(-1, 128)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.1)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        rows = data[torch.randint(0, len(data), (16,), generator=generator)]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(input_ids=rows, labels=rows).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-    model.eval().save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 def generation_speed(model, tokenizer, key, prompts, tokens: int, repeats: int) -> dict:
     """Interleaved A-B-B-A timing of plain vs watermarked generate; ratios per adjacent pair."""
     import torch
@@ -238,11 +200,12 @@ def main(argv=None) -> int:
     started = time.time()
     from mintline.commands.watermark import human_passages, make_generate, prompts_from
     from pretrain.generation import GenerationArguments, load_model_and_tokenizer
+    from pretrain.reference_model import save_reference_nano
     from watermark.distill import DistillConfig, distill_watermark
     from watermark.evaluate import EvaluationConfig, evaluate_watermark, perplexity_scorer
     from watermark.keys import generate_key, load_key
 
-    model_dir = args.model or train_model(args.cache / "benchmark-watermark" / "nano-300", 300)
+    model_dir = args.model or save_reference_nano(args.cache / "benchmark-watermark" / "nano-300", 300)
     args.out.mkdir(parents=True, exist_ok=True)
     key_path = args.out / "key.json"
     if key_path.exists():

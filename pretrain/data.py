@@ -36,6 +36,7 @@ def find_shards(data_dir: str | Path, split: str) -> list[Path]:
 
 
 def iter_shard_texts(shards: list[Path]) -> Iterator[str]:
+    """The `text` of every record in .jsonl / .parquet shards; a malformed record is a CorpusError."""
     for shard in shards:
         if shard.suffix == ".jsonl":
             with open(shard, encoding="utf-8") as handle:
@@ -43,14 +44,20 @@ def iter_shard_texts(shards: list[Path]) -> Iterator[str]:
                     if not line.strip():
                         continue
                     try:
-                        yield json.loads(line)["text"]
+                        text = json.loads(line)["text"]
                     except (json.JSONDecodeError, KeyError, TypeError) as exc:
                         raise CorpusError(f"{shard} line {number}: not a {{'text': ...}} record ({exc})") from exc
+                    if not isinstance(text, str):
+                        raise CorpusError(f"{shard} line {number}: 'text' is not a string")
+                    yield text
         else:
             import pyarrow.parquet as pq
 
-            for batch in pq.ParquetFile(shard).iter_batches(columns=["text"], batch_size=1024):
-                yield from batch.column(0).to_pylist()
+            try:
+                for batch in pq.ParquetFile(shard).iter_batches(columns=["text"], batch_size=1024):
+                    yield from batch.column(0).to_pylist()
+            except (OSError, KeyError, ValueError) as exc:
+                raise CorpusError(f"{shard}: not a Parquet file with a 'text' column ({exc})") from exc
 
 
 def tokenizer_digest(tokenizer_dir: str | Path) -> str:

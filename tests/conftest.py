@@ -74,34 +74,12 @@ def trained_model_dir(tmp_path_factory, builtin_documents, tokenizer_dir) -> Pat
     Good enough to produce varied, corpus-like text (validation loss ~4.5 nats); build your own
     only if a test needs something this cannot give.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from pretrain.presets import build_config
+    from pretrain.reference_model import train_reference_nano
 
-    torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = build_config("nano", len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
-    model = AutoModelForCausalLM.from_config(config)
-    ids: list[int] = []
-    for document in builtin_documents:
-        ids.extend(tokenizer(document.text)["input_ids"] + [tokenizer.eos_token_id])
-    block, batch_size, steps = 128, 16, 300
-    data = torch.tensor(ids[: (len(ids) // block) * block]).view(-1, block)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.1)
-    generator = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(steps):
-        rows = data[torch.randint(0, len(data), (batch_size,), generator=generator)]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(input_ids=rows, labels=rows).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-    model.eval()
+    model = train_reference_nano(tokenizer, (document.text for document in builtin_documents), steps=300)
     out = tmp_path_factory.mktemp("trained-nano")
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -270,6 +270,13 @@ def _parse_key(data: Any, path: Path) -> WatermarkKey:
     return key
 
 
+def load_key_for(path: str | os.PathLike, tokenizer_dir: str | os.PathLike) -> WatermarkKey:
+    """Load one key and refuse it unless it was made for the tokenizer in `tokenizer_dir`."""
+    key = load_key(path)
+    key.check_tokenizer(tokenizer_digest(tokenizer_dir)[0], where=f"the tokenizer in {tokenizer_dir}")
+    return key
+
+
 def load_keys(paths: list[str | os.PathLike], tokenizer_dir: str | os.PathLike) -> tuple[list[WatermarkKey], str]:
     """Load several keys and check each against the tokenizer; returns (keys, tokenizer digest)."""
     digest, _ = tokenizer_digest(tokenizer_dir)

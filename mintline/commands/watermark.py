@@ -240,11 +240,9 @@ def distill_main(args: DistillArguments, config, generation, run, options: argpa
     from mintline.journal import Journal
     from pretrain.generation import load_model_and_tokenizer
     from watermark.distill import distill_watermark
-    from watermark.keys import load_key, tokenizer_digest
+    from watermark.keys import load_key_for
 
-    key = load_key(args.key)
-    digest, _ = tokenizer_digest(args.model)
-    key.check_tokenizer(digest, where=f"the tokenizer in {args.model}")
+    key = load_key_for(args.key, args.model)
     out = Path(args.out) if args.out else Path(run.run_dir) / "watermark" / "distilled"
     journal = Journal(run.run_dir)
     stage_config = {
@@ -316,11 +314,9 @@ def evaluate_main(args: EvaluateArguments, config, generation, run, options: arg
     from mintline.journal import Journal
     from pretrain.generation import load_model_and_tokenizer
     from watermark.evaluate import evaluate_watermark, perplexity_scorer
-    from watermark.keys import load_key, tokenizer_digest
+    from watermark.keys import load_key_for
 
-    key = load_key(args.key)
-    digest, _ = tokenizer_digest(args.model)
-    key.check_tokenizer(digest, where=f"the tokenizer in {args.model}")
+    key = load_key_for(args.key, args.model)
     out = Path(args.out) if args.out else Path(run.run_dir) / "watermark" / "evaluation"
     journal = Journal(run.run_dir)
     stage_config = {

@@ -59,14 +59,13 @@ class WatermarkStageConfig:
 def ensure_key(tokenizer_dir: Path, stage_dir: Path, config: WatermarkStageConfig):
     """The run's key: made on first use, reused after, refused if the config now asks for another."""
     from watermark.errors import KeyFileError
-    from watermark.keys import generate_key, load_key, tokenizer_digest, validate_params
+    from watermark.keys import generate_key, load_key_for, validate_params
 
     key_path = stage_dir / "key.json"
     params = config.key_params()
     if not key_path.exists():
         generate_key(tokenizer_dir, key_path, scheme=config.scheme, **params)
-    key = load_key(key_path)
-    key.check_tokenizer(tokenizer_digest(tokenizer_dir)[0], where=f"the tokenizer in {tokenizer_dir}")
+    key = load_key_for(key_path, tokenizer_dir)
     if key.scheme != config.scheme or key.params != validate_params(config.scheme, params):
         raise KeyFileError(
             f"{key_path}: holds a {key.scheme} key with {key.params}; "

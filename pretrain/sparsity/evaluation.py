@@ -9,57 +9,34 @@ the method is never judged on the text it calibrated on.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from pretrain.data import SHARD_SUFFIXES, iter_shard_texts
 from pretrain.errors import CorpusError
-
-SUFFIXES = (".jsonl", ".parquet")
 
 
 def find_text_files(path: str | Path) -> list[Path]:
     """A .jsonl/.parquet file, or a directory's validation-* shards (any shard if it has none)."""
     path = Path(path)
     if path.is_file():
-        if path.suffix not in SUFFIXES:
+        if path.suffix not in SHARD_SUFFIXES:
             raise CorpusError(f"calibration_data: {path} is not a .jsonl or .parquet file")
         return [path]
     if not path.is_dir():
         raise CorpusError(f"calibration_data: no such file or directory: {path}")
-    shards = sorted(p for p in path.iterdir() if p.name.startswith("validation-") and p.suffix in SUFFIXES)
+    shards = sorted(p for p in path.iterdir() if p.name.startswith("validation-") and p.suffix in SHARD_SUFFIXES)
     if not shards:
         raise CorpusError(f"calibration_data: {path} holds no validation-*.jsonl or validation-*.parquet shards")
     return shards
 
 
 def iter_texts(files: list[Path]) -> Iterator[str]:
-    for file in files:
-        if file.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            try:
-                table = pq.ParquetFile(file)
-                for batch in table.iter_batches(columns=["text"], batch_size=512):
-                    yield from (t for t in batch.column(0).to_pylist() if t)
-            except (OSError, KeyError, ValueError) as exc:
-                raise CorpusError(f"{file}: not a Parquet file with a 'text' column ({exc})") from exc
-            continue
-        with open(file, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    text = json.loads(line)["text"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise CorpusError(f"{file} line {number}: not a JSON record with a 'text' field") from None
-                if not isinstance(text, str):
-                    raise CorpusError(f"{file} line {number}: 'text' is not a string")
-                if text:
-                    yield text
+    """The non-empty texts of the files (the engine's shard reader; empty documents add nothing here)."""
+    return (text for text in iter_shard_texts(files) if text)
 
 
 def pack_blocks(tokenizer, texts: Iterator[str], block_size: int, max_blocks: int) -> torch.Tensor:
