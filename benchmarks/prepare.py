@@ -1,6 +1,6 @@
 """mintline's Gopher quality + Gopher repetition + C4 filtering vs datatrove's, in one run.
 
-    pip install datatrove spacy orjson   # the baseline only; not a mintline dependency
+    pip install -e ".[dev]" orjson   # datatrove + spacy (the baseline) come with the dev extra
     python benchmarks/prepare.py [--quick] [--workers 2]
 
 Corpus: the built-in corpus (the running Python's docs, ~2 MB) repeated to >= 50 MB (--quick:

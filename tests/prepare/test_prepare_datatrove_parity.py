@@ -1,5 +1,5 @@
-"""Side by side with datatrove itself, when it is installed (`pip install datatrove spacy`;
-it is a benchmark-only baseline, so on a plain install these tests skip).
+"""Side by side with datatrove itself (in the `dev` extra, so the README's test command and CI
+run these; on an install without it they skip).
 
 benchmarks/prepare.py does the same at scale; these keep a small sample in the test suite.
 """
