@@ -63,36 +63,53 @@ def prune_magnitude(model, sparsity: float, two_four: bool = False) -> None:
 
 
 class _StopForward(Exception):
-    """Raised after the layer being calibrated: the rest of the model is not needed."""
+    """Raised at the first decoder layer: only the inputs it receives are needed."""
 
 
 @torch.no_grad()
-def layer_input_norms(model, layer_index: int, blocks: torch.Tensor, batch_size: int = 8) -> dict[str, torch.Tensor]:
-    """‖X_j‖₂ over all calibration tokens, for each input feature of each projection in one layer."""
-    layer = decoder_layers(model)[layer_index]
+def first_layer_inputs(model, blocks: torch.Tensor, batch_size: int = 8) -> list[tuple[tuple, dict]]:
+    """The (args, kwargs) the first decoder layer is called with, one pair per calibration batch.
+
+    Embeddings, rotary position embeddings and the causal mask are computed once here; every
+    layer is then run on its own, so calibrating L layers costs L layer passes, not L model
+    prefixes. No KV cache: a layer is run more than once on the same inputs.
+    """
+    captured: list[tuple[tuple, dict]] = []
+
+    def grab(module, args, kwargs):
+        captured.append((args, kwargs))
+        raise _StopForward
+
+    hook = decoder_layers(model)[0].register_forward_pre_hook(grab, with_kwargs=True)
+    device = next(model.parameters()).device
+    try:
+        for start in range(0, len(blocks), batch_size):
+            try:
+                model(input_ids=blocks[start : start + batch_size].to(device), use_cache=False)
+            except _StopForward:
+                pass
+    finally:
+        hook.remove()
+    return captured
+
+
+@torch.no_grad()
+def layer_input_norms(layer, inputs: list[tuple[tuple, dict]]) -> dict[str, torch.Tensor]:
+    """‖X_j‖₂ over all calibration tokens, for each input feature of each projection in `layer`."""
     squares: dict[str, torch.Tensor] = {}
     hooks = []
     for part in ("self_attn", "mlp"):
         for name, module in getattr(layer, part).named_children():
             if isinstance(module, torch.nn.Linear):
 
-                def record(mod, inputs, key=f"{part}.{name}"):
-                    x = inputs[0].detach().float().reshape(-1, inputs[0].shape[-1])
+                def record(mod, module_inputs, key=f"{part}.{name}"):
+                    x = module_inputs[0].detach().float().reshape(-1, module_inputs[0].shape[-1])
                     squares[key] = squares.get(key, 0) + x.pow(2).sum(0)
 
                 hooks.append(module.register_forward_pre_hook(record))
-
-    def stop(module, inputs, output):
-        raise _StopForward
-
-    hooks.append(layer.register_forward_hook(stop))
-    device = next(model.parameters()).device
     try:
-        for start in range(0, len(blocks), batch_size):
-            try:
-                model(input_ids=blocks[start : start + batch_size].to(device))
-            except _StopForward:
-                pass
+        for args, kwargs in inputs:
+            layer(*args, **kwargs)
     finally:
         for hook in hooks:
             hook.remove()
@@ -101,15 +118,19 @@ def layer_input_norms(model, layer_index: int, blocks: torch.Tensor, batch_size:
 
 @torch.no_grad()
 def prune_wanda(model, calibration: torch.Tensor, sparsity: float, two_four: bool = False, group: str = "row") -> None:
-    """Wanda; `group` = row (the paper's per-output comparison) or layer (the whole matrix)."""
+    """Wanda; `group` = row (the paper's per-output comparison) or layer (the whole matrix).
+
+    Each layer is calibrated on the outputs of the already-pruned layers below it.
+    """
     from tqdm.auto import tqdm
 
     check_supported(model)
     was_training = model.training
     model.eval()
     try:
-        for index, layer in enumerate(tqdm(decoder_layers(model), desc="wanda", unit="layer")):
-            norms = layer_input_norms(model, index, calibration)
+        inputs = first_layer_inputs(model, calibration)
+        for layer in tqdm(decoder_layers(model), desc="wanda", unit="layer"):
+            norms = layer_input_norms(layer, inputs)
             for part in ("self_attn", "mlp"):
                 for name, linear in getattr(layer, part).named_children():
                     if not isinstance(linear, torch.nn.Linear):
@@ -117,6 +138,8 @@ def prune_wanda(model, calibration: torch.Tensor, sparsity: float, two_four: boo
                     norm = norms[f"{part}.{name}"].to(linear.weight.device)
                     score = linear.weight.detach().abs().float() * norm[None, :]
                     _prune_by_score(linear.weight.data, score, sparsity, per_row=group == "row", two_four=two_four)
+            # the next layer's inputs: this layer's outputs, now that it is pruned
+            inputs = [((layer(*args, **kwargs), *args[1:]), kwargs) for args, kwargs in inputs]
     finally:
         model.train(was_training)
 
