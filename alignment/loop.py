@@ -28,7 +28,7 @@ log = logging.getLogger("alignment")
 class ActiveLoopConfig:
     budget: int = field(default=100, metadata={"help": "human labels to ask for in all"})
     batch_size: int = field(default=20, metadata={"help": "pairs asked per round"})
-    strategy: str = field(default="fisher+kcenter", metadata={"help": "acquisition strategy (see `mintline align benchmark`)"})
+    strategy: str = field(default="uncertainty+kcenter", metadata={"help": "acquisition strategy (see `mintline align benchmark`)"})
     pseudo_threshold: float = field(default=0.9, metadata={"help": "+pseudo: confidence needed for a pseudo-label"})
     pseudo_cap: int = field(default=0, metadata={"help": "+pseudo: pseudo-labels at most (0 = half the budget)"})
     selection_seed: int = field(default=0, metadata={"help": "seed of the acquisition's random choices"})
@@ -118,6 +118,7 @@ def run_active_loop(pairs: list[PreferencePair], x: np.ndarray, backend, config:
             pseudo_count = ledger.record_pseudo_labels(
                 [(ids[i], "a" if prefer else "b", float(c)) for i, prefer, c in zip(pseudo.indices, pseudo.prefer_a, pseudo.confidence)],
                 model=model_id,
+                pairs=[pairs[i] for i in pseudo.indices],  # their text, so export_trl(include_pseudo=True) can write them
             )
     return _figures("done", ledger, ids, model, positions, targets, x, config, rounds_this_call, started,
                     pseudo_recorded=pseudo_count, eval_x=eval_x, eval_y=eval_y, curve=curve)

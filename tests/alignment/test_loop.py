@@ -40,6 +40,8 @@ def test_loop_with_simulated_annotators_spends_the_budget_and_counts_everything(
         pseudo = {label.pair_id for label in ledger.labels(include_pseudo=True) if label.kind == "pseudo"}
         assert pseudo and not pseudo & requested
         assert ledger.export_trl(tmp_path / "human.jsonl") == 30 - sum(1 for l in ledger.labels() if l.choice == "tie")
+        # ... and then with their text (the loop stores the pseudo-labelled pairs, which no one was asked about)
+        assert ledger.export_trl(tmp_path / "all.jsonl", include_pseudo=True) == ledger.export_trl(tmp_path / "human.jsonl") + len(pseudo)
         # running again asks for nothing more: the state is in the ledger
         again = run_active_loop(policy_pairs, pair_features, backend, config, confident)
         assert again["rounds_this_call"] == 0 and again["labels_requested"] == 30
