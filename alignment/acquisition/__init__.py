@@ -1,7 +1,7 @@
 """Acquisition strategies: which preference pairs are worth a human label next.
 
 A strategy is named `BASE[+kcenter][+pseudo]`:
-  BASE      random | uncertainty | bald | disagreement | fisher | thompson
+  BASE      random | uncertainty | bald | disagreement | epig | fisher | thompson
   +kcenter  batch diversity (k-center over the strategy's shortlist)
   +pseudo   ADPO-style pseudo-labels for confident pairs (counted separately)
 `adpo` is short for `uncertainty+pseudo`.
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from alignment.acquisition.bald import BaldStrategy, DisagreementStrategy
 from alignment.acquisition.base import SelectionContext, Strategy
 from alignment.acquisition.diversity import KCenterDiversity
+from alignment.acquisition.epig import EpigStrategy
 from alignment.acquisition.fisher import FisherStrategy
 from alignment.acquisition.pseudo import PseudoLabels, pseudo_label
 from alignment.acquisition.random import RandomStrategy
@@ -26,6 +27,7 @@ BASE_STRATEGIES: dict[str, type[Strategy]] = {
     "uncertainty": UncertaintyStrategy,
     "bald": BaldStrategy,
     "disagreement": DisagreementStrategy,
+    "epig": EpigStrategy,
     "fisher": FisherStrategy,
     "thompson": ThompsonStrategy,
 }

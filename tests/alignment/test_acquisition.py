@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from alignment.acquisition import BASE_STRATEGIES, SelectionContext, parse_strategies, parse_strategy, pseudo_label
+from alignment.acquisition.epig import expected_information
 from alignment.errors import UnknownStrategyError
-from alignment.reward_model import BradleyTerryModel, RewardModelConfig
+from alignment.reward_model import BradleyTerryModel, RewardModelConfig, sigmoid
 
 ALL = [*BASE_STRATEGIES, *(f"{name}+kcenter" for name in BASE_STRATEGIES), "adpo"]
 
@@ -66,6 +67,22 @@ def test_fisher_batch_covers_new_directions():
                            candidates=np.arange(60), labelled=np.zeros(0, int), rng=np.random.default_rng(0))
     batch = parse_strategy("fisher").build().select(ctx, 3)
     assert {int(np.argmax(x[i])) for i in batch} == {0, 1, 2}
+
+
+def test_epig_values_what_a_label_says_about_the_target_pairs():
+    """BALD rates any pair the posterior is unsure about; EPIG only those that inform the pairs in the pool."""
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=(4000, 2)) * 3.0           # posterior draws of w: unsure in both directions
+    targets = np.tile([1.0, 0.0], (64, 1))              # every pair to be scored varies along the first direction
+    candidates = np.array([[1.0, 0.0], [0.0, 1.0]])     # one along it, one orthogonal
+    info = expected_information(sigmoid(candidates @ draws.T), sigmoid(targets @ draws.T))
+    assert info[0] > 0.1 and info[1] < 0.01
+    # through the strategy: with a pool whose pairs vary along one direction, EPIG asks along it
+    pool = np.vstack([rng.normal(size=(200, 1)) * np.array([[1.0, 0.0]]), rng.normal(size=(10, 1)) * np.array([[0.0, 1.0]])])
+    model = BradleyTerryModel(RewardModelConfig(prior_precision=0.1)).fit(pool[:5], np.array([1.0, 0, 1, 0, 1]))
+    ctx = SelectionContext(model=model, x=pool, candidates=np.arange(5, 210), labelled=np.arange(5), rng=rng)
+    batch = parse_strategy("epig").build().select(ctx, 10)
+    assert (batch < 200).all()
 
 
 def test_pseudo_labels_respect_threshold_and_cap():
