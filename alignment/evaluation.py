@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 
 import numpy as np
 
@@ -56,13 +55,31 @@ def implicit_reward_accuracy(policy, ref_model, tokenizer, prompts, chosen, reje
     return round(score / max(len(prompts), 1), 4)
 
 
-def win_rate(scores_first: list[float], scores_second: list[float], seed: int = 0, draws: int = 2000) -> dict:
-    """How often the first system's response beats the second's (ties half), with a bootstrap 95% interval."""
+def win_rate(scores_first: list[float], scores_second: list[float], seed: int = 0, draws: int = 2000,
+             groups: list | None = None) -> dict:
+    """How often the first system's response beats the second's (ties half), with a bootstrap 95% interval.
+
+    `groups` (e.g. the training seed of each comparison): the bootstrap then resamples whole groups and
+    the comparisons within them, so the interval also carries the spread between training runs — not
+    only the spread between prompts of one run.
+    """
     first, second = np.asarray(scores_first, float), np.asarray(scores_second, float)
     outcome = np.where(first > second, 1.0, np.where(first < second, 0.0, 0.5))
-    rng = random.Random(seed)
     n = len(outcome)
-    samples = sorted(float(np.mean([outcome[rng.randrange(n)] for _ in range(n)])) for _ in range(draws)) if n else []
-    rate = float(outcome.mean()) if n else math.nan
-    low, high = (samples[int(0.025 * draws)], samples[int(0.975 * draws) - 1]) if samples else (math.nan, math.nan)
-    return {"win_rate": round(rate, 4), "margin": round(rate - 0.5, 4), "margin_ci": [round(low - 0.5, 4), round(high - 0.5, 4)], "n": n}
+    if not n:
+        return {"win_rate": math.nan, "margin": math.nan, "margin_ci": [math.nan, math.nan], "n": 0}
+    labels = np.asarray(groups if groups is not None else np.zeros(n))
+    names = list(dict.fromkeys(labels.tolist()))
+    members = [np.flatnonzero(labels == g) for g in names]
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(draws):
+        picked = [members[i] for i in rng.integers(0, len(members), len(members))]
+        samples.append(np.concatenate([outcome[rng.choice(m, size=len(m))] for m in picked]).mean())
+    low, high = np.percentile(samples, [2.5, 97.5])
+    rate = float(outcome.mean())
+    result = {"win_rate": round(rate, 4), "margin": round(rate - 0.5, 4),
+              "margin_ci": [round(float(low) - 0.5, 4), round(float(high) - 0.5, 4)], "n": n}
+    if groups is not None:
+        result["win_rate_by_group"] = {str(g): round(float(outcome[m].mean()), 4) for g, m in zip(names, members)}
+    return result
