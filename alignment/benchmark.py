@@ -35,6 +35,9 @@ class BenchmarkConfig:
     )
     budget: int = field(default=400, metadata={"help": "human labels each strategy may ask for"})
     seeds: int = field(default=5, metadata={"help": "independent splits and runs; intervals are over these"})
+    first_seed: int = field(
+        default=0, metadata={"help": "seeds are first_seed .. first_seed+seeds-1 (tune on one range, report on another)"}
+    )
     features: str = field(default="minilm", metadata={"help": "reward-model features, identical for every strategy"})
     baseline_features: str = field(
         default=None, metadata={"help": "also run random with these features and report the gain of --features over them"}
@@ -52,8 +55,9 @@ class BenchmarkConfig:
     def __post_init__(self):
         if not self.pairs:
             raise ValueError("pairs: required (a preference JSONL file)")
-        if self.budget < 2 or self.seeds < 1:
-            raise ValueError(f"budget >= 2 and seeds >= 1 are required, got budget={self.budget}, seeds={self.seeds}")
+        if self.budget < 2 or self.seeds < 1 or self.first_seed < 0:
+            raise ValueError(f"budget >= 2, seeds >= 1 and first_seed >= 0 are required, got budget={self.budget}, "
+                             f"seeds={self.seeds}, first_seed={self.first_seed}")
         if not 0 <= self.label_noise < 0.5:
             raise ValueError(f"label_noise: must be in [0, 0.5), got {self.label_noise}")
         if not 0.5 < self.pseudo_threshold <= 1:
@@ -201,7 +205,7 @@ def run_benchmark(config: BenchmarkConfig, rm_config: RewardModelConfig | None =
     make_split(n_rows, config, 0, groups)
     curves: dict[str, list[Curve]] = {s.name: [] for s in specs}
     baseline_curves: list[Curve] = []
-    for seed in tqdm(range(config.seeds), desc="seeds", unit="seed"):
+    for seed in tqdm(range(config.first_seed, config.first_seed + config.seeds), desc="seeds", unit="seed"):
         split = make_split(n_rows, config, seed, groups)
         x, y = pair_features(dataset, split, rm_config.feature_dim)
         for spec in specs:

@@ -43,7 +43,7 @@ def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
 
 def labels_to_reach(labels: np.ndarray, accuracy: np.ndarray, target: float) -> float:
     """First budget at which a curve reaches the target (interpolated); inf if it never does."""
-    hits = np.flatnonzero(accuracy >= target)
+    hits = np.flatnonzero(accuracy >= target - 1e-9)  # the reference's own mean must reach its own end, rounding aside
     if not len(hits):
         return math.inf
     i = int(hits[0])
