@@ -15,7 +15,7 @@ FAST = ["--features", "stats", "--cache_dir", "", "--seeds", "8", "--test_size",
 
 def test_benchmark_reports_ratios_curves_and_a_plot(cli, preference_file, tmp_path):
     plot = tmp_path / "curves.png"
-    strategies = "random,uncertainty,bald,disagreement,fisher,thompson,uncertainty+kcenter,adpo"
+    strategies = "random,uncertainty,bald,disagreement,epig,fisher,thompson,uncertainty+kcenter,adpo"
     result = cli("align", "benchmark", "--pairs", preference_file, "--strategies", strategies, "--budget", "40",
                  "--batch_size", "5", "--plot", plot, "--json", "-q", *FAST)
     assert result.code == 0, result
@@ -53,6 +53,19 @@ def test_feature_gain_is_reported_against_baseline_features(cli, preference_file
                  "--baseline_features", "stats", "--plot", "", "--json", "-q", *FAST)
     gain = result.json()["feature_gain"]
     assert gain["features_full_budget_accuracy"] == gain["baseline_full_budget_accuracy"]  # same features, same splits
+
+
+def test_first_seed_picks_the_seed_range(cli, preference_file):
+    """Tune on one range of seeds, report on another: seeds 0-1 are seed 0 and seed 1, nothing else."""
+    def random_curve(*flags):
+        result = cli("align", "benchmark", "--pairs", preference_file, "--strategies", "random", "--budget", "40",
+                     "--batch_size", "10", "--plot", "", "--json", "-q", *FAST, *flags)
+        assert result.code == 0, result
+        return np.asarray(result.json()["curves"]["random"]["accuracy_mean"])
+
+    first, second = random_curve("--seeds", "1"), random_curve("--seeds", "1", "--first_seed", "1")
+    assert not np.allclose(first, second)
+    assert random_curve("--seeds", "2") == pytest.approx((first + second) / 2, abs=1e-3)
 
 
 def test_label_ratio_interpolates_the_first_crossing():
