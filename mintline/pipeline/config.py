@@ -4,7 +4,7 @@ own command accepts with `--config`, plus dotted command-line overrides.
     run_dir: runs/default
     prepare:  {profile: auto}
     pretrain: {model: tiny, max_steps: 600}
-    align:    {budget: 60, strategy: fisher+kcenter}
+    align:    {budget: 60, strategy: uncertainty+kcenter}
     watermark: {samples: 24}
     release:  {name: mintline-python-docs}
 
