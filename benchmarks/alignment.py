@@ -205,11 +205,14 @@ def main(argv=None) -> int:
                         help="encoded texts (features/), the trained policy and its pairs (benchmark-alignment/)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "benchmarks" / "alignment", help="plots and summary.json")
     parser.add_argument("--skip_dpo", action="store_true")
+    parser.add_argument("--dpo_budget", type=int, help="human labels per DPO arm (default 300; 60 with --quick)")
+    parser.add_argument("--dpo_seeds", type=int, help="DPO training seeds per arm (default 5; 1 with --quick)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     quick = args.quick
     args.seeds = 3 if quick else 10
-    args.dpo_seeds, args.dpo_budget, args.dpo_batch, args.eval_prompts = (1, 60, 20, 30) if quick else (5, 300, 25, 150)
+    seeds, budget, args.dpo_batch, args.eval_prompts = (1, 60, 20, 30) if quick else (5, 300, 25, 150)
+    args.dpo_seeds, args.dpo_budget = args.dpo_seeds or seeds, args.dpo_budget or budget
     args.dpo_pseudo_cap, args.dpo_pseudo_threshold = (120, 0.501) if quick else (900, 0.501)
     args.eval_samples, args.dpo_epochs, args.dpo_lr = 4, 2.0, 2e-3
     args.cache.mkdir(parents=True, exist_ok=True)
