@@ -215,7 +215,7 @@ def feature_blocks(prompts: list[str], responses: list[str], config: FeatureConf
         model_dir = (Path(config.policy_model) if part == "policy"
                      else minilm_path() if part in ("minilm", "minilm-joint") else Path(directory))
         is_causal = part == "policy" or _is_causal_lm(model_dir)
-        digest_of_model = _model_digest(model_dir)
+        digest_of_model = model_digest(model_dir)
         extra = digest_of_model + str(config.max_length)
         if joint and not is_causal:
             texts = [f"{p.rstrip()}\n{r.strip()}" for p, r in zip(prompts, responses)]
@@ -250,7 +250,7 @@ def _is_causal_lm(model_dir: Path) -> bool:
     return any(a.endswith("ForCausalLM") for a in architectures)
 
 
-def _model_digest(model_dir: Path) -> str:
+def model_digest(model_dir: Path) -> str:
     """Cheap identity of a model directory for the cache key: names, sizes and mtimes of its files."""
     listing = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in model_dir.glob("*") if p.is_file())
     return hashlib.sha256(repr((str(model_dir.resolve()), listing)).encode()).hexdigest()[:16]

@@ -20,7 +20,6 @@ bootstrap interval that resamples training seeds and prompts. Ends with one JSON
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -48,14 +47,14 @@ def pipeline_pairs(policy: Path, n_prompts: int, samples: int, cache: Path, seed
     """Candidate pairs from the policy (cached), and a TRL file whose `chosen` is the gold judge's pick."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from alignment.features import model_digest
     from alignment.gold import gold_score
     from alignment.pairs import CandidateConfig, generate_candidate_pairs, prompts_from_documents
     from annotation.pairs import read_pairs_jsonl, write_pairs_jsonl
     from pretrain.corpus.builtin import iter_builtin_corpus
 
-    # Keyed by the policy's weights: pairs cached from another (or a retrained) policy must not be reused.
-    weights = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in policy.glob("*.safetensors"))
-    identity = hashlib.sha256(repr((str(policy.resolve()), weights)).encode()).hexdigest()[:12]
+    # Keyed by the policy's files: pairs cached from another (or a retrained) policy must not be reused.
+    identity = model_digest(policy)[:12]
     candidates = cache / f"candidates-{identity}-{n_prompts}x{samples}.jsonl"
     gold = cache / f"gold-{identity}-{n_prompts}x{samples}.jsonl"
     if not candidates.is_file():
