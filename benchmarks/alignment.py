@@ -143,8 +143,9 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
     base_scores: list[float] = []
     seed_of_prompt: list[int] = []
     label_accuracy: dict[str, list[float]] = {strategy: [], "random": []}
+    base_policy = AutoModelForCausalLM.from_pretrained(policy).eval()
     for seed in range(args.dpo_seeds):
-        base_scores.extend(gold_per_prompt(AutoModelForCausalLM.from_pretrained(policy).eval(), seed))
+        base_scores.extend(gold_per_prompt(base_policy, seed))
         seed_of_prompt.extend([seed] * len(held_out))
         for name, arm in arms.items():
             with tempfile.TemporaryDirectory() as work:
