@@ -48,6 +48,8 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
     def parse_with_stage_options(args=None):
         # `--config` is the whole-run file and `--STAGE.OPTION` belongs to a stage: set both aside
         # from the run command's own options, then validate them in main (before any work).
+        from mintline.pipeline.config import is_option
+
         argv = list(sys.argv[1:] if args is None else args)
         config_path, own, staged = None, [], []
         index = 0
@@ -63,7 +65,7 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
                     parser.error("--config needs a value")
             elif "." in name:
                 staged.append(token)
-                while index + 1 < len(argv) and not argv[index + 1].startswith("--") and "=" not in token:
+                while index + 1 < len(argv) and not is_option(argv[index + 1]) and "=" not in token:
                     index += 1
                     staged.append(argv[index])
             else:

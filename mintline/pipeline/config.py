@@ -68,6 +68,17 @@ def load_run_config(path: str | None, run_dir: str | None, overrides: list[str])
     return config
 
 
+def is_option(token: str) -> bool:
+    """An option (`--pretrain.max_steps`, `-q`), not a value: `-1` and `-1e-3` are values."""
+    if not token.startswith("-") or token == "-":
+        return False
+    try:
+        float(token)
+    except ValueError:
+        return True
+    return False
+
+
 def parse_overrides(tokens: list[str]) -> list[tuple[str, str, Any]]:
     """`--pretrain.max_steps 50` / `--pretrain.max_steps=50` → ("pretrain", "max_steps", 50)."""
     parsed, index = [], 0
@@ -88,7 +99,7 @@ def parse_overrides(tokens: list[str]) -> list[tuple[str, str, Any]]:
         else:
             values = []
             index += 1
-            while index < len(tokens) and not tokens[index].startswith("--"):
+            while index < len(tokens) and not is_option(tokens[index]):
                 values.append(tokens[index])
                 index += 1
         value: Any
