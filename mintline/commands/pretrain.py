@@ -106,8 +106,20 @@ def run_pretrain_stage(
         return stage.figures, False
 
 
+def leave_process_group() -> None:
+    """Under torchrun, the end of the script: ranks wait for rank 0 (it saves the model last), then tear
+    the process group down, as accelerate's end_training does. A rank that exits with gloo's threads still
+    up can abort ("terminate called without an active exception") while the others finish."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(args: PretrainArguments, sparsity: SparsityArguments, run: RunArguments, options: argparse.Namespace) -> CommandResult:
     figures, skipped = run_pretrain_stage(args, run, sparsity)
+    leave_process_group()
     summary = {key: figures.get(key) for key in SUMMARY_KEYS if figures.get(key) is not None}
     summary.update({key: figures["sparsity"][key] for key in SPARSITY_SUMMARY_KEYS if key in figures.get("sparsity", {})})
     heading = "pretrain: already finished with these inputs and config (run.json); nothing to do\n" if skipped else ""
