@@ -30,11 +30,15 @@ def _content_words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if len(w) > 2 and w not in _STOP]
 
 
-def gold_score(prompt: str, response: str) -> float:
-    """A reward in roughly [-2, 5]: topicality + non-repetition + substance + a clean ending."""
+def gold_components(prompt: str, response: str) -> dict[str, float]:
+    """The rubric's four terms, weighted as `gold_score` adds them (so they sum to it).
+
+    Reported apart because a policy may learn some terms (length, a clean ending) far more easily
+    than others (staying on topic): the mean score alone does not say which moved.
+    """
     words = _WORD.findall(response.lower())
     if not words:
-        return -2.0
+        return {"topicality": 0.0, "substance": -2.0, "clean_end": 0.0, "repetition": 0.0}
     topic = set(_content_words(prompt))
     content = _content_words(response)
     # Topicality: share of the response's content words that the prompt's topic licenses (with a floor
@@ -44,9 +48,13 @@ def gold_score(prompt: str, response: str) -> float:
     trigrams = list(zip(words, words[1:], words[2:]))
     repetition = 1.0 - len(set(trigrams)) / len(trigrams) if trigrams else 0.0
     substance = min(math.log1p(len(words)) / math.log1p(30), 1.0)
-    stripped = response.rstrip()
-    clean_end = 0.5 if stripped.endswith((".", ":", ")", "!", "?")) else 0.0
-    return round(topicality + 1.5 * substance + clean_end - 3.0 * repetition, 6)
+    clean_end = 0.5 if response.rstrip().endswith((".", ":", ")", "!", "?")) else 0.0
+    return {"topicality": topicality, "substance": 1.5 * substance, "clean_end": clean_end, "repetition": -3.0 * repetition}
+
+
+def gold_score(prompt: str, response: str) -> float:
+    """A reward in roughly [-2, 5]: topicality + non-repetition + substance + a clean ending."""
+    return round(sum(gold_components(prompt, response).values()), 6)
 
 
 def gold_preference(prompt: str, response_a: str, response_b: str) -> str:
