@@ -12,9 +12,9 @@ interval over seeds (refused where random's curve is flat), plus the gain of the
 MiniLM features for random sampling, reported separately. Reward-model settings (features per source) were
 chosen on seeds 100-109 by random sampling's accuracy alone; the reported run uses seeds 0-9 (`--first_seed`).
 (c) DPO (LoRA) on labels chosen by the best strategy vs by random at equal budget, both through the real loop
-and ledger with 25%-flip simulated annotators, the reward model pseudo-labelling its most confident pool pairs
-for DPO in both arms; win rate of the first over the second on held-out prompts, judged by the gold judge, with a
-bootstrap interval that resamples training seeds and prompts. Ends with one JSON line.
+and ledger with 25%-flip simulated annotators; each arm's reward model labels the same set of pairs kept from the
+annotators, and DPO trains on them; win rate of the first over the second on held-out prompts, judged by the gold
+judge, with a bootstrap interval that resamples training seeds and prompts. Ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -100,19 +100,26 @@ def label_efficiency(name: str, pairs_file: Path, args, features: str, plain: st
 def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
     """DPO on `strategy`'s labels vs on random labels at equal budget; gold judges generations on held-out prompts.
 
-    RLHF-lite: the human labels train the reward model, and the reward model labels the confident rest of the
-    pool for DPO (ADPO's pseudo-labels, `+pseudo`, counted apart in the ledger). Both arms get the same
-    treatment — the same annotators, flips, cap and threshold — and differ only in which pairs people labelled.
-    The threshold sits just above 0.5, so the cap picks each arm's most confident pairs: a reward model fitted
-    on near-ties (the active arm) is as good a ranker but less sure in probability, and one fixed confidence
-    threshold would hand the two arms very different numbers of pseudo-labels.
+    Both arms get the same treatment (annotators, flips, budget, DPO settings) and differ only in which pairs
+    people labelled. Two designs:
+    - `--dpo_pairs N` (the default, N = 1,000): RLHF's division of labour. N pairs are drawn apart and never
+      shown to annotators; each arm's human labels train its reward model, and that reward model labels the N
+      pairs DPO trains on. The arms' DPO data are the same pairs and differ only in how often their labels are
+      right. N is small enough for DPO not to saturate: on tuning seeds 100-101, DPO on 1,000 gold-labelled
+      pairs gained +0.11 gold over the policy, on 1,000 with 25% wrong +0.06, on 50% wrong nothing.
+    - `--dpo_pairs 0`: ADPO-style. DPO trains on the human labels plus the reward model's pseudo-labels of the
+      pool (`+pseudo`, counted apart in the ledger): its `--dpo_pseudo_cap` most confident pairs (0: all of them).
+      The threshold sits just above 0.5 so that the cap, not a probability, decides how many: a reward model
+      fitted on near-ties (the active arm) ranks as well but is less sure in probability. Measured: with the
+      whole pool (~6,700 pairs) DPO saturates — one epoch on all 6,447 gold-labelled pairs reached gold 1.565,
+      the random arm's 77%-right data 1.563 — so there is nothing left for cleaner labels to win.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from alignment.acquisition import parse_strategy
     from alignment.evaluation import win_rate
     from alignment.features import FeatureConfig
-    from alignment.gold import gold_score
+    from alignment.gold import gold_components, gold_score
     from alignment.loop import ActiveLoopConfig, pair_feature_matrix, run_active_loop
     from alignment.pairs import CandidateConfig, prompts_from_documents, sample_responses
     from alignment.reward_model import RewardModelConfig
@@ -131,11 +138,13 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(policy)
     stage = AlignStageConfig(policy_model=str(policy), output_dir="unused", dpo_epochs=args.dpo_epochs,
                              dpo_learning_rate=args.dpo_lr, dpo_max_length=96)
-    arms = {name: name if parse_strategy(name).pseudo else f"{name}+pseudo" for name in (strategy, "random")}
+    # With --dpo_pairs the reward model labels DPO's own pairs, so the arms need no pseudo-labels in the ledger.
+    arms = {name: name if args.dpo_pairs or parse_strategy(name).pseudo else f"{name}+pseudo" for name in (strategy, "random")}
 
-    def gold_per_prompt(model, seed: int) -> list[float]:
+    def gold_per_prompt(model, seed: int, arm: str) -> list[float]:
         generation = CandidateConfig(samples_per_prompt=args.eval_samples, max_new_tokens=32, sample_seed=1000 + seed)
         responses = sample_responses(model, tokenizer, held_out, generation)
+        components[arm].extend(gold_components(p, r) for p, rs in zip(held_out, responses) for r in rs)
         # several samples per prompt: their mean gold score is the policy's answer quality on that prompt
         return [sum(gold_score(p, r) for r in rs) / len(rs) for p, rs in zip(held_out, responses)]
 
@@ -143,9 +152,12 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
     base_scores: list[float] = []
     seed_of_prompt: list[int] = []
     label_accuracy: dict[str, list[float]] = {strategy: [], "random": []}
+    # which rubric terms the DPO data pushes (chosen minus rejected) and which the DPO'd policy's text moved
+    data_push: dict[str, list[dict]] = {strategy: [], "random": []}
+    components: dict[str, list[dict]] = {strategy: [], "random": [], "no_dpo": []}
     base_policy = AutoModelForCausalLM.from_pretrained(policy).eval()
     for seed in range(args.dpo_seeds):
-        base_scores.extend(gold_per_prompt(base_policy, seed))
+        base_scores.extend(gold_per_prompt(base_policy, seed, "no_dpo"))
         seed_of_prompt.extend([seed] * len(held_out))
         for name, arm in arms.items():
             with tempfile.TemporaryDirectory() as work:
@@ -154,31 +166,72 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
                     annotators = SimulatedAnnotators(gold_score, flip_rate=0.25, temperature=0.0, seed=seed)
                     loop = ActiveLoopConfig(budget=args.dpo_budget, batch_size=args.dpo_batch, strategy=arm,
                                             selection_seed=seed, pseudo_threshold=args.dpo_pseudo_threshold,
-                                            pseudo_cap=args.dpo_pseudo_cap)
-                    run_active_loop(pairs, x, SimulatedBackend(ledger, annotators), loop, rm_config)
-                    ledger.export_trl(work / "prefs.jsonl", include_pseudo=True)
-                label_accuracy[name].append(_gold_agreement(work / "prefs.jsonl", gold_score))
+                                            pseudo_cap=args.dpo_pseudo_cap or len(pairs))
+                    if args.dpo_pairs:
+                        # The policy's DPO pairs are drawn apart and never shown to people: the arm's labels
+                        # only train the reward model, which then labels those pairs — RLHF's division of labour.
+                        dpo_set = np.random.default_rng(10_000 + seed).choice(len(pairs), args.dpo_pairs, replace=False)
+                        pool = np.setdiff1d(np.arange(len(pairs)), dpo_set)
+                        run_active_loop([pairs[i] for i in pool], x[pool], SimulatedBackend(ledger, annotators), loop, rm_config)
+                        _write_reward_model_preferences(ledger, [pairs[i] for i in pool], x[pool], [pairs[i] for i in dpo_set],
+                                                        x[dpo_set], rm_config, seed, work / "prefs.jsonl")
+                    else:
+                        run_active_loop(pairs, x, SimulatedBackend(ledger, annotators), loop, rm_config)
+                        ledger.export_trl(work / "prefs.jsonl", include_pseudo=True)
+                agreement, push = _dpo_data_profile(work / "prefs.jsonl")
+                label_accuracy[name].append(agreement)
+                data_push[name].append(push)
                 train_dpo(str(policy), str(work / "prefs.jsonl"), str(work / "model"), stage, seed=seed)
-                scores[name].extend(gold_per_prompt(load_aligned(str(policy), work / "model"), seed))
+                scores[name].extend(gold_per_prompt(load_aligned(str(policy), work / "model"), seed, name))
         print(f"DPO seed {seed}: {strategy} gold {np.mean(scores[strategy]):.3f} (DPO labels {label_accuracy[strategy][-1]:.3f} "
               f"right) vs random {np.mean(scores['random']):.3f} ({label_accuracy['random'][-1]:.3f}); "
               f"no DPO {np.mean(base_scores):.3f}", flush=True)
     result = win_rate(scores[strategy], scores["random"], groups=seed_of_prompt)  # the interval spans training seeds
     result.update({"strategy": strategy, "arms": arms, "budget": args.dpo_budget, "seeds": args.dpo_seeds,
                    "eval_prompts": len(held_out), "samples_per_prompt": args.eval_samples,
-                   "pseudo_cap": args.dpo_pseudo_cap, "pseudo_threshold": args.dpo_pseudo_threshold,
+                   "dpo_pairs": args.dpo_pairs or "human labels + pseudo-labels",
                    "mean_gold_active": round(float(np.mean(scores[strategy])), 4),
                    "mean_gold_random": round(float(np.mean(scores["random"])), 4),
                    "mean_gold_no_dpo": round(float(np.mean(base_scores)), 4),
                    "dpo_label_gold_agreement": {k: round(float(np.mean(v)), 4) for k, v in label_accuracy.items()},
+                   "dpo_data_gold_push": {k: _mean_terms(v) for k, v in data_push.items()},
+                   "generated_gold_terms": {k: _mean_terms(v) for k, v in components.items()},
                    "win_rate_random_vs_no_dpo": win_rate(scores["random"], base_scores)["win_rate"]})
+    if not args.dpo_pairs:
+        result.update({"pseudo_cap": args.dpo_pseudo_cap or "all", "pseudo_threshold": args.dpo_pseudo_threshold})
     return result
 
 
-def _gold_agreement(preferences: Path, gold) -> float:
-    """Share of DPO training pairs whose `chosen` the noise-free gold judge also prefers."""
+def _write_reward_model_preferences(ledger, pool, pool_x, targets, target_x, rm_config, seed: int, path: Path) -> None:
+    """Fit the reward model on the ledger's human labels of `pool`, and write its verdict on `targets` as TRL rows."""
+    from alignment.reward_model import BradleyTerryModel
+
+    position = {pair.pair_id: i for i, pair in enumerate(pool)}
+    votes = [(position[label.pair_id], label.choice == "a") for label in ledger.labels(pair_ids=list(position))
+             if label.choice in ("a", "b")]
+    model = BradleyTerryModel(rm_config, seed=seed).fit(pool_x[[i for i, _ in votes]], np.asarray([a for _, a in votes], float))
+    with open(path, "w", encoding="utf-8") as handle:
+        for pair, p_a in zip(targets, model.prob(target_x)):
+            chosen, rejected = (pair.response_a, pair.response_b) if p_a > 0.5 else (pair.response_b, pair.response_a)
+            handle.write(json.dumps({"prompt": pair.prompt, "chosen": chosen, "rejected": rejected}) + "\n")
+
+
+def _dpo_data_profile(preferences: Path) -> tuple[float, dict[str, float]]:
+    """Share of DPO training pairs whose `chosen` the noise-free gold judge also prefers, and the mean
+    chosen-minus-rejected of each gold rubric term: what the data teaches, term by term."""
+    from alignment.gold import gold_components
+
     rows = [json.loads(line) for line in preferences.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return float(np.mean([gold(r["prompt"], r["chosen"]) > gold(r["prompt"], r["rejected"]) for r in rows])) if rows else 0.0
+    if not rows:
+        return 0.0, {}
+    chosen = [gold_components(r["prompt"], r["chosen"]) for r in rows]
+    rejected = [gold_components(r["prompt"], r["rejected"]) for r in rows]
+    agreement = float(np.mean([sum(c.values()) > sum(r.values()) for c, r in zip(chosen, rejected)]))
+    return agreement, {term: float(np.mean([c[term] - r[term] for c, r in zip(chosen, rejected)])) for term in chosen[0]}
+
+
+def _mean_terms(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {term: round(float(np.mean([row[term] for row in rows])), 4) for term in rows[0]} if rows else {}
 
 
 def best_strategy(summary: dict, fallback: str) -> str:
@@ -205,16 +258,22 @@ def main(argv=None) -> int:
                         help="encoded texts (features/), the trained policy and its pairs (benchmark-alignment/)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "benchmarks" / "alignment", help="plots and summary.json")
     parser.add_argument("--skip_dpo", action="store_true")
-    parser.add_argument("--dpo_budget", type=int, help="human labels per DPO arm (default 300; 60 with --quick)")
-    parser.add_argument("--dpo_seeds", type=int, help="DPO training seeds per arm (default 5; 1 with --quick)")
+    parser.add_argument("--dpo_budget", type=int, help="human labels per DPO arm (default 1000; 60 with --quick)")
+    parser.add_argument("--dpo_pairs", type=int,
+                        help="DPO on this many pairs kept from annotators and labelled by each arm's reward model "
+                             "(default 1000; 120 with --quick); 0: DPO on the human labels plus the reward model's "
+                             "pseudo-labels of the pool")
+    parser.add_argument("--dpo_pseudo_cap", type=int, default=0, help="with --dpo_pairs 0: pseudo-labels per arm (0: all)")
+    parser.add_argument("--dpo_epochs", type=float, default=2.0)
+    parser.add_argument("--dpo_seeds", type=int, help="DPO training seeds per arm (default 10; 1 with --quick)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     quick = args.quick
     args.seeds = 3 if quick else 10
-    seeds, budget, args.dpo_batch, args.eval_prompts = (1, 60, 20, 30) if quick else (5, 300, 25, 150)
+    seeds, budget, pairs, args.dpo_batch, args.eval_prompts = (1, 60, 120, 20, 30) if quick else (10, 1000, 1000, 25, 150)
     args.dpo_seeds, args.dpo_budget = args.dpo_seeds or seeds, args.dpo_budget or budget
-    args.dpo_pseudo_cap, args.dpo_pseudo_threshold = (120, 0.501) if quick else (900, 0.501)
-    args.eval_samples, args.dpo_epochs, args.dpo_lr = 4, 2.0, 2e-3
+    args.dpo_pairs = pairs if args.dpo_pairs is None else args.dpo_pairs
+    args.dpo_pseudo_threshold, args.eval_samples, args.dpo_lr = 0.501, 4, 2e-3
     args.cache.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
