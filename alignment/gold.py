@@ -37,7 +37,7 @@ def gold_components(prompt: str, response: str) -> dict[str, float]:
     than others (staying on topic): the mean score alone does not say which moved.
     """
     words = _WORD.findall(response.lower())
-    if not words:
+    if not words:  # the rubric's floor, charged to substance: nothing was said
         return {"topicality": 0.0, "substance": -2.0, "clean_end": 0.0, "repetition": 0.0}
     topic = set(_content_words(prompt))
     content = _content_words(response)

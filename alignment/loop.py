@@ -51,7 +51,7 @@ def pair_feature_matrix(pairs: list[PreferencePair], config: FeatureConfig, dim:
     return z[a] - z[b]
 
 
-def _training_set(ledger, ids: list[str], index: dict[str, int]):
+def training_set(ledger, ids: list[str], index: dict[str, int]):
     """Pool positions and targets (1 = a preferred) of every aggregated, non-tie label on these pairs."""
     positions, targets = [], []
     for label in ledger.labels(pair_ids=ids):
@@ -83,7 +83,7 @@ def run_active_loop(pairs: list[PreferencePair], x: np.ndarray, backend, config:
     curve: list[dict] = []  # the reward model after each round, scored on the held-out set if one is given
     backend.collect()
     while True:
-        positions, targets = _training_set(ledger, ids, index)
+        positions, targets = training_set(ledger, ids, index)
         pending = [pair_id for pair_id in ledger.pending() if pair_id in index]
         skipped = _skipped_only(ledger, pending)
         requested = set(pending) | {ids[i] for i in positions}

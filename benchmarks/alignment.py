@@ -144,9 +144,10 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
     def gold_per_prompt(model, seed: int, arm: str) -> list[float]:
         generation = CandidateConfig(samples_per_prompt=args.eval_samples, max_new_tokens=32, sample_seed=1000 + seed)
         responses = sample_responses(model, tokenizer, held_out, generation)
-        components[arm].extend(gold_components(p, r) for p, rs in zip(held_out, responses) for r in rs)
+        terms = [[gold_components(p, r) for r in rs] for p, rs in zip(held_out, responses)]
+        components[arm].extend(t for per_prompt in terms for t in per_prompt)
         # several samples per prompt: their mean gold score is the policy's answer quality on that prompt
-        return [sum(gold_score(p, r) for r in rs) / len(rs) for p, rs in zip(held_out, responses)]
+        return [float(np.mean([sum(t.values()) for t in per_prompt])) for per_prompt in terms]
 
     scores: dict[str, list[float]] = {strategy: [], "random": []}
     base_scores: list[float] = []
@@ -204,12 +205,12 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
 
 def _write_reward_model_preferences(ledger, pool, pool_x, targets, target_x, rm_config, seed: int, path: Path) -> None:
     """Fit the reward model on the ledger's human labels of `pool`, and write its verdict on `targets` as TRL rows."""
+    from alignment.loop import training_set
     from alignment.reward_model import BradleyTerryModel
 
-    position = {pair.pair_id: i for i, pair in enumerate(pool)}
-    votes = [(position[label.pair_id], label.choice == "a") for label in ledger.labels(pair_ids=list(position))
-             if label.choice in ("a", "b")]
-    model = BradleyTerryModel(rm_config, seed=seed).fit(pool_x[[i for i, _ in votes]], np.asarray([a for _, a in votes], float))
+    ids = [pair.pair_id for pair in pool]
+    positions, prefer_a = training_set(ledger, ids, {pair_id: i for i, pair_id in enumerate(ids)})
+    model = BradleyTerryModel(rm_config, seed=seed).fit(pool_x[positions], prefer_a)
     with open(path, "w", encoding="utf-8") as handle:
         for pair, p_a in zip(targets, model.prob(target_x)):
             chosen, rejected = (pair.response_a, pair.response_b) if p_a > 0.5 else (pair.response_b, pair.response_a)
@@ -270,9 +271,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.ERROR)
     quick = args.quick
     args.seeds = 3 if quick else 10
-    seeds, budget, pairs, args.dpo_batch, args.eval_prompts = (1, 60, 120, 20, 30) if quick else (10, 1000, 1000, 25, 150)
+    seeds, budget, dpo_pairs, args.dpo_batch, args.eval_prompts = (1, 60, 120, 20, 30) if quick else (10, 1000, 1000, 25, 150)
     args.dpo_seeds, args.dpo_budget = args.dpo_seeds or seeds, args.dpo_budget or budget
-    args.dpo_pairs = pairs if args.dpo_pairs is None else args.dpo_pairs
+    args.dpo_pairs = dpo_pairs if args.dpo_pairs is None else args.dpo_pairs
     args.dpo_pseudo_threshold, args.eval_samples, args.dpo_lr = 0.501, 4, 2e-3
     args.cache.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
