@@ -253,7 +253,8 @@ def main(argv=None) -> int:
     # pairs, 32 of {8, 16, 32, 64, 128} on hh-rlhf. The reported run uses seeds 0-9.
     parser.add_argument("--pipeline_dim", type=int, default=8)
     parser.add_argument("--hh_dim", type=int, default=32)
-    parser.add_argument("--first_seed", type=int, default=0, help="seeds first_seed.. for every part, DPO included (100.. were used for tuning)")
+    parser.add_argument("--first_seed", type=int, default=0,
+                        help="seeds first_seed.. for every part, DPO included (100.. were used for tuning)")
     parser.add_argument("--dpo_strategy", default=None, help="default: the best strategy on pipeline pairs")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mintline",
                         help="encoded texts (features/), the trained policy and its pairs (benchmark-alignment/)")
