@@ -160,6 +160,12 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
     for seed in range(args.first_seed, args.first_seed + args.dpo_seeds):
         base_scores.extend(gold_per_prompt(base_policy, seed, "no_dpo"))
         seed_of_prompt.extend([seed] * len(held_out))
+        if args.dpo_pairs:
+            # The policy's DPO pairs are drawn apart, once per seed for both arms, and never shown to people:
+            # an arm's labels only train its reward model, which then labels these pairs — RLHF's division of labour.
+            dpo_set = np.random.default_rng(10_000 + seed).choice(len(pairs), args.dpo_pairs, replace=False)
+            pool = np.setdiff1d(np.arange(len(pairs)), dpo_set)
+            annotator_pairs, held_apart = [pairs[i] for i in pool], [pairs[i] for i in dpo_set]
         for name, arm in arms.items():
             with tempfile.TemporaryDirectory() as work:
                 work = Path(work)
@@ -169,13 +175,9 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
                                             selection_seed=seed, pseudo_threshold=args.dpo_pseudo_threshold,
                                             pseudo_cap=args.dpo_pseudo_cap or len(pairs))
                     if args.dpo_pairs:
-                        # The policy's DPO pairs are drawn apart and never shown to people: the arm's labels
-                        # only train the reward model, which then labels those pairs — RLHF's division of labour.
-                        dpo_set = np.random.default_rng(10_000 + seed).choice(len(pairs), args.dpo_pairs, replace=False)
-                        pool = np.setdiff1d(np.arange(len(pairs)), dpo_set)
-                        run_active_loop([pairs[i] for i in pool], x[pool], SimulatedBackend(ledger, annotators), loop, rm_config)
-                        _write_reward_model_preferences(ledger, [pairs[i] for i in pool], x[pool], [pairs[i] for i in dpo_set],
-                                                        x[dpo_set], rm_config, seed, work / "prefs.jsonl")
+                        run_active_loop(annotator_pairs, x[pool], SimulatedBackend(ledger, annotators), loop, rm_config)
+                        _write_reward_model_preferences(ledger, annotator_pairs, x[pool], held_apart, x[dpo_set],
+                                                        rm_config, seed, work / "prefs.jsonl")
                     else:
                         run_active_loop(pairs, x, SimulatedBackend(ledger, annotators), loop, rm_config)
                         ledger.export_trl(work / "prefs.jsonl", include_pseudo=True)
