@@ -155,6 +155,7 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
     label_accuracy: dict[str, list[float]] = {strategy: [], "random": []}
     # which rubric terms the DPO data pushes (chosen minus rejected) and which the DPO'd policy's text moved
     data_push: dict[str, list[dict]] = {strategy: [], "random": []}
+    agreement_by_gap: dict[str, list[dict]] = {strategy: [], "random": []}
     components: dict[str, list[dict]] = {strategy: [], "random": [], "no_dpo": []}
     base_policy = AutoModelForCausalLM.from_pretrained(policy).eval()
     for seed in range(args.first_seed, args.first_seed + args.dpo_seeds):
@@ -181,9 +182,10 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
                     else:
                         run_active_loop(pairs, x, SimulatedBackend(ledger, annotators), loop, rm_config)
                         ledger.export_trl(work / "prefs.jsonl", include_pseudo=True)
-                agreement, push = _dpo_data_profile(work / "prefs.jsonl")
+                agreement, push, by_gap = _dpo_data_profile(work / "prefs.jsonl")
                 label_accuracy[name].append(agreement)
                 data_push[name].append(push)
+                agreement_by_gap[name].append(by_gap)
                 train_dpo(str(policy), str(work / "prefs.jsonl"), str(work / "model"), stage, seed=seed)
                 scores[name].extend(gold_per_prompt(load_aligned(str(policy), work / "model"), seed, name))
         print(f"DPO seed {seed}: {strategy} gold {np.mean(scores[strategy]):.3f} (DPO labels {label_accuracy[strategy][-1]:.3f} "
@@ -197,6 +199,7 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
                    "mean_gold_random": round(float(np.mean(scores["random"])), 4),
                    "mean_gold_no_dpo": round(float(np.mean(base_scores)), 4),
                    "dpo_label_gold_agreement": {k: round(float(np.mean(v)), 4) for k, v in label_accuracy.items()},
+                   "dpo_label_gold_agreement_by_gap": {k: _mean_terms(v) for k, v in agreement_by_gap.items()},
                    "dpo_data_gold_push": {k: _mean_terms(v) for k, v in data_push.items()},
                    "generated_gold_terms": {k: _mean_terms(v) for k, v in components.items()},
                    "win_rate_random_vs_no_dpo": win_rate(scores["random"], base_scores)["win_rate"]})
@@ -219,18 +222,26 @@ def _write_reward_model_preferences(ledger, pool, pool_x, targets, target_x, rm_
             handle.write(json.dumps({"prompt": pair.prompt, "chosen": chosen, "rejected": rejected}) + "\n")
 
 
-def _dpo_data_profile(preferences: Path) -> tuple[float, dict[str, float]]:
-    """Share of DPO training pairs whose `chosen` the noise-free gold judge also prefers, and the mean
-    chosen-minus-rejected of each gold rubric term: what the data teaches, term by term."""
+def _dpo_data_profile(preferences: Path) -> tuple[float, dict[str, float], dict[str, float]]:
+    """What the DPO training pairs teach, judged by the noise-free gold judge: the share whose `chosen` it also
+    prefers; the mean chosen-minus-rejected of each rubric term; and that share within thirds of the pairs by
+    gold gap (near ties, middle, clear). Cleaner labels on near ties barely change what DPO learns, so where an
+    arm's extra right labels fall says more than their number."""
     from alignment.gold import gold_components
 
     rows = [json.loads(line) for line in preferences.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not rows:
-        return 0.0, {}
+        return 0.0, {}, {}
     chosen = [gold_components(r["prompt"], r["chosen"]) for r in rows]
     rejected = [gold_components(r["prompt"], r["rejected"]) for r in rows]
-    agreement = float(np.mean([sum(c.values()) > sum(r.values()) for c, r in zip(chosen, rejected)]))
-    return agreement, {term: float(np.mean([c[term] - r[term] for c, r in zip(chosen, rejected)])) for term in chosen[0]}
+    gap = np.array([sum(c.values()) - sum(r.values()) for c, r in zip(chosen, rejected)])
+    right = gap > 0
+    third = np.empty(len(gap), dtype=int)  # 0: the third nearest a tie; by rank, so ties in |gap| split evenly
+    third[np.argsort(np.abs(gap), kind="stable")] = np.arange(len(gap)) * 3 // len(gap)
+    by_gap = {name: float(right[third == i].mean()) for i, name in enumerate(("near_ties", "middle", "clear"))
+              if np.any(third == i)}
+    push = {term: float(np.mean([c[term] - r[term] for c, r in zip(chosen, rejected)])) for term in chosen[0]}
+    return float(right.mean()), push, by_gap
 
 
 def _mean_terms(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -310,6 +321,9 @@ def main(argv=None) -> int:
         dpo = dpo_win_rate(policy, pairs, args.dpo_strategy or best_strategy(pipeline, "uncertainty+kcenter"), args)
         print(f"\n== DPO win rate ({dpo['strategy']} vs random, {dpo['budget']} labels, {dpo['seeds']} seeds) ==\n"
               f"win rate {dpo['win_rate']} margin {dpo['margin']} 95% CI {dpo['margin_ci']} on {dpo['n']} prompt-seeds")
+        for arm, right in dpo["dpo_label_gold_agreement"].items():
+            thirds = " / ".join(f"{k} {v}" for k, v in dpo["dpo_label_gold_agreement_by_gap"][arm].items())
+            print(f"{arm}: DPO labels right {right} ({thirds})")
     final = {
         "label_ratio": {"pipeline": pipeline["label_ratio"], "hh_rlhf": hh["label_ratio"]},
         "label_ratio_ci": {"pipeline": pipeline["label_ratio_ci"], "hh_rlhf": hh["label_ratio_ci"]},
