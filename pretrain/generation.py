@@ -16,6 +16,7 @@ from pretrain.errors import ConfigError
 @dataclass
 class GenerationArguments:
     max_new_tokens: int = field(default=64, metadata={"help": "tokens to generate per prompt"})
+    min_new_tokens: int = field(default=0, metadata={"help": "no end-of-text before this many new tokens (0 = off)"})
     do_sample: bool = field(default=True, metadata={"help": "sample (true) or decode greedily / by beam search (false)"})
     temperature: float = field(default=0.8, metadata={"help": "softmax temperature when sampling"})
     top_k: int = field(default=50, metadata={"help": "sample from the k most likely tokens (0 = off)"})
@@ -28,6 +29,8 @@ class GenerationArguments:
     def __post_init__(self):
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens: must be >= 1, got {self.max_new_tokens}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(f"min_new_tokens: must be in [0, max_new_tokens], got {self.min_new_tokens}")
         if self.temperature <= 0:
             raise ValueError(f"temperature: must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -75,6 +78,7 @@ def generate_texts(
             generated = model.generate(
                 **encoded,
                 max_new_tokens=args.max_new_tokens,
+                min_new_tokens=args.min_new_tokens or None,
                 do_sample=args.do_sample,
                 temperature=args.temperature if args.do_sample else None,
                 top_k=(args.top_k or None) if args.do_sample else None,

@@ -38,6 +38,9 @@ class WatermarkStageConfig:
     context_width: int = field(default=None, metadata={"help": "kgw context width (key default 1)"})
     samples: int = field(default=16, metadata={"help": "watermarked samples generated from the aligned model"})
     max_new_tokens: int = field(default=200, metadata={"help": "tokens per sample"})
+    # A sample the model ends after a handful of tokens carries too little evidence for any verdict
+    # at a strict false-positive rate, so the run's demonstration samples hold off end-of-text.
+    min_new_tokens: int = field(default=64, metadata={"help": "no sample ends before this many tokens"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the samples"})
     fpr: float = field(default=1e-4, metadata={"help": "false-positive rate of the detection verdict"})
     seed: int = field(default=0, metadata={"help": "seed for prompts and sampling"})
@@ -50,6 +53,8 @@ class WatermarkStageConfig:
     def __post_init__(self):
         if self.samples < 2 or self.max_new_tokens < 16:
             raise ValueError(f"samples and max_new_tokens: need >= 2 samples of >= 16 tokens, got {self.samples}, {self.max_new_tokens}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(f"min_new_tokens: must be in [0, max_new_tokens], got {self.min_new_tokens}")
 
     def key_params(self) -> dict:
         names = ("gamma", "delta", "seeding", "context_width") if self.scheme == "kgw" else ()
@@ -132,7 +137,12 @@ def sample_and_detect(config: WatermarkStageConfig, key, base_model: Path, align
         raise MintlineError("watermark: the validation split is too small to cut human passages from")
     prompts = [" ".join(human[i % len(human)].split()[:8]) for i in range(config.samples)]
     generation = GenerationArguments(
-        max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_k=0, top_p=1.0, seed=config.seed
+        max_new_tokens=config.max_new_tokens,
+        min_new_tokens=config.min_new_tokens,
+        temperature=config.temperature,
+        top_k=0,
+        top_p=1.0,
+        seed=config.seed,
     )
     marked = generate_texts(model, tokenizer, prompts, generation, logits_processor=[logits_processor_for(key, tokenizer)])
     plain = generate_texts(model, tokenizer, prompts, generation)
