@@ -171,7 +171,8 @@ def run_align_stage(config: AlignStageConfig, candidates: CandidateConfig | None
         raise ConfigError(f"budget: {loop.budget} labels asked but only {len(pairs)} candidate pairs were generated")
     features = FeatureConfig(encoder=config.features, policy_model=config.policy_model, cache_dir=config.feature_cache)
     x = pair_feature_matrix(pairs, features, rm_config.feature_dim)
-    pool, eval_x, eval_y = gold_held_out(pairs, x, config, loop, gold or gold_score)
+    pool, eval_index, eval_y = gold_held_out(pairs, config, loop, gold or gold_score)
+    eval_x = None if eval_index is None else x[eval_index]
     with Ledger(config.ledger or out / "ledger.sqlite") as ledger:
         backend = make_backend(config, ledger, loop.selection_seed, gold)
         figures = {
@@ -189,16 +190,24 @@ def run_align_stage(config: AlignStageConfig, candidates: CandidateConfig | None
     train_path, eval_path = split_preferences(preferences, config.eval_fraction, loop.selection_seed)
     dpo = train_dpo(config.policy_model, str(train_path), str(out / "model"), config, seed=loop.selection_seed)
     figures["dpo"] = dpo
+    held_out = {}
     if eval_path is not None:
-        figures["dpo"]["heldout_implicit_reward_accuracy"] = heldout_accuracy(config.policy_model, out / "model", eval_path)
+        held_out["heldout_implicit_reward_accuracy"] = preference_rows(eval_path)
+    if eval_index is not None:
+        # The gold-judged pairs are many more than the labels held out of DPO, and noise-free,
+        # so they are the steadier measure of whether DPO moved the policy toward the judge.
+        held_out["gold_implicit_reward_accuracy"] = [ordered(pairs[i], a_won) for i, a_won in zip(eval_index, eval_y)]
+        figures["dpo"]["gold_eval_pairs"] = len(eval_index)
+    figures["dpo"].update(implicit_reward_accuracies(config.policy_model, out / "model", held_out))
     figures["model_dir"] = str(out / "model")
     (out / "figures.json").write_text(json.dumps(figures, indent=2, default=str) + "\n", encoding="utf-8")
     return figures
 
 
-def gold_held_out(pairs, x, config: AlignStageConfig, loop: ActiveLoopConfig, gold):
-    """(pool positions, eval features, eval targets): with simulated annotators, a few pairs are judged by
-    the gold judge without noise and kept out of the pool, so each round's reward model can be scored."""
+def gold_held_out(pairs, config: AlignStageConfig, loop: ActiveLoopConfig, gold):
+    """(pool positions, eval positions, eval targets): with simulated annotators, a few pairs are judged by
+    the gold judge without noise and kept out of the pool, so each round's reward model (and at the end
+    the DPO'd policy) can be scored. Target 1 means response A is the better one."""
     import numpy as np
 
     everything = np.arange(len(pairs))
@@ -213,7 +222,7 @@ def gold_held_out(pairs, x, config: AlignStageConfig, loop: ActiveLoopConfig, go
     if len(decided) < 10:
         return everything, None, None
     index, targets = zip(*decided)
-    return pool, x[list(index)], np.asarray(targets)
+    return pool, list(index), np.asarray(targets)
 
 
 def load_aligned(policy_model: str, model_dir: str | Path):
@@ -229,18 +238,34 @@ def load_aligned(policy_model: str, model_dir: str | Path):
     return AutoModelForCausalLM.from_pretrained(model_dir).eval()
 
 
-def heldout_accuracy(policy_model: str, model_dir: Path, eval_path: Path) -> float:
+def ordered(pair, a_won: bool) -> tuple[str, str, str]:
+    """(prompt, chosen, rejected) of a candidate pair, given which response won."""
+    if a_won:
+        return pair.prompt, pair.response_a, pair.response_b
+    return pair.prompt, pair.response_b, pair.response_a
+
+
+def preference_rows(path: Path) -> list[tuple[str, str, str]]:
+    from alignment.data import read_preference_file
+
+    return [(r.prompt, r.chosen, r.rejected) for r in read_preference_file(path).rows]
+
+
+def implicit_reward_accuracies(policy_model: str, model_dir: Path, named_rows: dict) -> dict:
+    """{name: implicit-reward accuracy of the aligned policy on that name's (prompt, chosen, rejected) rows}."""
+    if not named_rows:
+        return {}
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from alignment.data import read_preference_file
     from alignment.evaluation import implicit_reward_accuracy
 
-    rows = read_preference_file(eval_path).rows
     tokenizer = AutoTokenizer.from_pretrained(policy_model)
     policy = load_aligned(policy_model, model_dir)
     reference = None if hasattr(policy, "disable_adapter") else AutoModelForCausalLM.from_pretrained(policy_model).eval()
-    return implicit_reward_accuracy(policy, reference, tokenizer, [r.prompt for r in rows],
-                                    [r.chosen for r in rows], [r.rejected for r in rows])
+    return {
+        name: implicit_reward_accuracy(policy, reference, tokenizer, *map(list, zip(*rows)))
+        for name, rows in named_rows.items()
+    }
 
 
 def config_dict(*configs) -> dict:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mintline.console import CommandResult, format_table
+from mintline.console import CommandResult, format_table, format_value
 
 
 def make_parser(subparsers: argparse._SubParsersAction | None = None):
@@ -84,9 +84,17 @@ def run_main(stage, candidates, loop, rm_config, run, options) -> CommandResult:
         dpo = figures["dpo"]
         text = (f"align: {figures['labels_received']} labels ({figures['labels_skipped']} skipped, {figures['pseudo_labels']} pseudo) "
                 f"in {figures['rounds_this_call']} rounds of '{figures['strategy']}'; DPO {dpo['steps']} steps, "
-                f"held-out implicit-reward accuracy {dpo.get('heldout_implicit_reward_accuracy', 'n/a')}; "
+                f"{dpo_accuracy_text(dpo)}; "
                 f"{dpo['saved']} in {figures['model_dir']}")
     return CommandResult(data=figures, text=text)
+
+
+def dpo_accuracy_text(dpo: dict) -> str:
+    """The DPO'd policy's implicit-reward accuracy, on the gold-judged pairs where the run has them
+    (noise-free and more of them) and else on the labelled pairs held out of DPO."""
+    if dpo.get("gold_implicit_reward_accuracy") is not None:
+        return f"DPO acc {format_value(dpo['gold_implicit_reward_accuracy'])} on {dpo.get('gold_eval_pairs')} gold pairs"
+    return f"DPO acc {format_value(dpo.get('heldout_implicit_reward_accuracy'))} on held-out labels"
 
 
 # -- TRL scripts -------------------------------------------------------------------------------

@@ -112,6 +112,8 @@ def main(args: RunCommandArguments, options: argparse.Namespace) -> CommandResul
 
 
 def summary_row(outcome, seconds) -> dict:
+    from mintline.commands.align import dpo_accuracy_text
+
     figures = outcome.figures
     headline = {
         "prepare": lambda f: f"kept {f.get('docs_kept')}/{f.get('docs_read')} docs, {f.get('bytes_kept', 0) / 1e6:.2f} MB",
@@ -121,7 +123,7 @@ def summary_row(outcome, seconds) -> dict:
         ),
         "align": lambda f: (
             f"{f.get('labels_received')} labels ({f.get('label_kind', 'simulated')}), {f.get('pseudo_labels', 0)} pseudo, "
-            f"DPO acc {format_value((f.get('dpo') or {}).get('heldout_implicit_reward_accuracy'))}"
+            f"{dpo_accuracy_text(f.get('dpo') or {})}"
             if f.get("state", "done") == "done"
             else f"waiting for {f.get('waiting_for')} labels"
         ),

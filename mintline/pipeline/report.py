@@ -179,8 +179,12 @@ def _align_section(run_dir: Path, record: dict | None, out: Path):
     if dpo:
         text.append(
             "DPO: " + ", ".join(f"{k} {format_value(v)}" for k, v in _flat(dpo).items() if not isinstance(v, (list, dict)))
-            + (f" (implicit-reward accuracy on the {f['exported_pairs'] - dpo['train_pairs']} labelled pairs held out of DPO)"
+            + (f" (heldout: implicit-reward accuracy on the {f['exported_pairs'] - dpo['train_pairs']} labelled pairs held out of DPO)"
                if dpo.get("heldout_implicit_reward_accuracy") is not None and f.get("exported_pairs") and dpo.get("train_pairs")
+               else "")
+            + (f" (gold: on the {dpo['gold_eval_pairs']} pairs the gold judge decided, which neither the reward model "
+               "nor DPO saw; 0.5 is the policy before DPO)"
+               if dpo.get("gold_implicit_reward_accuracy") is not None
                else "")
         )
     images = []

@@ -99,4 +99,7 @@ def test_rlhf_lite_stage_end_to_end_moves_the_policy(trained_model_dir, tmp_path
     assert figures["dpo"]["saved"] == "adapter" and figures["dpo"]["train_pairs"] >= 35
     # Before DPO the policy equals its reference: every held-out pair is a tie and scores exactly 0.5.
     assert figures["dpo"]["heldout_implicit_reward_accuracy"] > 0.65
+    # ... and on the gold-judged pairs kept out of both the labelling pool and DPO (56 here; 0.857 measured)
+    assert figures["dpo"]["gold_eval_pairs"] == figures["gold_eval_pairs"] >= 40
+    assert figures["dpo"]["gold_implicit_reward_accuracy"] > 0.7
     assert json.loads((tmp_path / "align" / "figures.json").read_text())["labels_received"] == figures["labels_received"]
