@@ -17,8 +17,12 @@ from watermark.stats import binomial_sf
 
 def test_marked_text_is_detected_at_200_tokens(marked_samples, kgw_key, tokenizer_dir):
     results = detect_texts(marked_samples, kgw_key, tokenizer_dir)
+    # Decode -> re-encode keeps nearly all 200 tokens; it merges a few where the biased sampler
+    # picked a non-canonical split. Over 80 fresh keys x 12 texts: 5% under 191, 1% under 186,
+    # minimum 168; 2 of the 960 were under the old bound of 180, so it failed about one session in 40.
+    assert np.median([r.num_tokens for r in results]) >= 185
     for result in results:
-        assert result.num_tokens >= 180, result  # decode -> re-encode keeps ~all 200 tokens
+        assert result.num_tokens >= 150, result
         assert result.p_value < 1e-4 and result.watermarked is True, result
     assert min(r.z_score for r in results) > 6
 
