@@ -15,17 +15,38 @@ import numpy as np
 
 
 def sequence_logprob(model, tokenizer, prompt: str, response: str, max_length: int = 512) -> float:
+    return float(response_logprobs(model, tokenizer, [(prompt, response)], max_length)[0])
+
+
+def response_logprobs(model, tokenizer, rows: list[tuple[str, str]], max_length: int = 512, batch_size: int = 64) -> np.ndarray:
+    """log π(response + end-of-text | prompt) for each (prompt, response), in right-padded batches.
+
+    Tokens as DPO sees them: the prompt's ids, then the response's and end-of-text, cut from the left
+    to `max_length` (the response is kept whole where it fits, as with TRL's `keep_end`).
+    """
     import torch
 
-    prompt_ids = tokenizer(prompt)["input_ids"]
-    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    ids = (prompt_ids + response_ids)[-max_length:]
-    cut = max(len(ids) - len(response_ids), 1)
-    tensor = torch.tensor([ids], device=model.device)
-    with torch.inference_mode():
-        logits = model(input_ids=tensor).logits[0, cut - 1 : -1].float()
-    logprobs = torch.log_softmax(logits, -1).gather(-1, tensor[0, cut:].unsqueeze(-1))
-    return float(logprobs.sum())
+    scores = np.zeros(len(rows))
+    for start in range(0, len(rows), batch_size):
+        encoded = []
+        for prompt, response in rows[start : start + batch_size]:
+            response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            ids = (tokenizer(prompt)["input_ids"] + response_ids)[-max_length:]
+            encoded.append((ids, max(len(ids) - len(response_ids), 1)))
+        width = max(len(ids) for ids, _ in encoded)
+        input_ids = torch.full((len(encoded), width), tokenizer.eos_token_id, dtype=torch.long)
+        attention = torch.zeros((len(encoded), width), dtype=torch.long)
+        counted = torch.zeros((len(encoded), width - 1))  # which next-token predictions belong to the response
+        for i, (ids, cut) in enumerate(encoded):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            attention[i, : len(ids)] = 1
+            counted[i, cut - 1 : len(ids) - 1] = 1
+        input_ids, attention = input_ids.to(model.device), attention.to(model.device)
+        with torch.inference_mode():
+            logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
+        token_logprobs = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        scores[start : start + len(encoded)] = (token_logprobs.cpu() * counted).sum(1).numpy()
+    return scores
 
 
 def implicit_reward_accuracy(policy, ref_model, tokenizer, prompts, chosen, rejected, max_length: int = 512) -> float:
