@@ -248,7 +248,8 @@ def policy_uncertainty_win_rate(policy: Path, pairs, args) -> dict:
             with tempfile.TemporaryDirectory() as work, Ledger(Path(work) / "ledger.sqlite") as ledger:
                 work = Path(work)
                 backend = SimulatedBackend(ledger, SimulatedAnnotators(gold_score, flip_rate=0.25, temperature=0.0, seed=seed))
-                asked = [int(i) for i in order[: args.dpo_budget if arm == "random" else args.dpo_round]]
+                first_batch = args.dpo_budget if arm == "random" else min(args.dpo_round, args.dpo_budget)
+                asked = [int(i) for i in order[:first_batch]]
                 backend.request([pairs[i] for i in asked])
                 while True:
                     positions, prefer_a = training_set(ledger, ids, index)
@@ -392,6 +393,8 @@ def main(argv=None) -> int:
                              "policy-uncertainty: ADPO's choice by the DPO'd policy's own implicit-reward margin")
     parser.add_argument("--dpo_round", type=int, default=200, help="policy-uncertainty: labels per round")
     args = parser.parse_args(argv)
+    if args.dpo_round < 1:
+        parser.error(f"--dpo_round: must be at least 1, got {args.dpo_round}")
     logging.basicConfig(level=logging.ERROR)
     quick = args.quick
     args.seeds = 3 if quick else 10
