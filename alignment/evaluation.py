@@ -14,10 +14,6 @@ import math
 import numpy as np
 
 
-def sequence_logprob(model, tokenizer, prompt: str, response: str, max_length: int = 512) -> float:
-    return float(response_logprobs(model, tokenizer, [(prompt, response)], max_length)[0])
-
-
 def response_logprobs(model, tokenizer, rows: list[tuple[str, str]], max_length: int = 512, batch_size: int = 64) -> np.ndarray:
     """log π(response + end-of-text | prompt) for each (prompt, response), in right-padded batches.
 
@@ -64,15 +60,12 @@ def implicit_reward_accuracy(policy, ref_model, tokenizer, prompts, chosen, reje
     reference = ref_model if ref_model is not None else policy
     if ref_model is not None:
         ref_model.eval()
-    score = 0.0
-    for prompt, good, bad in zip(prompts, chosen, rejected):
-        lp_good = sequence_logprob(policy, tokenizer, prompt, good, max_length)
-        lp_bad = sequence_logprob(policy, tokenizer, prompt, bad, max_length)
-        with reference_context():
-            ref_good = sequence_logprob(reference, tokenizer, prompt, good, max_length)
-            ref_bad = sequence_logprob(reference, tokenizer, prompt, bad, max_length)
-        margin = (lp_good - ref_good) - (lp_bad - ref_bad)
-        score += 1.0 if margin > 1e-6 else 0.5 if abs(margin) <= 1e-6 else 0.0
+    rows = [(prompt, response) for responses in (chosen, rejected) for prompt, response in zip(prompts, responses)]
+    logprobs = response_logprobs(policy, tokenizer, rows, max_length)
+    with reference_context():
+        logprobs = logprobs - response_logprobs(reference, tokenizer, rows, max_length)
+    margin = logprobs[: len(prompts)] - logprobs[len(prompts) :]
+    score = float(np.where(margin > 1e-6, 1.0, np.where(np.abs(margin) <= 1e-6, 0.5, 0.0)).sum())
     return round(score / max(len(prompts), 1), 4)
 
 
