@@ -15,7 +15,8 @@ chosen on seeds 100-109 by random sampling's accuracy alone; the reported run us
 and ledger with 25%-flip simulated annotators; each arm's reward model labels the same set of pairs kept from the
 annotators, and DPO trains on them; win rate of the first over the second on held-out prompts, judged by the gold
 judge, with a bootstrap interval that resamples training seeds and prompts. `--dpo_design policy-uncertainty`:
-ADPO's choice instead — people label the pairs the DPO'd policy itself is least sure of, and DPO trains on them.
+ADPO's choice instead — people label the pairs the DPO'd policy itself is least sure of, and DPO trains on them;
+`--dpo_design policy-certainty`: APL's — the pairs it is most sure of (a label then corrects a confident mistake).
 Ends with one JSON line.
 """
 
@@ -203,17 +204,27 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
     return result
 
 
-def policy_uncertainty_win_rate(policy: Path, pairs, args) -> dict:
-    """ADPO's way of choosing labels (Ji et al. 2024): people label the pairs whose DPO implicit-reward margin
-    under the current policy is nearest 0, and DPO trains on those labels — vs as many random pairs.
+# How a policy-margin design ranks the unlabelled pairs for its next round: smallest key first.
+POLICY_QUERY_KEYS = {
+    "policy-uncertainty": np.abs,  # ADPO (Ji et al. 2024): the margins nearest 0, where the policy is least sure
+    "policy-certainty": lambda margin: -np.abs(margin),  # APL (Muldrew et al. 2024): the policy is most sure
+}
+
+
+def policy_query_win_rate(policy: Path, pairs, args) -> dict:
+    """Labels chosen by the policy being aligned: people label the pairs ranked first by `args.dpo_design`'s key
+    on the DPO implicit-reward margin under the current policy (nearest 0 for ADPO's policy-uncertainty, largest
+    for APL's policy-certainty), and DPO trains on those labels — vs as many random pairs.
 
     Rounds of `--dpo_round` labels: the first is random (the base policy's margins are all 0); after each, DPO
     (LoRA, from the base, on the labels so far) and the margins of every unlabelled pair pick the next. Both
     arms' final policy is that DPO on all their labels, so they differ only in which pairs people labelled.
     Labels go through the ledger from the same simulated annotators (gold judge, 25% flips, keyed by pair and
-    seed: a pair gets the same label in either arm). Measured (seeds 0-23, 1,000 labels, rounds of 200): win
-    rate 0.502, margin +0.002 (95% CI -0.030 to +0.035); labels right 0.738 vs 0.735 — the policy's
-    uncertainty picks neither better-labelled nor more instructive pairs.
+    seed: a pair gets the same label in either arm). Measured for policy-uncertainty (seeds 0-23, 1,000 labels,
+    rounds of 200): win rate 0.502, margin +0.002 (95% CI -0.030 to +0.035); labels right 0.738 vs 0.735 — the
+    policy's uncertainty picks neither better-labelled nor more instructive pairs. For policy-certainty (seeds
+    0-19, the same settings): win rate 0.476, margin -0.024 (95% CI -0.054 to +0.004); gold gap taught per pair
+    0.172 vs 0.159, mean gold 1.490 vs 1.496 — larger-gap pairs did not make a better policy.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -235,7 +246,8 @@ def policy_uncertainty_win_rate(policy: Path, pairs, args) -> dict:
     texts = [(p.prompt, p.response_a) for p in pairs] + [(p.prompt, p.response_b) for p in pairs]
     reference = response_logprobs(base_policy, tokenizer, texts, max_length=stage.dpo_max_length)
     gold_gap = np.array([gold_score(p.prompt, p.response_a) - gold_score(p.prompt, p.response_b) for p in pairs])
-    arms = ("policy-uncertainty", "random")
+    query_key = POLICY_QUERY_KEYS[args.dpo_design]
+    arms = (args.dpo_design, "random")
     scores: dict[str, list[float]] = {arm: [] for arm in arms}
     profile: dict[str, list[dict]] = {arm: [] for arm in arms}
     base_scores: list[float] = []
@@ -264,9 +276,9 @@ def policy_uncertainty_win_rate(policy: Path, pairs, args) -> dict:
                         break
                     logprobs = response_logprobs(load_aligned(str(policy), work / "model"), tokenizer, texts,
                                                  max_length=stage.dpo_max_length)
-                    margin = np.abs((logprobs[:n] - reference[:n]) - (logprobs[n:] - reference[n:]))
-                    margin[asked] = np.inf
-                    batch = np.argsort(margin, kind="stable")[: min(args.dpo_round, args.dpo_budget - len(asked))]
+                    key = query_key((logprobs[:n] - reference[:n]) - (logprobs[n:] - reference[n:]))
+                    key[asked] = np.inf
+                    batch = np.argsort(key, kind="stable")[: min(args.dpo_round, args.dpo_budget - len(asked))]
                     backend.request([pairs[i] for i in batch])
                     asked.extend(int(i) for i in batch)
                 chosen_positions = np.array([i for i, _ in labelled])
@@ -276,10 +288,10 @@ def policy_uncertainty_win_rate(policy: Path, pairs, args) -> dict:
                                      "gold_gap_taught": float(np.where(right, gap, -gap).mean())})
                 scores[arm].extend(_per_prompt(_gold_terms(load_aligned(str(policy), work / "model"), tokenizer,
                                                            held_out, args.eval_samples, seed)))
-        print(f"DPO seed {seed}: policy-uncertainty gold {np.mean(scores[arms[0]]):.3f} vs random "
+        print(f"DPO seed {seed}: {arms[0]} gold {np.mean(scores[arms[0]]):.3f} vs random "
               f"{np.mean(scores['random']):.3f}; no DPO {np.mean(base_scores):.3f}", flush=True)
     result = win_rate(scores[arms[0]], scores["random"], groups=seed_of_prompt)
-    result.update({"strategy": arms[0], "design": "policy-uncertainty", "budget": args.dpo_budget,
+    result.update({"strategy": arms[0], "design": arms[0], "budget": args.dpo_budget,
                    "round": args.dpo_round, "seeds": args.dpo_seeds, "eval_prompts": len(held_out),
                    "samples_per_prompt": args.eval_samples, "dpo_pairs": "the human labels",
                    "mean_gold_active": round(float(np.mean(scores[arms[0]])), 4),
@@ -388,10 +400,11 @@ def main(argv=None) -> int:
     parser.add_argument("--dpo_pseudo_cap", type=int, default=0, help="with --dpo_pairs 0: pseudo-labels per arm (0: all)")
     parser.add_argument("--dpo_epochs", type=float, default=2.0)
     parser.add_argument("--dpo_seeds", type=int, help="DPO training seeds per arm (default 10; 1 with --quick)")
-    parser.add_argument("--dpo_design", choices=("reward-model", "policy-uncertainty"), default="reward-model",
+    parser.add_argument("--dpo_design", choices=("reward-model", *POLICY_QUERY_KEYS), default="reward-model",
                         help="reward-model: labels chosen by the best strategy's reward model (see --dpo_pairs); "
-                             "policy-uncertainty: ADPO's choice by the DPO'd policy's own implicit-reward margin")
-    parser.add_argument("--dpo_round", type=int, default=200, help="policy-uncertainty: labels per round")
+                             "policy-uncertainty / policy-certainty: by the DPO'd policy's own implicit-reward margin, "
+                             "nearest 0 (ADPO) or largest (APL)")
+    parser.add_argument("--dpo_round", type=int, default=200, help="policy-* designs: labels per round")
     args = parser.parse_args(argv)
     if args.dpo_round < 1:
         parser.error(f"--dpo_round: must be at least 1, got {args.dpo_round}")
@@ -431,8 +444,8 @@ def main(argv=None) -> int:
                           test_size=0 if quick else 1000)
     dpo = None
     if not args.skip_dpo:
-        if args.dpo_design == "policy-uncertainty":
-            dpo = policy_uncertainty_win_rate(policy, pairs, args)
+        if args.dpo_design in POLICY_QUERY_KEYS:
+            dpo = policy_query_win_rate(policy, pairs, args)
         else:
             dpo = dpo_win_rate(policy, pairs, args.dpo_strategy or best_strategy(pipeline, "uncertainty+kcenter"), args)
         print(f"\n== DPO win rate ({dpo['strategy']} vs random, {dpo['budget']} labels, {dpo['seeds']} seeds) ==\n"
