@@ -231,7 +231,7 @@ def policy_query_win_rate(policy: Path, pairs, args) -> dict:
     from alignment.evaluation import response_logprobs, win_rate
     from alignment.gold import gold_score
     from alignment.loop import training_set
-    from alignment.stage import AlignStageConfig, load_aligned, ordered, train_dpo
+    from alignment.stage import AlignStageConfig, load_aligned, train_dpo
     from annotation.backends import SimulatedBackend
     from annotation.ledger import Ledger
     from annotation.simulated import SimulatedAnnotators
@@ -264,13 +264,7 @@ def policy_query_win_rate(policy: Path, pairs, args) -> dict:
                 asked = [int(i) for i in order[:first_batch]]
                 backend.request([pairs[i] for i in asked])
                 while True:
-                    positions, prefer_a = training_set(ledger, ids, index)
-                    rank = {i: k for k, i in enumerate(asked)}
-                    labelled = sorted(zip(positions.tolist(), prefer_a.tolist()), key=lambda row: rank[row[0]])
-                    with open(work / "prefs.jsonl", "w", encoding="utf-8") as handle:
-                        for i, a_won in labelled:
-                            prompt, chosen, rejected = ordered(pairs[i], a_won > 0.5)
-                            handle.write(json.dumps({"prompt": prompt, "chosen": chosen, "rejected": rejected}) + "\n")
+                    ledger.export_trl(work / "prefs.jsonl")  # the human labels, in the order they were asked
                     train_dpo(str(policy), str(work / "prefs.jsonl"), str(work / "model"), stage, seed=seed)
                     if len(asked) >= args.dpo_budget:
                         break
@@ -281,9 +275,9 @@ def policy_query_win_rate(policy: Path, pairs, args) -> dict:
                     batch = np.argsort(key, kind="stable")[: min(args.dpo_round, args.dpo_budget - len(asked))]
                     backend.request([pairs[i] for i in batch])
                     asked.extend(int(i) for i in batch)
-                chosen_positions = np.array([i for i, _ in labelled])
-                right = (np.array([a for _, a in labelled]) > 0.5) == (gold_gap[chosen_positions] > 0)
-                gap = np.abs(gold_gap[chosen_positions])
+                positions, prefer_a = training_set(ledger, ids, index)
+                right = (prefer_a > 0.5) == (gold_gap[positions] > 0)
+                gap = np.abs(gold_gap[positions])
                 profile[arm].append({"labels_right": float(right.mean()), "mean_abs_gold_gap": float(gap.mean()),
                                      "gold_gap_taught": float(np.where(right, gap, -gap).mean())})
                 scores[arm].extend(_per_prompt(_gold_terms(load_aligned(str(policy), work / "model"), tokenizer,
