@@ -209,26 +209,34 @@ POLICY_QUERY_KEYS = {
     "policy-uncertainty": np.abs,  # ADPO (Ji et al. 2024): the margins nearest 0, where the policy is least sure
     "policy-certainty": lambda margin: -np.abs(margin),  # APL (Muldrew et al. 2024): the policy is most sure
 }
+# Designs in which DPO trains on the human labels themselves, chosen by the reward model's loop with this strategy.
+REWARD_MODEL_QUERY_STRATEGIES = {"reward-model-certainty": "certainty+kcenter"}
+HUMAN_LABEL_DESIGNS = (*POLICY_QUERY_KEYS, *REWARD_MODEL_QUERY_STRATEGIES)
 
 
-def policy_query_win_rate(policy: Path, pairs, args) -> dict:
-    """Labels chosen by the policy being aligned: people label the pairs ranked first by `args.dpo_design`'s key
-    on the DPO implicit-reward margin under the current policy (nearest 0 for ADPO's policy-uncertainty, largest
-    for APL's policy-certainty), and DPO trains on those labels — vs as many random pairs.
+def human_label_win_rate(policy: Path, pairs, args) -> dict:
+    """DPO on the human labels of pairs chosen by `args.dpo_design` vs on as many random pairs' labels.
 
-    Rounds of `--dpo_round` labels: the first is random (the base policy's margins are all 0); after each, DPO
-    (LoRA, from the base, on the labels so far) and the margins of every unlabelled pair pick the next. Both
-    arms' final policy is that DPO on all their labels, so they differ only in which pairs people labelled.
-    Labels go through the ledger from the same simulated annotators (gold judge, 25% flips, keyed by pair and
-    seed: a pair gets the same label in either arm). Measured for policy-uncertainty (seeds 0-23, 1,000 labels,
-    rounds of 200): win rate 0.502, margin +0.002 (95% CI -0.030 to +0.035); labels right 0.738 vs 0.735 — the
-    policy's uncertainty picks neither better-labelled nor more instructive pairs. For policy-certainty (seeds
-    0-19, the same settings): win rate 0.476, margin -0.024 (95% CI -0.054 to +0.004); gold gap taught per pair
-    0.172 vs 0.159, mean gold 1.490 vs 1.496 — larger-gap pairs did not make a better policy.
+    - policy-uncertainty / policy-certainty: the policy being aligned chooses. People label the pairs ranked first
+      by the design's key on the DPO implicit-reward margin under the current policy (nearest 0 for ADPO's
+      policy-uncertainty, largest for APL's policy-certainty). Rounds of `--dpo_round` labels; after each, DPO
+      (LoRA, from the base, on the labels so far) and the margins of every unlabelled pair pick the next.
+    - reward-model-certainty: the reward model chooses, through the real loop (`certainty+kcenter`, batches of
+      the DPO batch size): the pairs whose Bradley-Terry preference is furthest from a coin flip, spread by
+      k-center — the pairs that are really far apart, which is what a DPO label teaches in proportion to.
+    In every design the first `--dpo_round` labels are the random arm's first (the base policy's margins are all 0,
+    and a reward model needs labels to rank), and each arm's final policy is LoRA DPO from the base on all its
+    labels, so the arms differ only in which pairs people labelled. Labels go through the ledger from the same
+    simulated annotators (gold judge, 25% flips, keyed by pair and seed: a pair gets the same label in either arm).
+    Measured for policy-uncertainty (seeds 0-23, 1,000 labels, rounds of 200): win rate 0.502, margin +0.002 (95% CI
+    -0.030 to +0.035); labels right 0.738 vs 0.735 — the policy's uncertainty picks neither better-labelled nor more
+    instructive pairs. For policy-certainty (seeds 0-19, the same settings): win rate 0.476, margin -0.024 (95% CI
+    -0.054 to +0.004); gold gap taught per pair 0.172 vs 0.159, mean gold 1.490 vs 1.496 — larger-gap pairs did not
+    make a better policy.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from alignment.evaluation import response_logprobs, win_rate
+    from alignment.evaluation import win_rate
     from alignment.gold import gold_score
     from alignment.loop import training_set
     from alignment.stage import AlignStageConfig, load_aligned, train_dpo
@@ -243,10 +251,11 @@ def policy_query_win_rate(policy: Path, pairs, args) -> dict:
                              dpo_learning_rate=args.dpo_lr, dpo_max_length=96)
     n, ids = len(pairs), [p.pair_id for p in pairs]
     index = {pair_id: i for i, pair_id in enumerate(ids)}
-    texts = [(p.prompt, p.response_a) for p in pairs] + [(p.prompt, p.response_b) for p in pairs]
-    reference = response_logprobs(base_policy, tokenizer, texts, max_length=stage.dpo_max_length)
     gold_gap = np.array([gold_score(p.prompt, p.response_a) - gold_score(p.prompt, p.response_b) for p in pairs])
-    query_key = POLICY_QUERY_KEYS[args.dpo_design]
+    if args.dpo_design in POLICY_QUERY_KEYS:
+        ask_more = _policy_margin_asker(policy, pairs, base_policy, tokenizer, stage, POLICY_QUERY_KEYS[args.dpo_design], args)
+    else:
+        ask_more = _reward_model_asker(policy, pairs, REWARD_MODEL_QUERY_STRATEGIES[args.dpo_design], args)
     arms = (args.dpo_design, "random")
     scores: dict[str, list[float]] = {arm: [] for arm in arms}
     profile: dict[str, list[dict]] = {arm: [] for arm in arms}
@@ -263,18 +272,10 @@ def policy_query_win_rate(policy: Path, pairs, args) -> dict:
                 first_batch = args.dpo_budget if arm == "random" else min(args.dpo_round, args.dpo_budget)
                 asked = [int(i) for i in order[:first_batch]]
                 backend.request([pairs[i] for i in asked])
-                while True:
-                    ledger.export_trl(work / "prefs.jsonl")  # the human labels, in the order they were asked
-                    train_dpo(str(policy), str(work / "prefs.jsonl"), str(work / "model"), stage, seed=seed)
-                    if len(asked) >= args.dpo_budget:
-                        break
-                    logprobs = response_logprobs(load_aligned(str(policy), work / "model"), tokenizer, texts,
-                                                 max_length=stage.dpo_max_length)
-                    key = query_key((logprobs[:n] - reference[:n]) - (logprobs[n:] - reference[n:]))
-                    key[asked] = np.inf
-                    batch = np.argsort(key, kind="stable")[: min(args.dpo_round, args.dpo_budget - len(asked))]
-                    backend.request([pairs[i] for i in batch])
-                    asked.extend(int(i) for i in batch)
+                if arm != "random":
+                    ask_more(backend, asked, seed, work)
+                ledger.export_trl(work / "prefs.jsonl")  # the human labels, in the order they were asked
+                train_dpo(str(policy), str(work / "prefs.jsonl"), str(work / "model"), stage, seed=seed)
                 positions, prefer_a = training_set(ledger, ids, index)
                 right = (prefer_a > 0.5) == (gold_gap[positions] > 0)
                 gap = np.abs(gold_gap[positions])
@@ -294,6 +295,47 @@ def policy_query_win_rate(policy: Path, pairs, args) -> dict:
                    "dpo_label_profile": {arm: _mean_terms(rows) for arm, rows in profile.items()},
                    "win_rate_random_vs_no_dpo": win_rate(scores["random"], base_scores)["win_rate"]})
     return result
+
+
+def _policy_margin_asker(policy: Path, pairs, base_policy, tokenizer, stage, query_key, args):
+    """Rounds of `--dpo_round`: DPO on the labels so far, then the unlabelled pairs first by `query_key(margin)`."""
+    from alignment.evaluation import response_logprobs
+    from alignment.stage import load_aligned, train_dpo
+
+    n = len(pairs)
+    texts = [(p.prompt, p.response_a) for p in pairs] + [(p.prompt, p.response_b) for p in pairs]
+    reference = response_logprobs(base_policy, tokenizer, texts, max_length=stage.dpo_max_length)
+
+    def ask_more(backend, asked: list[int], seed: int, work: Path) -> None:
+        while len(asked) < args.dpo_budget:
+            backend.ledger.export_trl(work / "prefs.jsonl")
+            train_dpo(str(policy), str(work / "prefs.jsonl"), str(work / "model"), stage, seed=seed)
+            logprobs = response_logprobs(load_aligned(str(policy), work / "model"), tokenizer, texts,
+                                         max_length=stage.dpo_max_length)
+            key = query_key((logprobs[:n] - reference[:n]) - (logprobs[n:] - reference[n:]))
+            key[asked] = np.inf
+            batch = np.argsort(key, kind="stable")[: min(args.dpo_round, args.dpo_budget - len(asked))]
+            backend.request([pairs[i] for i in batch])
+            asked.extend(int(i) for i in batch)
+
+    return ask_more
+
+
+def _reward_model_asker(policy: Path, pairs, strategy: str, args):
+    """The real active loop, from the labels already asked to the budget, choosing with `strategy`."""
+    from alignment.features import FeatureConfig
+    from alignment.loop import ActiveLoopConfig, pair_feature_matrix, run_active_loop
+    from alignment.reward_model import RewardModelConfig
+
+    rm_config = RewardModelConfig(feature_dim=args.pipeline_dim)
+    x = pair_feature_matrix(pairs, FeatureConfig(encoder=args.pipeline_features, policy_model=str(policy),
+                                                  cache_dir=str(args.cache / "features")), dim=rm_config.feature_dim)
+
+    def ask_more(backend, asked: list[int], seed: int, work: Path) -> None:
+        loop = ActiveLoopConfig(budget=args.dpo_budget, batch_size=args.dpo_batch, strategy=strategy, selection_seed=seed)
+        run_active_loop(pairs, x, backend, loop, rm_config)
+
+    return ask_more
 
 
 def _held_out_prompts(pairs, n: int) -> list[str]:
@@ -394,11 +436,13 @@ def main(argv=None) -> int:
     parser.add_argument("--dpo_pseudo_cap", type=int, default=0, help="with --dpo_pairs 0: pseudo-labels per arm (0: all)")
     parser.add_argument("--dpo_epochs", type=float, default=2.0)
     parser.add_argument("--dpo_seeds", type=int, help="DPO training seeds per arm (default 10; 1 with --quick)")
-    parser.add_argument("--dpo_design", choices=("reward-model", *POLICY_QUERY_KEYS), default="reward-model",
-                        help="reward-model: labels chosen by the best strategy's reward model (see --dpo_pairs); "
-                             "policy-uncertainty / policy-certainty: by the DPO'd policy's own implicit-reward margin, "
-                             "nearest 0 (ADPO) or largest (APL)")
-    parser.add_argument("--dpo_round", type=int, default=200, help="policy-* designs: labels per round")
+    parser.add_argument("--dpo_design", choices=("reward-model", *HUMAN_LABEL_DESIGNS), default="reward-model",
+                        help="reward-model: labels chosen by the best strategy's reward model, which labels DPO's pairs "
+                             "(see --dpo_pairs); the others train DPO on the human labels, chosen by the DPO'd policy's "
+                             "own implicit-reward margin, nearest 0 (policy-uncertainty, ADPO) or largest "
+                             "(policy-certainty, APL), or by the reward model's certainty (reward-model-certainty)")
+    parser.add_argument("--dpo_round", type=int, default=200,
+                        help="designs on human labels: the first round (random) and the policy-* designs' rounds")
     args = parser.parse_args(argv)
     if args.dpo_round < 1:
         parser.error(f"--dpo_round: must be at least 1, got {args.dpo_round}")
@@ -438,8 +482,8 @@ def main(argv=None) -> int:
                           test_size=0 if quick else 1000)
     dpo = None
     if not args.skip_dpo:
-        if args.dpo_design in POLICY_QUERY_KEYS:
-            dpo = policy_query_win_rate(policy, pairs, args)
+        if args.dpo_design in HUMAN_LABEL_DESIGNS:
+            dpo = human_label_win_rate(policy, pairs, args)
         else:
             dpo = dpo_win_rate(policy, pairs, args.dpo_strategy or best_strategy(pipeline, "uncertainty+kcenter"), args)
         print(f"\n== DPO win rate ({dpo['strategy']} vs random, {dpo['budget']} labels, {dpo['seeds']} seeds) ==\n"

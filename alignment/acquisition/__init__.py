@@ -1,7 +1,7 @@
 """Acquisition strategies: which preference pairs are worth a human label next.
 
 A strategy is named `BASE[+kcenter][+pseudo]`:
-  BASE      random | uncertainty | bald | disagreement | epig | fisher | thompson
+  BASE      random | uncertainty | bald | disagreement | epig | fisher | thompson | certainty
   +kcenter  batch diversity (k-center over the strategy's shortlist)
   +pseudo   ADPO-style pseudo-labels for confident pairs (counted separately)
 `adpo` is short for `uncertainty+pseudo`.
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from alignment.acquisition.bald import BaldStrategy, DisagreementStrategy
 from alignment.acquisition.base import SelectionContext, Strategy
+from alignment.acquisition.certainty import CertaintyStrategy
 from alignment.acquisition.diversity import KCenterDiversity
 from alignment.acquisition.epig import EpigStrategy
 from alignment.acquisition.fisher import FisherStrategy
@@ -30,6 +31,7 @@ BASE_STRATEGIES: dict[str, type[Strategy]] = {
     "epig": EpigStrategy,
     "fisher": FisherStrategy,
     "thompson": ThompsonStrategy,
+    "certainty": CertaintyStrategy,  # for DPO's data, not the reward model's accuracy
 }
 MODIFIERS = ("kcenter", "pseudo")
 ALIASES = {"adpo": "uncertainty+pseudo"}

@@ -52,6 +52,18 @@ def test_uncertainty_prefers_pairs_near_a_coin_flip():
     assert margins[batch].mean() < margins[candidates].mean() / 2
 
 
+
+def test_certainty_prefers_the_pairs_the_model_ranks_surely_and_those_are_further_apart():
+    x, y, truth = synthetic_pool()
+    model = BradleyTerryModel().fit(x[:200], y[:200])
+    candidates = np.arange(200, 400)
+    ctx = SelectionContext(model=model, x=x, candidates=candidates, labelled=np.arange(200), rng=np.random.default_rng(0))
+    batch = parse_strategy("certainty").build().select(ctx, 20)
+    margins = np.abs(model.prob(x) - 0.5)
+    assert margins[batch].min() >= np.sort(margins[candidates])[-20]  # exactly the 20 surest
+    true_gap = np.abs(x @ truth)  # what a label on the pair could teach: how far apart the two responses really are
+    assert true_gap[batch].mean() > 1.5 * true_gap[candidates].mean()
+
 def test_kcenter_spreads_a_batch_over_near_duplicates():
     rng = np.random.default_rng(0)
     base = rng.normal(size=(10, 6))
