@@ -140,11 +140,6 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
     # With --dpo_pairs the reward model labels DPO's own pairs, so the arms need no pseudo-labels in the ledger.
     arms = {name: name if args.dpo_pairs or parse_strategy(name).pseudo else f"{name}+pseudo" for name in (strategy, "random")}
 
-    def gold_per_prompt(model, seed: int, arm: str) -> list[float]:
-        terms = _gold_terms(model, tokenizer, held_out, args.eval_samples, seed)
-        components[arm].extend(t for per_prompt in terms for t in per_prompt)
-        return _per_prompt(terms)
-
     scores: dict[str, list[float]] = {strategy: [], "random": []}
     base_scores: list[float] = []
     seed_of_prompt: list[int] = []
@@ -155,7 +150,7 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
     components: dict[str, list[dict]] = {strategy: [], "random": [], "no_dpo": []}
     base_policy = AutoModelForCausalLM.from_pretrained(policy).eval()
     for seed in range(args.first_seed, args.first_seed + args.dpo_seeds):
-        base_scores.extend(gold_per_prompt(base_policy, seed, "no_dpo"))
+        base_scores.extend(_judge(base_policy, tokenizer, held_out, args.eval_samples, seed, components["no_dpo"]))
         seed_of_prompt.extend([seed] * len(held_out))
         if args.dpo_pairs:
             # The policy's DPO pairs are drawn apart, once per seed for both arms, and never shown to people:
@@ -183,7 +178,8 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
                 data_push[name].append(push)
                 agreement_by_gap[name].append(by_gap)
                 train_dpo(str(policy), str(work / "prefs.jsonl"), str(work / "model"), stage, seed=seed)
-                scores[name].extend(gold_per_prompt(load_aligned(str(policy), work / "model"), seed, name))
+                aligned = load_aligned(str(policy), work / "model")
+                scores[name].extend(_judge(aligned, tokenizer, held_out, args.eval_samples, seed, components[name]))
         print(f"DPO seed {seed}: {strategy} gold {np.mean(scores[strategy]):.3f} (DPO labels {label_accuracy[strategy][-1]:.3f} "
               f"right) vs random {np.mean(scores['random']):.3f} ({label_accuracy['random'][-1]:.3f}); "
               f"no DPO {np.mean(base_scores):.3f}", flush=True)
@@ -261,8 +257,9 @@ def human_label_win_rate(policy: Path, pairs, args) -> dict:
     profile: dict[str, list[dict]] = {arm: [] for arm in arms}
     base_scores: list[float] = []
     seed_of_prompt: list[int] = []
+    components: dict[str, list[dict]] = {arm: [] for arm in (*arms, "no_dpo")}  # the rubric terms of the text
     for seed in range(args.first_seed, args.first_seed + args.dpo_seeds):
-        base_scores.extend(_per_prompt(_gold_terms(base_policy, tokenizer, held_out, args.eval_samples, seed)))
+        base_scores.extend(_judge(base_policy, tokenizer, held_out, args.eval_samples, seed, components["no_dpo"]))
         seed_of_prompt.extend([seed] * len(held_out))
         order = np.random.default_rng(seed).permutation(n)
         for arm in arms:
@@ -281,8 +278,8 @@ def human_label_win_rate(policy: Path, pairs, args) -> dict:
                 gap = np.abs(gold_gap[positions])
                 profile[arm].append({"labels_right": float(right.mean()), "mean_abs_gold_gap": float(gap.mean()),
                                      "gold_gap_taught": float(np.where(right, gap, -gap).mean())})
-                scores[arm].extend(_per_prompt(_gold_terms(load_aligned(str(policy), work / "model"), tokenizer,
-                                                           held_out, args.eval_samples, seed)))
+                aligned = load_aligned(str(policy), work / "model")
+                scores[arm].extend(_judge(aligned, tokenizer, held_out, args.eval_samples, seed, components[arm]))
         print(f"DPO seed {seed}: {arms[0]} gold {np.mean(scores[arms[0]]):.3f} vs random "
               f"{np.mean(scores['random']):.3f}; no DPO {np.mean(base_scores):.3f}", flush=True)
     result = win_rate(scores[arms[0]], scores["random"], groups=seed_of_prompt)
@@ -293,6 +290,7 @@ def human_label_win_rate(policy: Path, pairs, args) -> dict:
                    "mean_gold_random": round(float(np.mean(scores["random"])), 4),
                    "mean_gold_no_dpo": round(float(np.mean(base_scores)), 4),
                    "dpo_label_profile": {arm: _mean_terms(rows) for arm, rows in profile.items()},
+                   "generated_gold_terms": {arm: _mean_terms(rows) for arm, rows in components.items()},
                    "win_rate_random_vs_no_dpo": win_rate(scores["random"], base_scores)["win_rate"]})
     return result
 
@@ -356,6 +354,13 @@ def _gold_terms(model, tokenizer, prompts: list[str], samples: int, seed: int) -
     generation = CandidateConfig(samples_per_prompt=samples, max_new_tokens=32, sample_seed=1000 + seed)
     responses = sample_responses(model, tokenizer, prompts, generation)
     return [[gold_components(p, r) for r in rs] for p, rs in zip(prompts, responses)]
+
+
+def _judge(model, tokenizer, prompts: list[str], samples: int, seed: int, components: list[dict]) -> list[float]:
+    """The gold score of `model` per prompt; the rubric terms of every response go to `components`."""
+    terms = _gold_terms(model, tokenizer, prompts, samples, seed)
+    components.extend(t for per_prompt in terms for t in per_prompt)
+    return _per_prompt(terms)
 
 
 def _per_prompt(terms: list[list[dict]]) -> list[float]:
@@ -441,9 +446,12 @@ def main(argv=None) -> int:
                              "(see --dpo_pairs); the others train DPO on the human labels, chosen by the DPO'd policy's "
                              "own implicit-reward margin, nearest 0 (policy-uncertainty, ADPO) or largest "
                              "(policy-certainty, APL), or by the reward model's certainty (reward-model-certainty)")
-    parser.add_argument("--dpo_round", type=int, default=200,
-                        help="designs on human labels: the first round (random) and the policy-* designs' rounds")
+    parser.add_argument("--dpo_round", type=int,
+                        help="designs on human labels: the first round (random) and the policy-* designs' rounds "
+                             "(default 200; 20 with --quick)")
     args = parser.parse_args(argv)
+    if args.dpo_round is None:
+        args.dpo_round = 20 if args.quick else 200
     if args.dpo_round < 1:
         parser.error(f"--dpo_round: must be at least 1, got {args.dpo_round}")
     logging.basicConfig(level=logging.ERROR)
@@ -493,6 +501,8 @@ def main(argv=None) -> int:
             print(f"{arm}: DPO labels right {right} ({thirds})")
         for arm, figures in dpo.get("dpo_label_profile", {}).items():
             print(f"{arm}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
+        for arm, terms in dpo["generated_gold_terms"].items():
+            print(f"{arm}'s text: " + ", ".join(f"{k} {v}" for k, v in terms.items()))
     final = {
         "label_ratio": {"pipeline": pipeline["label_ratio"], "hh_rlhf": hh["label_ratio"]},
         "label_ratio_ci": {"pipeline": pipeline["label_ratio_ci"], "hh_rlhf": hh["label_ratio_ci"]},
