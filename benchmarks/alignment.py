@@ -123,19 +123,15 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
 
     from alignment.acquisition import parse_strategy
     from alignment.evaluation import win_rate
-    from alignment.features import FeatureConfig
     from alignment.gold import gold_score
-    from alignment.loop import ActiveLoopConfig, pair_feature_matrix, run_active_loop
-    from alignment.reward_model import RewardModelConfig
+    from alignment.loop import ActiveLoopConfig, run_active_loop
     from alignment.stage import AlignStageConfig, load_aligned, train_dpo
     from annotation.backends import SimulatedBackend
     from annotation.ledger import Ledger
     from annotation.simulated import SimulatedAnnotators
 
     held_out = _held_out_prompts(pairs, args.eval_prompts)
-    rm_config = RewardModelConfig(feature_dim=args.pipeline_dim)
-    x = pair_feature_matrix(pairs, FeatureConfig(encoder=args.pipeline_features, policy_model=str(policy),
-                                                  cache_dir=str(args.cache / "features")), dim=rm_config.feature_dim)
+    x, rm_config = _pipeline_features(policy, pairs, args)
     tokenizer = AutoTokenizer.from_pretrained(policy)
     stage = AlignStageConfig(policy_model=str(policy), output_dir="unused", dpo_epochs=args.dpo_epochs,
                              dpo_learning_rate=args.dpo_lr, dpo_max_length=96)
@@ -221,7 +217,7 @@ def human_label_win_rate(policy: Path, pairs, args) -> dict:
       (LoRA, from the base, on the labels so far) and the margins of every unlabelled pair pick the next.
     - reward-model-certainty: the reward model chooses, through the real loop (`certainty+kcenter`, batches of
       the DPO batch size): the pairs whose Bradley-Terry preference is furthest from a coin flip, spread by
-      k-center — the pairs that are really far apart, which is what a DPO label teaches in proportion to.
+      k-center — the pairs that are really far apart (a label tells DPO only as much as its responses differ).
     In every design the first `--dpo_round` labels are the random arm's first (the base policy's margins are all 0,
     and a reward model needs labels to rank), and each arm's final policy is LoRA DPO from the base on all its
     labels, so the arms differ only in which pairs people labelled. Labels go through the ledger from the same
@@ -325,19 +321,27 @@ def _policy_margin_asker(policy: Path, pairs, base_policy, tokenizer, stage, que
 
 def _reward_model_asker(policy: Path, pairs, strategy: str, args):
     """The real active loop, from the labels already asked to the budget, choosing with `strategy`."""
-    from alignment.features import FeatureConfig
-    from alignment.loop import ActiveLoopConfig, pair_feature_matrix, run_active_loop
-    from alignment.reward_model import RewardModelConfig
+    from alignment.loop import ActiveLoopConfig, run_active_loop
 
-    rm_config = RewardModelConfig(feature_dim=args.pipeline_dim)
-    x = pair_feature_matrix(pairs, FeatureConfig(encoder=args.pipeline_features, policy_model=str(policy),
-                                                  cache_dir=str(args.cache / "features")), dim=rm_config.feature_dim)
+    x, rm_config = _pipeline_features(policy, pairs, args)
 
     def ask_more(backend, asked: list[int], seed: int, work: Path) -> None:
         loop = ActiveLoopConfig(budget=args.dpo_budget, batch_size=args.dpo_batch, strategy=strategy, selection_seed=seed)
         run_active_loop(pairs, x, backend, loop, rm_config)
 
     return ask_more
+
+
+def _pipeline_features(policy: Path, pairs, args):
+    """The reward model's pair features on the pipeline pairs (`--pipeline_features`, `--pipeline_dim`) and its config."""
+    from alignment.features import FeatureConfig
+    from alignment.loop import pair_feature_matrix
+    from alignment.reward_model import RewardModelConfig
+
+    rm_config = RewardModelConfig(feature_dim=args.pipeline_dim)
+    x = pair_feature_matrix(pairs, FeatureConfig(encoder=args.pipeline_features, policy_model=str(policy),
+                                                  cache_dir=str(args.cache / "features")), dim=rm_config.feature_dim)
+    return x, rm_config
 
 
 def _held_out_prompts(pairs, n: int) -> list[str]:

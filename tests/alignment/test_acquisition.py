@@ -42,27 +42,27 @@ def test_strategy_returns_distinct_unlabelled_pairs(name, posterior):
     assert sorted(strategy.select(ctx, 25).tolist()) == sorted(small.tolist())
 
 
-def test_uncertainty_prefers_pairs_near_a_coin_flip():
+def select_after_half_the_pool(name: str, k: int = 20):
+    """`name`'s batch of k from the second half of a synthetic pool, its reward model fitted on the first half."""
     x, y, truth = synthetic_pool()
     model = BradleyTerryModel().fit(x[:200], y[:200])
     candidates = np.arange(200, 400)
     ctx = SelectionContext(model=model, x=x, candidates=candidates, labelled=np.arange(200), rng=np.random.default_rng(0))
-    batch = parse_strategy("uncertainty").build().select(ctx, 20)
-    margins = np.abs(model.prob(x) - 0.5)
+    batch = parse_strategy(name).build().select(ctx, k)
+    return batch, candidates, np.abs(model.prob(x) - 0.5), np.abs(x @ truth)
+
+
+def test_uncertainty_prefers_pairs_near_a_coin_flip():
+    batch, candidates, margins, _ = select_after_half_the_pool("uncertainty")
     assert margins[batch].mean() < margins[candidates].mean() / 2
 
 
-
 def test_certainty_prefers_the_pairs_the_model_ranks_surely_and_those_are_further_apart():
-    x, y, truth = synthetic_pool()
-    model = BradleyTerryModel().fit(x[:200], y[:200])
-    candidates = np.arange(200, 400)
-    ctx = SelectionContext(model=model, x=x, candidates=candidates, labelled=np.arange(200), rng=np.random.default_rng(0))
-    batch = parse_strategy("certainty").build().select(ctx, 20)
-    margins = np.abs(model.prob(x) - 0.5)
+    batch, candidates, margins, true_gap = select_after_half_the_pool("certainty")
     assert margins[batch].min() >= np.sort(margins[candidates])[-20]  # exactly the 20 surest
-    true_gap = np.abs(x @ truth)  # what a label on the pair could teach: how far apart the two responses really are
+    # true_gap is what a label on the pair could teach: how far apart the two responses really are
     assert true_gap[batch].mean() > 1.5 * true_gap[candidates].mean()
+
 
 def test_kcenter_spreads_a_batch_over_near_duplicates():
     rng = np.random.default_rng(0)
