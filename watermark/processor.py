@@ -16,6 +16,8 @@ the bias is added to raw logits, as in the KGW paper.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import torch
 from transformers import SynthIDTextWatermarkingConfig
@@ -52,7 +54,7 @@ class KeyedWatermarkLogitsProcessor(WatermarkLogitsProcessor):
         self.prf = GreenListPRF(
             key.secret, self.greenlist_ratio, self.seeding_scheme, self.context_width, self.vocab_size
         )
-        self._rows: dict[int, np.ndarray] = {}
+        self._rows: OrderedDict[int, np.ndarray] = OrderedDict()  # an LRU cache of bias rows
         self._table: torch.Tensor | None = None
         self._filled = np.zeros(0, dtype=bool)
         self._max_rows = max(1, _CACHE_BYTES // (4 * max(1, self.vocab_size)))
@@ -76,19 +78,26 @@ class KeyedWatermarkLogitsProcessor(WatermarkLogitsProcessor):
         """(batch, vocab) float32: delta on green tokens, 0 elsewhere; a fresh array the caller may modify.
 
         Left-hash with one context token has at most |vocab| distinct rows: they are cached
-        (bounded), so a decoding step costs one gather and one add.
+        (least recently used evicted first), so a decoding step costs one gather and one add.
         """
         if self.seeding_scheme != "lefthash" or self.context_width != 1:
             return np.where(self.prf.green_mask(contexts, vocab_size), np.float32(self.bias), np.float32(0.0))
         last = contexts[:, 0].tolist()
-        missing = [t for t in dict.fromkeys(last) if t not in self._rows]
+        needed = list(dict.fromkeys(last))
+        missing = [t for t in needed if t not in self._rows]
+        for token in needed:
+            if token in self._rows:
+                self._rows.move_to_end(token)  # least recently used first: this call's rows are the newest
         if missing:
-            if len(self._rows) + len(missing) > self._max_rows:
-                self._rows.clear()
             masks = self.prf.green_mask(np.asarray(missing, dtype=np.int64)[:, None], vocab_size)
             rows = np.where(masks, np.float32(self.bias), np.float32(0.0))
             self._rows.update(zip(missing, rows))
-        return np.stack([self._rows[t] for t in last])
+        bias = np.stack([self._rows[t] for t in last])
+        # Evict only after the gather, oldest first: a batch with more distinct contexts than the
+        # cache holds still gets every row it needs, and the rows kept are the most recent.
+        while len(self._rows) > self._max_rows:
+            self._rows.popitem(last=False)
+        return bias
 
     def _full_table(self, last: torch.LongTensor, vocab: int) -> torch.Tensor | None:
         """Left-hash h=1 with a small vocabulary: one float32 table of every context's bias row,
