@@ -46,10 +46,11 @@ class AnnotationOptions:
 class AnnotationConfig(AnnotationOptions):
     workdir: str = "runs/default/annotate"  # the stage's directory: ledger.sqlite, preferences.jsonl
     labelstudio: LabelStudioSettings = field(default_factory=LabelStudioSettings)
+    ledger: str | None = None  # another ledger file (the align stage's, say) instead of WORKDIR/ledger.sqlite
 
     @property
     def ledger_path(self) -> Path:
-        return Path(self.workdir) / LEDGER_NAME
+        return Path(self.ledger) if self.ledger else Path(self.workdir) / LEDGER_NAME
 
     @property
     def export_path(self) -> Path:
@@ -104,7 +105,7 @@ def export(config: AnnotationConfig, output: str | os.PathLike | None = None, in
     path = Path(output) if output else config.export_path
     with open_ledger(config, must_exist=True) as ledger:
         rows = ledger.export_trl(path, include_pseudo=include_pseudo, include_ties=include_ties)
-    return {"path": os.fspath(path), "rows": rows, "format": "trl"}
+    return {"path": os.fspath(path), "rows": rows, "format": "trl", "ledger": os.fspath(config.ledger_path)}
 
 
 def status(config: AnnotationConfig) -> dict:
@@ -114,6 +115,7 @@ def status(config: AnnotationConfig) -> dict:
         url = ledger.get_meta("labelstudio_url")
         project = ledger.get_meta("labelstudio_project")
         figures = {
+            "ledger": os.fspath(config.ledger_path),
             "labelstudio_url": url,
             "project_id": int(project) if project else None,
             **counts,

@@ -6,6 +6,9 @@
     mintline annotate export --format trl         # <run_dir>/annotate/preferences.jsonl
     mintline annotate status                      # tasks, labels, pending, skips, agreement, budget
 
+export and status read the run's ledger: <run_dir>/annotate/ledger.sqlite (Label Studio), else
+<run_dir>/align/ledger.sqlite (the align stage's), or the file given with --ledger PATH.
+
 The server comes from --url or $LABEL_STUDIO_URL, the key from --api_key_file or
 $LABEL_STUDIO_API_KEY; the key is never printed, logged, or written to run.json or the ledger.
 State lives in <run_dir>/annotate/ (ledger.sqlite, preferences.jsonl).
@@ -31,6 +34,14 @@ class PushArguments:
 
 
 @dataclass
+class LedgerArguments:
+    ledger: str | None = field(
+        default=None,
+        metadata={"help": "ledger file to read (default: <run_dir>/annotate/ledger.sqlite, else <run_dir>/align/ledger.sqlite)"},
+    )
+
+
+@dataclass
 class ExportArguments:
     format: str = field(default="trl", metadata={"help": "export format", "choices": ["trl"]})
     output: str | None = field(default=None, metadata={"help": "output file (default: <run_dir>/annotate/preferences.jsonl)"})
@@ -51,8 +62,9 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
         "init": ("create or find the Label Studio project", server, init_main),
         "push": ("push preference pairs as tasks with predictions", (PushArguments, *server), push_main),
         "pull": ("pull new and edited annotations into the ledger", server, pull_main),
-        "export": ("export labels as TRL preference JSONL", (ExportArguments, RunArguments), export_main),
-        "status": ("tasks, labels, pending, skips, agreement, budget used", (AnnotationOptions, RunArguments), status_main),
+        "export": ("export labels as TRL preference JSONL", (ExportArguments, LedgerArguments, RunArguments), export_main),
+        "status": ("tasks, labels, pending, skips, agreement, budget used",
+                   (AnnotationOptions, LedgerArguments, RunArguments), status_main),
     }
     for verb, (summary, types, handler) in verbs.items():
         child = group.add_parser(verb, help=summary, dataclass_types=types)
@@ -65,6 +77,24 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
 def _config(options: AnnotationOptions, settings: LabelStudioSettings | None, run: RunArguments) -> AnnotationConfig:
     return AnnotationConfig(**asdict(options), workdir=str(Path(run.run_dir) / STAGE),
                             labelstudio=settings or LabelStudioSettings())
+
+
+def _run_ledger(run: RunArguments, given: str | None) -> str:
+    """The ledger export and status read: --ledger, else the run's annotate ledger, else the align stage's."""
+    from annotation.errors import LedgerError
+    from annotation.stage import LEDGER_NAME
+
+    if given:
+        if not Path(given).is_file():
+            raise LedgerError(f"ledger: no such file: {given}")
+        return given
+    run_dir = Path(run.run_dir)
+    candidates = [run_dir / STAGE / LEDGER_NAME, run_dir / "align" / LEDGER_NAME]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    raise LedgerError(f"no ledger at {candidates[0]} or {candidates[1]}: run `mintline annotate init` (or push) "
+                      "or the align stage first, or pass --ledger PATH")
 
 
 def _journal(run: RunArguments, verb: str, config: AnnotationConfig, figures: dict) -> None:
@@ -114,20 +144,24 @@ def pull_main(options, settings, run, cli) -> CommandResult:
     return CommandResult(figures, text)
 
 
-def export_main(export_args, run, cli) -> CommandResult:
+def export_main(export_args, ledger_args, run, cli) -> CommandResult:
     from annotation.stage import export
 
     config = _config(AnnotationOptions(), None, run)
+    config.ledger = _run_ledger(run, ledger_args.ledger)
     figures = export(config, export_args.output, include_pseudo=export_args.include_pseudo,
                      include_ties=export_args.include_ties)
     _journal(run, "export", config, figures)
-    return CommandResult(figures, f"wrote {figures['rows']} preference rows to {figures['path']} (TRL prompt/chosen/rejected)")
+    return CommandResult(figures, f"wrote {figures['rows']} preference rows from {figures['ledger']} to {figures['path']} "
+                                  "(TRL prompt/chosen/rejected)")
 
 
-def status_main(options, run, cli) -> CommandResult:
+def status_main(options, ledger_args, run, cli) -> CommandResult:
     from annotation.stage import status
 
-    figures = status(_config(options, None, run))
+    config = _config(options, None, run)
+    config.ledger = _run_ledger(run, ledger_args.ledger)
+    figures = status(config)
     return CommandResult(figures, format_key_values(figures))
 
 
