@@ -14,4 +14,5 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "watermark": ("mintline.commands.watermark", "watermark keys, detection, evaluation, distillation"),
     "release": ("mintline.commands.release", "build, sign and verify MIT release bundles"),
     "run": ("mintline.commands.run", "run the whole line end to end in one run directory"),
+    "serve": ("mintline.commands.serve", "verification service and page for texts and release bundles"),
 }
