@@ -236,15 +236,22 @@ def _split_key(doc_id: str) -> bytes:
 
 def _validation_positions(survivors: list[tuple[int, bytes]], fraction: float) -> set[int]:
     """The documents whose id hashes lowest: a stable sample, whatever order the corpus is in."""
-    if fraction <= 0:
+    count = validation_count(len(survivors), fraction)
+    if count == 0:
         return set()
-    if len(survivors) < 2:
-        raise CorpusError(
-            f"only {len(survivors)} document survived cleaning; a train/validation split needs 2 (or set --validation_fraction 0)"
-        )
-    count = min(max(1, round(len(survivors) * fraction)), len(survivors) - 1)
     ranked = sorted(survivors, key=lambda item: (item[1], item[0]))
     return {position for position, _ in ranked[:count]}
+
+
+def validation_count(survivors: int, fraction: float) -> int:
+    """How many of the surviving documents the validation split takes (shared with the Ray executor)."""
+    if fraction <= 0:
+        return 0
+    if survivors < 2:
+        raise CorpusError(
+            f"only {survivors} document survived cleaning; a train/validation split needs 2 (or set --validation_fraction 0)"
+        )
+    return min(max(1, round(survivors * fraction)), survivors - 1)
 
 
 def _train_tokenizer(config: PrepareConfig, work: Path, train_paths: list[Path]) -> None:

@@ -4,6 +4,7 @@
     mintline prepare --inputs data/*.jsonl --text_field content --run_dir runs/mine
     mintline prepare --inputs notes/ --min_doc_words 20 --output_format parquet
     mintline prepare --explain stdlib:json/decoder.py   # why was it removed?
+    mintline prepare --inputs data/ --executor ray --ray_address auto   # on a Ray cluster, same output
 
 Thresholds start from datatrove's defaults, then the profile (`--profile`, by default
 python-docs for the built-in corpus and datatrove for your own inputs), then `--config`,
@@ -21,12 +22,13 @@ from pathlib import Path
 from mintline.console import CommandResult, format_table
 from mintline.journal import Journal, RunArguments, atomic_write_text
 from pretrain.corpus.config import PARTS, PrepareConfig, load_profile, resolve_profile
+from pretrain.ray_executor import ExecutorArguments
 
 IDENTITY_NAME = ".prepare-inputs.json"
 
 
 def make_parser(subparsers: argparse._SubParsersAction | None = None):
-    dataclass_types = (*PARTS.values(), RunArguments)
+    dataclass_types = (*PARTS.values(), ExecutorArguments, RunArguments)
     if subparsers is None:
         from mintline.argparsing import MintlineParser
 
@@ -115,14 +117,20 @@ def main(*parts_and_options) -> CommandResult:
 
         found = explain_document(out_dir, config.corpus.explain)
         return CommandResult(data=found, text=found["explanation"])
-    return run_prepare(config, run)
+    executor = next((p for p in parts if isinstance(p, ExecutorArguments)), ExecutorArguments())
+    return run_prepare(config, run, executor)
 
 
-def run_prepare(config: PrepareConfig, run: RunArguments) -> CommandResult:
+def run_prepare(config: PrepareConfig, run: RunArguments, executor: ExecutorArguments | None = None) -> CommandResult:
     """The stage under the run journal: skipped when inputs and config are unchanged."""
     from pretrain.corpus.readers import input_identity, resolve_inputs
     from pretrain.prepare import prepare_corpus
 
+    executor = executor or ExecutorArguments()
+    if executor.executor == "ray":
+        from pretrain.ray_executor import require_ray
+
+        require_ray()  # before the journal records a start: without Ray nothing runs
     out_dir = Path(run.run_dir) / "prepare"
     identity_file = Path(run.run_dir) / IDENTITY_NAME
     atomic_write_text(identity_file, json.dumps(input_identity(resolve_inputs(config.corpus.inputs)), indent=1) + "\n")
@@ -137,7 +145,12 @@ def run_prepare(config: PrepareConfig, run: RunArguments) -> CommandResult:
                 f"(see {journal.path}); --force runs it again"
             )
             return CommandResult(data=data, text=text)
-        figures = prepare_corpus(config, out_dir)
+        if executor.executor == "ray":
+            from pretrain.ray_executor import prepare_corpus_ray
+
+            figures = prepare_corpus_ray(config, out_dir, executor.ray_address, executor.ray_work_dir)
+        else:
+            figures = prepare_corpus(config, out_dir)
         stage.figures.update(figures)
     return CommandResult(data={**figures, "skipped": False, "output": str(out_dir)}, text=summary(figures, out_dir))
 
