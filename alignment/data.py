@@ -1,4 +1,7 @@
-"""Reading preference JSONL (TRL `prompt`/`chosen`/`rejected`, or hh-rlhf whole dialogues) with line-numbered checks.
+"""Reading preference files (TRL `prompt`/`chosen`/`rejected`, or hh-rlhf whole dialogues) with numbered checks.
+
+A file is JSONL (`.jsonl`, `.jsonl.gz`; rows numbered by line) or Parquet (`.parquet`; rows
+numbered from 1 in file order).
 
 Bad rows do not stop a run: each one is reported with its line number and reason, counted, and
 skipped. Only a file with no usable row at all is an error.
@@ -96,25 +99,30 @@ def parse_row(record, line: int) -> PreferenceRow:
     return PreferenceRow(prompt=prompt, chosen=chosen, rejected=rejected, line=line)
 
 
+PREFERENCE_FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+
+
+def is_preference_file_name(path: str | Path) -> bool:
+    return str(path).endswith(PREFERENCE_FILE_SUFFIXES)
+
+
 def read_preference_file(path: str | Path) -> PreferenceFile:
-    """All valid rows of a .jsonl / .jsonl.gz preference file, and the skipped ones with reasons."""
+    """All valid rows of a .jsonl / .jsonl.gz / .parquet preference file, and the skipped ones with reasons."""
     path = Path(path)
     if not path.is_file():
         raise PreferenceDataError(f"pairs: no such file: {path}")
     rows: list[PreferenceRow] = []
     skipped: list[SkippedRow] = []
     try:
-        with _open_text(path) as handle:
-            for number, text in enumerate(handle, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    rows.append(parse_row(json.loads(text), number))
-                except json.JSONDecodeError as exc:
-                    skipped.append(SkippedRow(number, f"invalid JSON: {exc.msg}"))
-                except ValueError as exc:
-                    skipped.append(SkippedRow(number, str(exc)))
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        for number, record in _numbered_records(path):
+            if isinstance(record, SkippedRow):
+                skipped.append(record)
+                continue
+            try:
+                rows.append(parse_row(record, number))
+            except ValueError as exc:
+                skipped.append(SkippedRow(number, str(exc)))
+    except (OSError, UnicodeDecodeError, EOFError, ValueError) as exc:
         raise PreferenceDataError(f"pairs: cannot read {path}: {exc}") from exc
     for row in skipped[:_REPORTED_LINES]:
         log.warning("%s line %d: %s; skipped", path, row.line, row.reason)
@@ -124,3 +132,24 @@ def read_preference_file(path: str | Path) -> PreferenceFile:
         first = f" (line {skipped[0].line}: {skipped[0].reason})" if skipped else ""
         raise PreferenceDataError(f"pairs: {path} holds no usable preference row{first}")
     return PreferenceFile(path=str(path), rows=rows, skipped=skipped)
+
+
+def _numbered_records(path: Path):
+    """(row number, parsed record or SkippedRow) for every non-blank row of the file."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a file that is not Parquet
+            raise ValueError(f"not a Parquet file ({exc})") from None
+        yield from enumerate(table.to_pylist(), start=1)
+        return
+    with _open_text(path) as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                yield number, json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield number, SkippedRow(number, f"invalid JSON: {exc.msg}")

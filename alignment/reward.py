@@ -4,6 +4,8 @@
         --dataset_name preferences.jsonl --output_dir runs/default/align/reward-model --num_train_epochs 1
     mintline align reward ...        # the same parser, as a sub-command
 
+The data flags are TRL's (`dataset_name`, or a `datasets:` mixture; see `alignment.trl_common`).
+
 The policy checkpoint is loaded as `AutoModelForSequenceClassification(num_labels=1)`: its body
 is reused and a fresh scalar head is trained with the Bradley–Terry loss. This is the
 expensive, most accurate reward model; the active-learning loop uses the cheap Bradley–Terry
@@ -16,9 +18,12 @@ import argparse
 import logging
 
 from alignment.trl_common import (
+    accept_dataset_mixtures,
+    check_streaming,
+    count_rows,
     cpu_defaults,
     keep_stdout_for_results,
-    load_preference_dataset,
+    load_preference_splits,
     prepare_for_cpu,
     save_trained,
     write_figures,
@@ -27,7 +32,7 @@ from alignment.trl_common import (
 log = logging.getLogger("alignment")
 
 
-def main(script_args, training_args, model_args, options=None) -> dict:
+def main(script_args, training_args, model_args, dataset_args=None) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardTrainer, get_peft_config
 
@@ -36,8 +41,9 @@ def main(script_args, training_args, model_args, options=None) -> dict:
     if not model_args.model_name_or_path:
         raise ConfigError("model_name_or_path: required (a model directory whose body the reward model reuses)")
     prepare_for_cpu(training_args)
+    check_streaming(script_args, training_args, dataset_args)
     want_eval = training_args.eval_strategy != "no"
-    dataset = load_preference_dataset(script_args, want_eval, seed=training_args.seed)
+    train_dataset, eval_dataset = load_preference_splits(script_args, want_eval, training_args.seed, dataset_args)
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
     model = AutoModelForSequenceClassification.from_pretrained(
         model_args.model_name_or_path, num_labels=1, dtype=model_args.dtype or "float32"
@@ -49,8 +55,8 @@ def main(script_args, training_args, model_args, options=None) -> dict:
     trainer = RewardTrainer(
         model=model,
         args=training_args,
-        train_dataset=dataset[script_args.dataset_train_split],
-        eval_dataset=dataset[script_args.dataset_test_split] if want_eval else None,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
     )
@@ -59,12 +65,12 @@ def main(script_args, training_args, model_args, options=None) -> dict:
     figures = {
         "train_loss": round(float(train.training_loss), 5),
         "steps": int(train.global_step),
-        "train_pairs": len(dataset[script_args.dataset_train_split]),
+        "train_pairs": count_rows(train_dataset),
         "use_peft": bool(model_args.use_peft),
     }
     if want_eval:
         metrics = trainer.evaluate()
-        figures["eval_pairs"] = len(dataset[script_args.dataset_test_split])
+        figures["eval_pairs"] = count_rows(eval_dataset)
         figures["eval_accuracy"] = round(float(metrics.get("eval_accuracy", float("nan"))), 4)
     figures.update(save_trained(trainer, tokenizer, training_args.output_dir))
     write_figures(training_args.output_dir, "reward_figures.json", figures)
@@ -72,28 +78,20 @@ def main(script_args, training_args, model_args, options=None) -> dict:
 
 
 def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str | None = None):
-    from trl import ModelConfig, RewardConfig, ScriptArguments, TrlParser
+    from trl import DatasetMixtureConfig, ModelConfig, RewardConfig, ScriptArguments, TrlParser
 
-    dataclass_types = (ScriptArguments, RewardConfig, ModelConfig)
+    dataclass_types = (ScriptArguments, RewardConfig, ModelConfig, DatasetMixtureConfig)
     if subparsers is not None:
         parser = subparsers.add_parser("reward", help="full-model reward model with TRL's RewardTrainer",
                                        dataclass_types=dataclass_types)
     else:
         parser = TrlParser(dataclass_types, prog=prog or "python -m alignment.reward")
     cpu_defaults(parser)
+    accept_dataset_mixtures(parser)
     return parser
 
 
 if __name__ == "__main__":
-    import json
-    import sys
+    from alignment.trl_common import run_script
 
-    from alignment.errors import AlignmentError
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    script_args, training_args, model_args = make_parser().parse_args_and_config()
-    try:
-        print(json.dumps(main(script_args, training_args, model_args)))
-    except AlignmentError as exc:
-        sys.stderr.write(f"alignment.reward: error: {exc}\n")
-        raise SystemExit(exc.exit_code) from None
+    raise SystemExit(run_script("alignment.reward", make_parser, main))

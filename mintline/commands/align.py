@@ -98,17 +98,17 @@ def dpo_accuracy_text(dpo: dict) -> str:
 
 
 # -- TRL scripts -------------------------------------------------------------------------------
-def dpo_main(script_args, training_args, model_args, options) -> CommandResult:
+def dpo_main(script_args, training_args, model_args, dataset_args, options) -> CommandResult:
     from alignment.dpo import main
 
-    figures = main(script_args, training_args, model_args)
+    figures = main(script_args, training_args, model_args, dataset_args)
     return CommandResult(data=figures)
 
 
-def reward_main(script_args, training_args, model_args, options) -> CommandResult:
+def reward_main(script_args, training_args, model_args, dataset_args, options) -> CommandResult:
     from alignment.reward import main
 
-    figures = main(script_args, training_args, model_args)
+    figures = main(script_args, training_args, model_args, dataset_args)
     return CommandResult(data=figures)
 
 

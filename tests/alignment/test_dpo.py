@@ -15,14 +15,14 @@ def test_dpo_and_reward_scripts_parse_trl_flags(tmp_path):
 
     config = tmp_path / "recipe.yaml"
     config.write_text("model_name_or_path: some/model\ndataset_name: prefs.jsonl\nbeta: 0.3\nlora_r: 4\n")
-    script_args, training_args, model_args = dpo.make_parser().parse_args_and_config(
+    script_args, training_args, model_args, _ = dpo.make_parser().parse_args_and_config(
         ["--config", str(config), "--output_dir", str(tmp_path / "o"), "--learning_rate", "3e-5", "--use_peft",
          "--lora_alpha", "8", "--max_length", "64", "--loss_type", "sigmoid"])
     assert training_args.learning_rate == 3e-5 and training_args.beta == 0.3 and training_args.max_length == 64
     assert model_args.use_peft and model_args.lora_r == 4 and model_args.lora_alpha == 8
     assert script_args.dataset_name == "prefs.jsonl"
     assert training_args.use_cpu == (not torch.cuda.is_available())  # CPU default, so TRL's bf16 default is not refused
-    _, reward_args, _ = reward.make_parser().parse_args_and_config(
+    _, reward_args, _, _ = reward.make_parser().parse_args_and_config(
         ["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", str(tmp_path / "r"), "--center_rewards_coefficient", "0.01"])
     assert reward_args.center_rewards_coefficient == 0.01
 
