@@ -14,6 +14,7 @@ body { font: 16px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 60rem; 
 h1 { font-size: 1.5rem; margin-bottom: .2rem; } h2 { font-size: 1.15rem; margin-top: 1.6rem; }
 .lede { color: #555; margin-top: 0; }
 section { border: 1px solid #d0d4da; border-radius: 8px; padding: .8rem 1rem 1rem; margin: 1rem 0; }
+section h2 { margin-top: .3rem; }
 textarea { width: 100%; box-sizing: border-box; min-height: 9rem; font: 14px/1.4 ui-monospace, monospace; }
 button { font-size: 1rem; padding: .35rem 1rem; margin-top: .5rem; cursor: pointer; }
 .drop { border: 2px dashed #9aa3ad; border-radius: 8px; padding: 1rem; margin-top: .7rem; text-align: center; color: #555; }
@@ -157,6 +158,7 @@ TEMPLATE = """<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>mintline verification</title>
 <style nonce="{nonce}">{style}</style>
 </head>
