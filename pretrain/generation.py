@@ -41,15 +41,84 @@ class GenerationArguments:
             raise ValueError("num_beams and batch_size: must be >= 1")
 
 
-def load_model_and_tokenizer(model_dir: str | Path, dtype=None):
-    """Load a saved causal LM and its tokenizer from one directory, with plain transformers."""
+@dataclass
+class ModelLocation:
+    """Where a saved model's parts are: a full model directory, or a PEFT adapter and its base."""
+
+    model_dir: Path
+    base_dir: Path | None = None  # set for an adapter
+    tokenizer_dir: Path | None = None
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.base_dir is not None
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def locate_model(model_dir: str | Path, base_model: str | Path | None = None) -> ModelLocation:
+    """A model directory, or a PEFT adapter directory resolved to its base model.
+
+    An adapter's base is `base_model` when given, else its adapter_config's
+    `base_model_name_or_path`: a relative path is tried against the adapter directory first (a
+    release bundle records its base bundle that way) and then against the working directory (the
+    align stage records `runs/<name>/pretrain/model`). Nothing is fetched from a hub.
+    """
+    model_dir = Path(model_dir)
+    if (model_dir / "config.json").is_file():
+        if base_model is not None:
+            raise ConfigError(f"base_model: {model_dir} is a full model (config.json), not an adapter")
+        return ModelLocation(model_dir, tokenizer_dir=model_dir)
+    adapter_config = model_dir / "adapter_config.json"
+    if not adapter_config.is_file():
+        raise ConfigError(
+            f"{model_dir}: not a model directory (no config.json) nor a PEFT adapter (no adapter_config.json)"
+        )
+    if base_model is not None:
+        base = Path(base_model)
+        if not (base / "config.json").is_file():
+            raise ConfigError(f"base_model: {base} is not a model directory (no config.json)")
+    else:
+        base = _adapter_base(model_dir, adapter_config)
+    has_tokenizer = any((model_dir / name).is_file() for name in TOKENIZER_FILES)
+    return ModelLocation(model_dir, base_dir=base, tokenizer_dir=model_dir if has_tokenizer else base)
+
+
+def _adapter_base(model_dir: Path, adapter_config: Path) -> Path:
+    import json
+
+    try:
+        recorded = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise ConfigError(f"{adapter_config}: not a readable adapter config ({exc})") from None
+    if not isinstance(recorded, str) or not recorded:
+        raise ConfigError(f"{adapter_config}: names no base model; pass --base_model DIR")
+    path = Path(recorded).expanduser()
+    candidates = [path] if path.is_absolute() else [model_dir / path, path]
+    for candidate in candidates:
+        if (candidate / "config.json").is_file():
+            return candidate
+    tried = " or ".join(str(c) for c in dict.fromkeys(candidates))
+    raise ConfigError(f"{model_dir}: the adapter's base model {recorded!r} is not a model directory here "
+                      f"(tried {tried}); pass --base_model DIR")
+
+
+def load_model_and_tokenizer(model_dir: str | Path, dtype=None, base_model: str | Path | None = None):
+    """Load a saved causal LM (or a PEFT adapter on its base, merged) and its tokenizer, with plain
+    transformers and PEFT."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise ConfigError(f"{model_dir}: not a model directory (no config.json)")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+    location = locate_model(model_dir, base_model)
+    tokenizer = AutoTokenizer.from_pretrained(location.tokenizer_dir)
+    if location.is_adapter:
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(location.base_dir, dtype=dtype)
+        # merged: generation runs as fast as on a plain model, and callers see a plain model
+        model = PeftModel.from_pretrained(base, location.model_dir).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(location.model_dir, dtype=dtype)
     model.eval()
     return model, tokenizer
 

@@ -3,6 +3,7 @@
     mintline generate --model runs/default/pretrain/model --prompt "def add(" --max_new_tokens 40
     mintline generate --model DIR --prompts_file prompts.txt --json
     mintline generate --model DIR --prompt "def add(" --watermark-key runs/default/watermark/key.json
+    mintline generate --model runs/default/align/model --prompt "def add("    # a PEFT adapter on its base
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from pretrain.generation import GenerationArguments
 
 @dataclass
 class GenerateArguments:
-    model: str = field(default=None, metadata={"help": "model directory (save_pretrained layout, with its tokenizer)"})
+    model: str = field(
+        default=None,
+        metadata={"help": "model directory (save_pretrained layout, with its tokenizer), or a PEFT adapter directory"},
+    )
+    base_model: str = field(
+        default=None,
+        metadata={"help": "for a PEFT adapter: its base model directory (default: the adapter config's "
+                          "base_model_name_or_path, relative to the adapter directory when relative)"},
+    )
     prompt: list[str] = field(default_factory=list, metadata={"help": "one or more prompts"})
     prompts_file: str = field(default=None, metadata={"help": "a text file with one prompt per line"})
     watermark_key: str = field(
@@ -61,31 +70,34 @@ def read_prompts(args: GenerateArguments) -> list[str]:
     return prompts
 
 
-def watermark_processors(key, model_dir: str, tokenizer, model):
+def watermark_processors(key, tokenizer_dir, tokenizer, model):
     """The watermark processor for `key`, after checking the key was made for this model's tokenizer."""
     from transformers import LogitsProcessorList
 
     from watermark.keys import tokenizer_digest
     from watermark.processor import logits_processor_for
 
-    digest, _ = tokenizer_digest(model_dir)
-    key.check_tokenizer(digest, where=f"the tokenizer in {model_dir}")
+    digest, _ = tokenizer_digest(tokenizer_dir)
+    key.check_tokenizer(digest, where=f"the tokenizer in {tokenizer_dir}")
     return LogitsProcessorList([logits_processor_for(key, tokenizer, vocab_size=model.config.vocab_size)])
 
 
 def main(args: GenerateArguments, generation: GenerationArguments, options: argparse.Namespace) -> CommandResult:
-    from pretrain.generation import generate_texts, load_model_and_tokenizer
+    from pretrain.generation import generate_texts, load_model_and_tokenizer, locate_model
 
     prompts = read_prompts(args)
+    location = locate_model(args.model, args.base_model)  # an adapter without its base fails before any loading
     key = None
     if args.watermark_key:  # a bad key file fails before the model is loaded
         from watermark.keys import load_key
 
         key = load_key(args.watermark_key)
-    model, tokenizer = load_model_and_tokenizer(args.model)
-    processors = watermark_processors(key, args.model, tokenizer, model) if key is not None else None
+    model, tokenizer = load_model_and_tokenizer(args.model, base_model=args.base_model)
+    processors = watermark_processors(key, location.tokenizer_dir, tokenizer, model) if key is not None else None
     texts = generate_texts(model, tokenizer, prompts, generation, logits_processor=processors)
     data = {"model": args.model, "samples": [{"prompt": p, "completion": t} for p, t in zip(prompts, texts)]}
+    if location.is_adapter:
+        data["base_model"] = str(location.base_dir)
     if key is not None:
         data["watermark_key_id"] = key.key_id
     text = "\n\n".join(f"### {p}\n{p}{t}" for p, t in zip(prompts, texts))
