@@ -25,6 +25,7 @@ from alignment.gold import gold_score
 from alignment.loop import ActiveLoopConfig, pair_feature_matrix, run_active_loop
 from alignment.pairs import CandidateConfig, generate_candidate_pairs, prompts_from_documents, read_prompts
 from alignment.reward_model import RewardModelConfig
+from alignment.reward_models import RewardFamilyConfig, new_reward_model, prepare_reward_inputs
 
 log = logging.getLogger("alignment")
 BACKENDS = ("simulated", "labelstudio")
@@ -68,6 +69,13 @@ class AlignStageConfig:
             raise ConfigError(f"backend: must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not 0 <= self.eval_fraction < 1 or not 0 <= self.flip_rate <= 1:
             raise ConfigError("eval_fraction in [0, 1) and flip_rate in [0, 1] are required")
+        if self.backend == "simulated" and self.annotators < 1:
+            raise ConfigError(f"annotators: must be >= 1, got {self.annotators}")
+        if self.backend == "simulated" and not 1 <= self.annotators_per_pair <= self.annotators:
+            # checked here, before any work: the backend would refuse it only after candidates were generated
+            raise ConfigError(
+                f"annotators_per_pair: must be in [1, annotators={self.annotators}], got {self.annotators_per_pair}"
+            )
 
 
 def load_prompts(config: AlignStageConfig, seed: int) -> list[str]:
@@ -157,11 +165,12 @@ def split_preferences(path: Path, eval_fraction: float, seed: int) -> tuple[Path
 
 def run_align_stage(config: AlignStageConfig, candidates: CandidateConfig | None = None,
                     loop: ActiveLoopConfig | None = None, rm_config: RewardModelConfig | None = None,
-                    logits_processor=None, gold=None) -> dict:
+                    logits_processor=None, gold=None, family: RewardFamilyConfig | None = None) -> dict:
     """`gold`: the simulated annotators' judge (default `alignment.gold.gold_score`); unused with Label Studio."""
     from annotation.ledger import Ledger
 
     candidates, loop, rm_config = candidates or CandidateConfig(), loop or ActiveLoopConfig(), rm_config or RewardModelConfig()
+    family = family or RewardFamilyConfig()
     if not config.output_dir:
         raise ConfigError("output_dir: required (where pairs, labels and the aligned model go)")
     out = Path(config.output_dir)
@@ -169,16 +178,14 @@ def run_align_stage(config: AlignStageConfig, candidates: CandidateConfig | None
     pairs = candidate_pairs(config, candidates, logits_processor)
     if loop.budget > len(pairs):
         raise ConfigError(f"budget: {loop.budget} labels asked but only {len(pairs)} candidate pairs were generated")
-    features = FeatureConfig(encoder=config.features, policy_model=config.policy_model, cache_dir=config.feature_cache)
-    x = pair_feature_matrix(pairs, features, rm_config.feature_dim)
     pool, eval_index, eval_y = gold_held_out(pairs, config, loop, gold or gold_score)
-    eval_x = None if eval_index is None else x[eval_index]
+    reward_model, eval_x = pool_reward_model(pairs, pool, eval_index, config, rm_config, family, loop.selection_seed)
     with Ledger(config.ledger or out / "ledger.sqlite") as ledger:
         backend = make_backend(config, ledger, loop.selection_seed, gold)
         figures = {
             "candidate_pairs": len(pairs),
             "gold_eval_pairs": 0 if eval_y is None else len(eval_y),
-            **run_active_loop([pairs[i] for i in pool], x[pool], backend, loop, rm_config, eval_x=eval_x, eval_y=eval_y),
+            **run_active_loop([pairs[i] for i in pool], reward_model, backend, loop, rm_config, eval_x=eval_x, eval_y=eval_y),
         }
         if figures["state"] != "done":
             log.info("waiting for %d labels; run again when they are in", figures["waiting_for"])
@@ -199,9 +206,72 @@ def run_align_stage(config: AlignStageConfig, candidates: CandidateConfig | None
         held_out["gold_implicit_reward_accuracy"] = [ordered(pairs[i], a_won) for i, a_won in zip(eval_index, eval_y)]
         figures["dpo"]["gold_eval_pairs"] = len(eval_index)
     figures["dpo"].update(implicit_reward_accuracies(config.policy_model, out / "model", held_out))
+    if eval_path is not None:
+        figures["dpo"]["heldout_pairs"] = len(held_out["heldout_implicit_reward_accuracy"])
+    figures["dpo"]["verdict"] = dpo_verdict(figures["dpo"])
+    if not figures["dpo"]["verdict"]["helped"]:
+        log.warning("%s", figures["dpo"]["verdict"]["text"])
     figures["model_dir"] = str(out / "model")
     (out / "figures.json").write_text(json.dumps(figures, indent=2, default=str) + "\n", encoding="utf-8")
     return figures
+
+
+def pool_reward_model(pairs, pool, eval_index, config: AlignStageConfig, rm_config: RewardModelConfig,
+                      family: RewardFamilyConfig, seed: int):
+    """The loop's reward model over the pool (pair i = responses 2i, 2i+1) and the gold-judged pairs after it.
+
+    The linear family keeps its fixed feature matrix (reduced on every candidate pair, unlabelled); a trained
+    family reads the pool's and the held-out pairs' responses once through its frozen layers.
+    """
+    import numpy as np
+
+    if family.reward_model == "linear":
+        features = FeatureConfig(encoder=config.features, policy_model=config.policy_model, cache_dir=config.feature_cache)
+        x = pair_feature_matrix(pairs, features, rm_config.feature_dim)
+        return x[pool], None if eval_index is None else x[eval_index]
+    ordered_pairs = [pairs[i] for i in pool] + [pairs[i] for i in (eval_index or [])]
+    prompts = [p.prompt for p in ordered_pairs for _ in (0, 1)]
+    responses = [t for p in ordered_pairs for t in (p.response_a, p.response_b)]
+    inputs = prepare_reward_inputs(family, prompts, responses, policy_model=config.policy_model)
+    a, b = 2 * np.arange(len(ordered_pairs)), 2 * np.arange(len(ordered_pairs)) + 1
+    model = new_reward_model(inputs, rm_config, a[: len(pool)], b[: len(pool)], seed=seed)
+    eval_x = None if eval_index is None else (a[len(pool):], b[len(pool):])
+    return model, eval_x
+
+
+def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (sound at small n and near 0 or 1)."""
+    import math
+
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def dpo_verdict(dpo: dict) -> dict:
+    """Did DPO move the policy toward the judge? The pre-DPO policy's implicit reward is 0 on every pair (chance,
+    0.5), so DPO helped only if the 95% interval of its implicit-reward accuracy lies above 0.5.
+
+    Measured on the gold-judged pairs where the run has them (noise-free, never labelled), else on the labelled
+    pairs held out of DPO."""
+    if dpo.get("gold_implicit_reward_accuracy") is not None:
+        accuracy, pairs, where = dpo["gold_implicit_reward_accuracy"], dpo.get("gold_eval_pairs") or 0, "gold pairs"
+    elif dpo.get("heldout_implicit_reward_accuracy") is not None:
+        accuracy, pairs, where = dpo["heldout_implicit_reward_accuracy"], dpo.get("heldout_pairs") or 0, "held-out labels"
+    else:
+        return {"helped": False, "text": "DPO's effect was not measured: no pairs were held out of it"}
+    low, high = wilson_interval(accuracy * pairs, pairs)
+    helped = low > 0.5
+    interval = f"{accuracy:.3f} (95% CI {low:.3f} to {high:.3f}) on {pairs} {where}"
+    text = (f"DPO moved the policy toward the preferred responses: implicit-reward accuracy {interval}"
+            if helped else
+            f"DPO did not measurably beat the pre-DPO policy: implicit-reward accuracy {interval}, and the "
+            "pre-DPO policy scores 0.5 (chance); more labels, or a better reward model, are needed")
+    return {"helped": helped, "accuracy": accuracy, "ci": [round(low, 4), round(high, 4)], "pairs": pairs,
+            "measured_on": where, "text": text}
 
 
 def gold_held_out(pairs, config: AlignStageConfig, loop: ActiveLoopConfig, gold):

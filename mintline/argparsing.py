@@ -17,17 +17,56 @@ import dataclasses
 import difflib
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from trl import TrlParser
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" only where the help does not already say its default, and not for None."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or action.default is None:
+            return text
+        return super()._get_help_string(action)
+
+
+class RepeatableOption(argparse.Action):
+    """`--key A --key B FILE`: one value per flag, so the positional arguments after it stay positional.
+
+    Values from the command line replace the default (which may come from --config) instead of adding to it.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest, None)
+        if current is None or current is self.default:
+            current = []
+        setattr(namespace, self.dest, [*current, values])
+
+
 class MintlineParser(TrlParser):
     def __init__(self, dataclass_types=None, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        # --config files whose name the user never saw (the run's per-stage sections): path -> label or
+        # label(key), so errors name the user's file and section instead
+        self.config_labels: dict[str, Any] = {}
         super().__init__(dataclass_types=dataclass_types, **kwargs)
         add_common_options(self)
+
+    @staticmethod
+    def _parse_dataclass_field(parser, field):
+        """As HfArgumentParser, plus list fields with metadata {"action": "append"}: `--flag A --flag B`."""
+        if field.metadata.get("action") != "append":
+            return TrlParser._parse_dataclass_field(parser, field)
+        kwargs = {k: v for k, v in field.metadata.items() if k != "action"}
+        kwargs["type"] = getattr(field.type, "__args__", (str,))[0]
+        kwargs["default"] = field.default_factory() if field.default_factory is not dataclasses.MISSING else None
+        kwargs.setdefault("metavar", field.name.upper())
+        names = [f"--{field.name}"] + ([f"--{field.name.replace('_', '-')}"] if "_" in field.name else [])
+        parser.add_argument(*names, action=RepeatableOption, **kwargs)
 
     # argparse prints usage + message and exits 2; we keep exit 2 but print one line.
     def error(self, message: str):  # noqa: D401 - argparse API
@@ -57,7 +96,7 @@ class MintlineParser(TrlParser):
                 self.error(f"--config {config_path}: the file must hold a YAML mapping of option: value")
             for key, value in (config.pop("env", None) or {}).items():
                 os.environ[str(key)] = str(value)
-            self.apply_config(config, source=config_path)
+            self.apply_config(config, source=self.config_labels.get(config_path, config_path))
 
         namespace, unknown = self.parse_known_args(argv)
         if unknown:
@@ -77,16 +116,20 @@ class MintlineParser(TrlParser):
                 self.error(_first_line(exc))
         return instances
 
-    def apply_config(self, config: dict[str, Any], source: str = "config") -> None:
-        """Validate `config` against this parser's options and make its values the defaults."""
+    def apply_config(self, config: dict[str, Any], source: str | Callable[[str], str] = "config") -> None:
+        """Validate `config` against this parser's options and make its values the defaults.
+
+        `source` names where the values came from in errors: a string, or a function of the key.
+        """
         for key, value in config.items():
+            label = source(key) if callable(source) else source
             action = self._option_string_actions.get(f"--{key}")
             if action is None or action.dest in ("help", "config"):
-                self.error(f"{source}: {_unknown_message(key, self.option_names())}")
+                self.error(f"{label}: {_unknown_message(key, self.option_names())}")
             if isinstance(action, argparse._StoreFalseAction):  # `no_x: true` means x = False
                 value = not value
                 action = next(a for a in self._actions if a.dest == action.dest)
-            value = _check_value(self, action, key, value, source)
+            value = _check_value(self, action, key, value, label)
             # `--x` and `--no_x` share a destination: both defaults must agree.
             for sibling in self._actions:
                 if sibling.dest == action.dest:
@@ -97,6 +140,24 @@ class MintlineParser(TrlParser):
         return sorted(
             a.dest for a in self._actions if a.option_strings and a.dest not in ("help", "config")
         )
+
+
+def add_lazy_parser(subparsers: argparse._SubParsersAction, name: str, help: str, build: Callable):
+    """A sub-command whose parser is built only when it is chosen (`find_leaf` calls `build_lazily`).
+
+    For sub-commands whose dataclass types import heavy libraries (TRL's configs import torch and
+    transformers): `mintline align --help` must not wait ~20 s for parsers it does not show.
+    `build(subparsers)` adds the real parser under the same name and returns it.
+    """
+    placeholder = subparsers.add_parser(name, help=help)
+
+    def build_lazily() -> argparse.ArgumentParser:
+        del subparsers._name_parser_map[name]
+        subparsers._choices_actions[:] = [a for a in subparsers._choices_actions if a.dest != name]
+        return build(subparsers)
+
+    placeholder.build_lazily = build_lazily
+    return placeholder
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -113,7 +174,7 @@ def _check_value(parser, action, key, value, source):
     """Run a YAML value through the flag's own type and choices so both paths agree."""
     if value is None:
         return None
-    many = action.nargs in ("+", "*") or isinstance(action.nargs, int)
+    many = action.nargs in ("+", "*") or isinstance(action.nargs, int) or isinstance(action, RepeatableOption)
     if many:
         items = value if isinstance(value, list) else [value]
         return [_convert_one(parser, action, key, item, source) for item in items]

@@ -14,8 +14,10 @@ import argparse
 import difflib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from mintline import __version__
 from mintline.argparsing import MintlineParser
@@ -57,6 +59,8 @@ def find_leaf(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argpars
             hint = f"; did you mean {close[0]!r}?" if close else f"; choose from {', '.join(choices)}"
             parser.error(f"unknown sub-command {argv[0]!r}{hint}")
         parser, argv = choices[argv[0]], argv[1:]
+        if hasattr(parser, "build_lazily"):  # see argparsing.add_lazy_parser
+            parser = parser.build_lazily()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,14 +95,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"mintline {name}: interrupted\n")
         return 130
-    except Exception as exc:  # noqa: BLE001 - only typed user errors are turned into one line
-        if not is_user_error(exc):
+    except Exception as exc:  # noqa: BLE001 - only user and environment errors are turned into one line
+        message = one_line_message(exc)
+        if message is None:
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         logging.getLogger("mintline").debug("user error", exc_info=exc)
         sys.stderr.write(f"mintline {name}: error: {message}\n")
         return exit_code_of(exc)
     return print_result(result, as_json=getattr(options, "json", False))
+
+
+def one_line_message(exc: BaseException) -> str | None:
+    """The one line to print for an error the user can act on, or None for a bug (a traceback).
+
+    Besides the stages' typed errors: an OSError about a path (an output directory that cannot be
+    written, a parent that is a file, a full disk) and an unreadable safetensors file come from the
+    user's files and machine, not from the code, and a traceback would only hide the path.
+    """
+    if is_user_error(exc):
+        text = str(exc).strip()
+        return text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None:
+        blocking = _file_in_the_way(exc)
+        if blocking is not None:
+            return f"cannot use {exc.filename}: {blocking} is a file, not a directory"
+        where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else f"{exc.filename}"
+        return f"{where}: {exc.strerror or type(exc).__name__}"
+    if type(exc).__name__ == "SafetensorError":  # safetensors' own class; matched by name, as USER_ERRORS are
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        return f"a safetensors weights file is corrupt or truncated ({reason})"
+    return None
+
+
+def _file_in_the_way(exc: OSError) -> str | None:
+    """For "File exists" / "Not a directory" while making directories: the file that stands where one must go."""
+    if not isinstance(exc, (FileExistsError, NotADirectoryError)):
+        return None
+    path = Path(os.fsdecode(exc.filename))
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return str(candidate) if not candidate.is_dir() else None
+    return None
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from pretrain.presets import PRESETS
@@ -78,6 +79,12 @@ class PretrainArguments:
             raise ValueError("eval_blocks, num_threads, max_grad_norm, weight_decay: must be >= 0")
         if not 0 < self.adam_beta2 < 1:
             raise ValueError(f"adam_beta2: must be in (0, 1), got {self.adam_beta2}")
+        # here, not when the model is built: a typo fails before torch is imported and data is read
+        config_file = Path(self.model) / "config.json" if Path(self.model).is_dir() else Path(self.model)
+        if self.model not in PRESETS and not config_file.is_file():
+            raise ValueError(
+                f"model: {self.model!r} is neither a preset ({', '.join(PRESETS)}) nor a config.json file or directory"
+            )
 
     # Fields that may change between an interrupted run and its resumption without making it a
     # different run (they do not change the trajectory of the weights).

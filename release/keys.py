@@ -52,7 +52,7 @@ def generate_keypair(
     if not overwrite:
         for path in (private_path, public_path):
             if path.exists() or path.is_symlink():
-                raise KeyFileError(f"{path} already exists; choose another prefix or pass overwrite")
+                raise KeyFileError(f"{path} already exists; choose another prefix, or --overwrite to replace the key pair")
     if not private_path.parent.is_dir():
         raise KeyFileError(f"{private_path.parent}: no such directory")
 

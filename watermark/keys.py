@@ -185,7 +185,8 @@ def write_key(key: WatermarkKey, out_path: str | os.PathLike, overwrite: bool = 
     out = Path(out_path)
     if out.exists() and not overwrite:
         raise KeyFileError(
-            f"{out}: already exists; a key that replaces another makes its marks undetectable (use --force)"
+            f"{out}: already exists; a key that replaces another makes its marks undetectable "
+            "(--overwrite replaces it)"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")  # mkstemp: mode 0600
@@ -212,22 +213,36 @@ def load_key(path: str | os.PathLike) -> WatermarkKey:
         raise KeyFileError(f"{path}: no such key file") from None
     if not stat.S_ISREG(info.st_mode):
         raise KeyFileError(f"{path}: not a regular file")
-    if info.st_mode & 0o077:
-        raise KeyFileError(
-            f"{path}: permissions {stat.S_IMODE(info.st_mode):04o} let others read the secret; "
-            f"the key must be private to its owner (chmod 600 {path})"
-        )
     try:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise KeyFileError(f"{path}: not a key file (not UTF-8 text)") from None
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read ({exc.strerror})") from None
+    if raw.lstrip().startswith("-----BEGIN"):  # before the mode check: a .pub file is rightly world-readable
+        raise KeyFileError(
+            f"{path}: {_pem_kind(raw)}, not a watermark key (a JSON file from 'mintline watermark keygen')"
+        )
+    if info.st_mode & 0o077:
+        raise KeyFileError(
+            f"{path}: permissions {stat.S_IMODE(info.st_mode):04o} let others read the secret; "
+            f"the key must be private to its owner (chmod 600 {path})"
+        )
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise KeyFileError(f"{path}: malformed key file (invalid JSON at line {exc.lineno}: {exc.msg})") from None
     return _parse_key(data, path)
+
+
+def _pem_kind(text: str) -> str:
+    """What a PEM file holds, in words: 'mintline release keygen' writes Ed25519 or ECDSA signing keys."""
+    label = text.lstrip().splitlines()[0].strip("- ").removeprefix("BEGIN ").lower()  # e.g. "private key"
+    if "public" in label:
+        return "a PEM public key (Ed25519/ECDSA, verifies release bundles)"
+    if "private" in label:
+        return "a PEM private key (Ed25519/ECDSA, signs release bundles)"
+    return f"a PEM file ({label})"
 
 
 def _parse_key(data: Any, path: Path) -> WatermarkKey:

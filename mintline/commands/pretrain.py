@@ -81,7 +81,6 @@ def run_pretrain_stage(
     args: PretrainArguments, run: RunArguments, sparsity: SparsityArguments | None = None, extra_callbacks=None
 ) -> tuple[dict, bool]:
     """Run (or skip) the pretrain stage under the journal; returns (figures, skipped)."""
-    from pretrain.engine import pretrain
     from pretrain.errors import CorpusError
 
     run_dir = Path(run.run_dir)
@@ -89,6 +88,7 @@ def run_pretrain_stage(
     for label, path in (("data_dir", args.data_dir), ("tokenizer", args.tokenizer)):
         if not Path(path).exists():
             raise CorpusError(f"{label}: no such directory: {path} (run `mintline prepare --run_dir {run_dir}` first)")
+    from pretrain.engine import pretrain  # torch and transformers: only once the inputs are known to exist
     output_dir = run_dir / "pretrain"
     sparsity = sparsity or SparsityArguments()
     journal = Journal(run_dir)

@@ -80,12 +80,14 @@ def prune(args: PruneArguments, post: PostTrainingArguments, run: RunArguments) 
     """The stage as a library call (the pipeline uses this); returns the figures."""
     import torch
 
+    from mintline.model_files import check_weight_files
     from pretrain.generation import load_model_and_tokenizer
     from pretrain.sparsity.evaluation import calibration_and_evaluation_blocks, find_text_files
     from pretrain.sparsity.posttrain import prune_saved_model, save_pruned
 
     model_dir, out_dir, data_path = resolve_paths(args, run)
     check_model_dir(model_dir)
+    check_weight_files(model_dir)  # a corrupt file fails naming itself, not deep inside transformers
     files = find_text_files(data_path)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)

@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from mintline.console import CommandResult, format_key_values
@@ -92,7 +93,7 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
         f"reason otherwise; 2 for usage errors. The key {FINGERPRINT_NOTE}.",
         dataclass_types=(VerifyArguments,),
     )
-    verify.add_argument("bundle", help="bundle directory")
+    verify.add_argument("bundle", help="bundle directory, or the tar of one ('release build --tar')")
     verify.set_defaults(handler=verify_main)
     return parser
 
@@ -102,6 +103,7 @@ def keygen_main(args: KeygenArguments, options: argparse.Namespace) -> CommandRe
     from release.keys import generate_keypair, key_paths
 
     passphrase = passphrase_from_env(args.passphrase_env)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # `--out keys/publisher` on a fresh clone
     fingerprint = generate_keypair(args.out, args.algorithm, passphrase, overwrite=args.overwrite)
     private_path, public_path = key_paths(args.out)
     data = {
@@ -124,8 +126,14 @@ def build_main(config: ReleaseConfig, options: argparse.Namespace) -> CommandRes
 
 
 def verify_main(args: VerifyArguments, options: argparse.Namespace) -> CommandResult:
+    from release.archive import is_tar
+    from release.errors import ReleaseError
     from release.verifying import verify_bundle
 
+    if Path(options.bundle).is_file() and not is_tar(options.bundle):
+        raise ReleaseError(
+            f"{options.bundle}: is a file, not a bundle; give the bundle directory or its tar ('release build --tar')"
+        )
     result = verify_bundle(
         options.bundle,
         args.pubkey,

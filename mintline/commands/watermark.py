@@ -68,7 +68,11 @@ class KeygenArguments:
 @dataclass
 class DetectArguments:
     key: list[str] = field(
-        default_factory=list, metadata={"help": "key file(s); several keys attribute a text to one of them"}
+        default_factory=list,
+        metadata={
+            "help": "key file; repeat --key for several keys (a text is attributed to one of them)",
+            "action": "append",  # one file per --key, so `--key K FILE` leaves FILE to be detected
+        },
     )
     tokenizer: str = field(
         default=None, metadata={"help": "tokenizer directory (a model directory works too; weights are never read)"}

@@ -37,15 +37,22 @@ class RunConfig:
     run_dir: str
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = "built-in default"
+    # (section, key) -> where its value came from: the user's file or a --STAGE.OPTION override
+    origins: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def section(self, name: str) -> dict[str, Any]:
         return copy.deepcopy(self.sections.get(name) or {})
+
+    def origin(self, section: str, key: str) -> str:
+        """Where a section's key was set, for errors: "run.yaml, section 'align'" or "--align.budget"."""
+        return self.origins.get((section, key), f"{DEFAULT_CONFIG}, section {section!r}")
 
 
 def load_run_config(path: str | None, run_dir: str | None, overrides: list[str]) -> RunConfig:
     """The built-in default, overlaid section by section by the user's file, then by overrides."""
     document = _read_yaml(DEFAULT_CONFIG)
     source = "built-in default"
+    origins: dict[tuple[str, str], str] = {}
     if path:
         user = _read_yaml(Path(path))
         unknown = sorted(set(user) - {"run_dir", *STAGES})
@@ -58,13 +65,15 @@ def load_run_config(path: str | None, run_dir: str | None, overrides: list[str])
                 if value is not None and not isinstance(value, dict):
                     raise RunConfigError(f"{path}: section {key!r} must be a mapping of option: value")
                 document.setdefault(key, {}).update(value or {})
+                origins.update({(key, option): f"{path}, section {key!r}" for option in value or {}})
             else:
                 document[key] = value
         source = str(path)
-    config = RunConfig(run_dir=str(run_dir or document.get("run_dir") or "runs/default"), source=source)
+    config = RunConfig(run_dir=str(run_dir or document.get("run_dir") or "runs/default"), source=source, origins=origins)
     config.sections = {name: dict(document.get(name) or {}) for name in STAGES}
     for section, key, value in parse_overrides(overrides):
         config.sections[section][key] = value
+        config.origins[(section, key)] = f"--{section}.{key}"
     return config
 
 

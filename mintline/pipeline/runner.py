@@ -8,6 +8,7 @@ after it (their inputs, the earlier stage's outputs, changed).
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -63,7 +64,7 @@ def validate(config: RunConfig, quiet: bool) -> None:
     """Parse every section with its stage's parser before any work: bad keys fail in a second."""
     run_dir = Path(config.run_dir)
     for stage in PIPELINE:
-        parse_section(stage, config.section(stage.name), run_dir, quiet)
+        parse_section(stage, config.section(stage.name), run_dir, quiet, origin=functools.partial(config.origin, stage.name))
 
 
 def run_pipeline(config: RunConfig, quiet: bool = False) -> PipelineResult:

@@ -55,8 +55,11 @@ def section_parser(stage: Stage):
     return MintlineParser(stage.dataclass_types, prog=f"mintline run [{stage.name}]")
 
 
-def parse_section(stage: Stage, section: dict[str, Any], run_dir: Path, quiet: bool):
-    """(dataclass instances..., options) for a stage, from its run-config section."""
+def parse_section(stage: Stage, section: dict[str, Any], run_dir: Path, quiet: bool, origin: Callable | None = None):
+    """(dataclass instances..., options) for a stage, from its run-config section.
+
+    `origin(key)` says where a key was set (see RunConfig.origin), for errors.
+    """
     parser = section_parser(stage)
     argv = stage.prepare_argv(run_dir) + (["-q"] if quiet else [])
     # Flags the pipeline sets (paths between stages) must not be overridden by the section,
@@ -64,6 +67,8 @@ def parse_section(stage: Stage, section: dict[str, Any], run_dir: Path, quiet: b
     given = {f"--{key}" for key in section}
     argv = _drop_flags(argv, given)
     with _yaml_file(section) as path:
+        # errors name the user's file and section (or the override), never this temporary copy
+        parser.config_labels[path] = origin or f"run config, section {stage.name!r}"
         return parser.parse_args_and_config(["--config", path, *argv])
 
 
