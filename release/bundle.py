@@ -2,6 +2,8 @@
 
     out/                       (appears only when complete)
       config.json, model.safetensors, tokenizer*.json, generation_config.json, [adapter files]
+                               (an adapter built on a base bundle: its adapter_config.json names the
+                               base by its location relative to this bundle, e.g. "../base")
       LICENSE                  exact MIT text, year, holder
       README.md                Hugging Face model card
       provenance.json          in-toto statement, SLSA v1-style predicate
@@ -11,6 +13,10 @@ Everything is written into a temporary directory beside the destination and rena
 in one step, so a crash leaves nothing at the destination (only a `.NAME.tmp-*` directory
 beside it, removed on the way out when possible). Model files are copied and hashed in the
 same pass, so each byte is read once. The private key is only read, never copied.
+
+A bundle is MIT: a model directory that declares another licence (or another holder's MIT
+licence) is refused unless `allow_relicense` says the publisher holds the rights; the input's
+licence and digest are recorded in provenance either way (see `release.input_license`).
 """
 
 from __future__ import annotations
@@ -27,15 +33,17 @@ from pathlib import Path
 
 from release import archive, keys, license, provenance, signing
 from release.card import CARD_NAME, CardFacts, render_card
-from release.errors import BundleExistsError, ModelDirectoryError, ReleaseError
+from release.errors import BundleExistsError, LicenseConflictError, ModelDirectoryError, ReleaseError
 from release.hashing import HashJob, hash_bytes, hash_files
-from release.manifest import parse_statement
+from release.input_license import read_declared_license, relicense_conflict
+from release.manifest import Manifest, parse_statement
 from release.model_files import select_model_files
 from release.run_record import load_run_record
 from release.serialization import SIGNATURE_NAME
 from release.verifying import read_envelope, verify_bundle
 
 RELEASE_FILES = ("LICENSE", CARD_NAME, provenance.PROVENANCE_NAME, SIGNATURE_NAME)
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass
@@ -55,6 +63,11 @@ class ReleaseConfig:
     tags: list[str] = field(default_factory=list, metadata={"help": "extra model-card tags"})
     tar: bool = field(default=False, metadata={"help": "also write OUT.tar (deterministic) beside the bundle directory"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing bundle (atomically)"})
+    allow_relicense: bool = field(
+        default=False,
+        metadata={"help": "publish under MIT a model that declares another licence or holder (only if you hold the "
+                          "rights); recorded in provenance.json and the card"},
+    )
     allow_symlinks: bool = field(default=False, metadata={"help": "copy the targets of symlinks in the model directory"})
     workers: int = field(default=None, metadata={"help": "hashing threads; one per available core when not given"})
 
@@ -85,6 +98,7 @@ def release_stage(model_dir: str | os.PathLike, config: ReleaseConfig) -> dict:
         run_json=config.run_json, base_bundle=config.base_bundle, base_pubkey=config.base_pubkey,
         passphrase=passphrase_from_env(config.passphrase_env), year=config.year, tags=config.tags,
         overwrite=config.overwrite, allow_symlinks=config.allow_symlinks, workers=config.workers, tar=config.tar,
+        allow_relicense=config.allow_relicense,
     )
 
 
@@ -106,6 +120,7 @@ def build_bundle(
     allow_symlinks: bool = False,
     workers: int | None = None,
     tar: bool = False,
+    allow_relicense: bool = False,
 ) -> dict:
     """Build and sign a bundle at `out`; return its figures (files, bytes, digests, key id, seconds)."""
     started = time.perf_counter()
@@ -129,6 +144,17 @@ def build_bundle(
     base = describe_base_bundle(base_bundle, base_pubkey) if base_bundle is not None else None
     year = year or _dt.date.today().year
     license_text = license.mit_license(holder, year)  # validates the holder before any work
+    declared = read_declared_license(model_dir)
+    conflict = relicense_conflict(declared, holder)
+    if conflict and not allow_relicense:
+        raise LicenseConflictError(
+            f"{model_dir}: {conflict}; only its rights holders may relicense it: pass --allow_relicense if you "
+            "are one (it is recorded in provenance.json), or publish it under its own licence"
+        )
+    # An adapter names its base where a copy of the release will find it: relative to this bundle.
+    base_location = None
+    if base is not None and model.is_adapter:
+        base_location = Path(os.path.relpath(os.path.abspath(base_bundle), os.path.abspath(out))).as_posix()
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -142,19 +168,32 @@ def build_bundle(
             relative, why = next(iter(report.errors.items()))
             raise ModelDirectoryError(f"{model_dir}: cannot read {relative}: {why}")
         digests = dict(report.digests)
+        input_digest = "sha256:" + Manifest.from_digests("input", digests).root_digest  # before any rewrite
+        if model.is_adapter and base_location is not None:
+            data = _adapter_config_for_release(model.adapter_config, base_location)
+            (staging / ADAPTER_CONFIG).unlink()
+            _write_file(staging / ADAPTER_CONFIG, data)
+            digests[ADAPTER_CONFIG] = hash_bytes(data)
+        input_model = {
+            "digest": input_digest, "files": len(model.files), **declared.to_dict(),
+            "relicensed_to_mit": bool(conflict),
+        }
 
         fingerprint = keys.fingerprint(public_key)
         facts = CardFacts(
             name=name, version=version, holder=" ".join(holder.split()), year=str(year),
             key_fingerprint=fingerprint, key_algorithm=keys.algorithm_name(public_key),
-            base_model=(base or {}).get("name") or _adapter_base_name(model.adapter_config),
+            base_model=None if base else _adapter_base_name(model.adapter_config),
+            base_bundle_name=(base or {}).get("name"), base_location=base_location,
             base_manifest_digest=(base or {}).get("manifest_digest"), extra_tags=list(tags or []),
+            input_license=declared.license, relicensed_from=_relicensed_from(declared) if conflict else None,
         )
         statement = provenance.build_provenance(
             subject_digests=dict(sorted(digests.items())),
             release_parameters={"name": name, "version": version, "holder": facts.holder, "year": year,
-                                "key_fingerprint": fingerprint, "key_algorithm": facts.key_algorithm},
-            run=run, started_at=started_at, finished_at=_now(), base_bundle=base,
+                                "key_fingerprint": fingerprint, "key_algorithm": facts.key_algorithm,
+                                "allow_relicense": allow_relicense, "base_bundle_location": base_location},
+            run=run, started_at=started_at, finished_at=_now(), base_bundle=base, input_model=input_model,
         )
         written = {
             "LICENSE": license_text,
@@ -190,6 +229,9 @@ def build_bundle(
         "key_fingerprint": fingerprint,
         "key_algorithm": facts.key_algorithm,
         "base_manifest_digest": (base or {}).get("manifest_digest"),
+        "base_bundle_location": base_location,
+        "input_license": declared.license,
+        "relicensed_to_mit": bool(conflict),
         "run_json": run.path,
         "stages_described": sorted(run.stages),
         "copy_hash_mb_per_s": report.figures()["hash_mb_per_s"],
@@ -212,7 +254,22 @@ def describe_base_bundle(base_bundle: str | os.PathLike, base_pubkey: str | os.P
     if manifest is None or manifest_problems:
         reason = (problems + manifest_problems + ["unreadable signature"])[0]
         raise ReleaseError(f"base_bundle: {base_bundle}: {reason}")
-    return {"manifest_digest": "sha256:" + manifest.root_digest, "name": manifest.model_name, "verified": base_pubkey is not None}
+    return {
+        "manifest_digest": "sha256:" + manifest.root_digest, "name": manifest.model_name,
+        "verified": base_pubkey is not None, "license": read_declared_license(base_bundle).license,
+    }
+
+
+def _relicensed_from(declared) -> str:
+    if declared.license == "mit" and declared.mit_holder:
+        return f"MIT (copyright {declared.mit_holder})"
+    return str(declared.license)
+
+
+def _adapter_config_for_release(adapter_config: dict, base_location: str) -> bytes:
+    """adapter_config.json with `base_model_name_or_path` = the base bundle, relative to the adapter bundle."""
+    config = {**adapter_config, "base_model_name_or_path": base_location}
+    return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
 
 
 def _adapter_base_name(adapter_config: dict) -> str | None:

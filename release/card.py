@@ -19,6 +19,9 @@ from release.model_files import ModelFiles
 from release.run_record import RunRecord, find_number, find_text, flatten
 
 CARD_NAME = "README.md"
+# Where the card's loading snippet says "this bundle": a user (or a test) puts the real path there.
+BUNDLE_PLACEHOLDER = "path/to/this/bundle"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 _FRONT_MATTER = re.compile(r"\A---\n(.*?\n)---\n", re.DOTALL)
 
 
@@ -30,9 +33,13 @@ class CardFacts:
     year: str
     key_fingerprint: str
     key_algorithm: str
-    base_model: str | None = None
+    base_model: str | None = None  # a Hub id, for the front matter's `base_model`
     base_manifest_digest: str | None = None
     extra_tags: list[str] = field(default_factory=list)
+    base_bundle_name: str | None = None  # an adapter built on a base bundle: its name and location
+    base_location: str | None = None  # relative to this bundle ("../base"), as adapter_config.json says
+    input_license: str | None = None  # what the released model directory declared
+    relicensed_from: str | None = None  # set when the publisher allowed relicensing it under MIT
 
 
 def card_license(text: str) -> str | None:
@@ -72,8 +79,9 @@ def render_card(facts: CardFacts, model: ModelFiles, run: RunRecord) -> str:
         _watermark_section(run),
         _metrics_section(metrics),
         _use_section(),
+        _load_section(facts, model),
         _verify_section(facts),
-        f"## Licence\n\nMIT. Copyright (c) {facts.year} {facts.holder}. See `LICENSE`.",
+        _licence_section(facts),
     ]
     return f"---\n{front}---\n\n" + "\n\n".join(s for s in sections if s) + "\n"
 
@@ -151,6 +159,9 @@ def _summary(facts: CardFacts, model: ModelFiles, run: RunRecord) -> str:
     arch = model.config.get("model_type", "")
     made = "made with the mintline pipeline (pretraining, RLHF-lite alignment, watermarking)" if run.stages else "released with mintline"
     base = f" It adapts the base model **{facts.base_model}**." if facts.base_model else ""
+    if facts.base_location:
+        base = (f" It adapts the base model bundle **{facts.base_bundle_name}** (manifest digest "
+                f"`{facts.base_manifest_digest}`), published beside it at `{facts.base_location}`.")
     return f"A small {arch + ' ' if arch else ''}{kind} with {model.parameters:,} parameters, {made}.{base}"
 
 
@@ -169,6 +180,8 @@ def _model_section(model: ModelFiles, facts: CardFacts) -> str:
             rows[label] = ", ".join(sorted(value)) if isinstance(value, list) else value
     if facts.base_manifest_digest:
         rows["base bundle manifest digest"] = f"`{facts.base_manifest_digest}`"
+    if facts.base_location:
+        rows["base bundle location (relative to this bundle)"] = f"`{facts.base_location}`"
     return "## Model\n\n" + _table(rows)
 
 
@@ -238,6 +251,51 @@ def _use_section() -> str:
     )
 
 
+def _load_section(facts: CardFacts, model: ModelFiles) -> str:
+    """A snippet that loads this bundle with transformers (and PEFT) wherever the release was copied."""
+    bundle = f'bundle = Path("{BUNDLE_PLACEHOLDER}")  # the directory holding this README.md'
+    has_tokenizer = any(name in TOKENIZER_FILES for name, _, _ in model.files)
+    if not model.is_adapter:
+        code = [
+            "from pathlib import Path", "", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+            bundle,
+            "tokenizer = AutoTokenizer.from_pretrained(bundle)",
+            "model = AutoModelForCausalLM.from_pretrained(bundle)",
+        ]
+        intro = "With transformers:"
+    else:
+        if facts.base_location:
+            base_line = ("base_dir = bundle / PeftConfig.from_pretrained(bundle).base_model_name_or_path"
+                         f'  # "{facts.base_location}": the base bundle')
+            intro = (f"The base model is the bundle at `{facts.base_location}` relative to this one "
+                     "(adapter_config.json names it so): keep the release's directories together. "
+                     "With transformers and PEFT:")
+        else:
+            base = facts.base_model or "path/to/the/base/model"
+            base_line = f'base_dir = "{base}"  # the model this adapter was trained on'
+            intro = "With transformers and PEFT, on the base model this adapter was trained on:"
+        code = [
+            "from pathlib import Path", "", "from peft import PeftConfig, PeftModel",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+            bundle,
+            base_line,
+            f"tokenizer = AutoTokenizer.from_pretrained({'bundle' if has_tokenizer else 'base_dir'})",
+            "model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), bundle)",
+        ]
+    command = f"mintline generate --model {BUNDLE_PLACEHOLDER} --prompt \"def add(\""
+    return (f"## Loading\n\n{intro}\n\n```python\n" + "\n".join(code) + "\n```\n\n"
+            f"Or with mintline: `{command}`.")
+
+
+def _licence_section(facts: CardFacts) -> str:
+    text = f"## Licence\n\nMIT. Copyright (c) {facts.year} {facts.holder}. See `LICENSE`."
+    if facts.relicensed_from:
+        text += (f"\n\nThe model directory this bundle was made from declared the **{facts.relicensed_from}** "
+                 "licence; the publisher released it under MIT, stating that they hold the rights to do so "
+                 "(`--allow_relicense`, recorded in `provenance.json`).")
+    return text
+
+
 def _verify_section(facts: CardFacts) -> str:
     stock = (
         "\n\nThe signature follows the OpenSSF model-signing v1.0 format, so the stock tool also verifies it:\n"
@@ -245,11 +303,12 @@ def _verify_section(facts: CardFacts) -> str:
         if facts.key_algorithm.startswith("ecdsa")
         else ""
     )
+    base = f" --base BUNDLE_DIR/{facts.base_location}" if facts.base_location else ""
     return (
         "## Verifying this release\n\n"
         f"Every file is listed with its SHA-256 in `model.sig`, signed with a key ({facts.key_algorithm}) whose fingerprint "
         f"(SHA-256 of the DER SubjectPublicKeyInfo) is `{facts.key_fingerprint}`. `provenance.json` records how the model was made.\n\n"
-        f"`mintline release verify BUNDLE_DIR --pubkey PUBLISHER.pub`{stock}"
+        f"`mintline release verify BUNDLE_DIR --pubkey PUBLISHER.pub{base}`{stock}"
     )
 
 

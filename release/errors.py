@@ -24,3 +24,7 @@ class BundleExistsError(ReleaseError):
 
 class SignatureFormatError(ReleaseError):
     """A signature or manifest that cannot be parsed (raised only where a caller needs it parsed)."""
+
+
+class LicenseConflictError(ReleaseError):
+    """The model directory carries a licence that an MIT release would override, and relicensing was not allowed."""

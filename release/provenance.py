@@ -6,8 +6,9 @@
 * buildDefinition.internalParameters: Python, platform and the versions of the packages that
   shaped the model;
 * buildDefinition.resolvedDependencies: digests of everything the run consumed and produced
-  (corpus shards, tokenizer, base model, label-ledger export...), the base bundle's manifest
-  digest for an adapter, and the code version (mintline version + git commit);
+  (corpus shards, tokenizer, base model, label-ledger export...), the input model directory
+  (digest over its files as read, and the licence it declared), the base bundle's manifest
+  digest and licence for an adapter, and the code version (mintline version + git commit);
 * runDetails: builder id, start/finish times, and each stage's status, times and metrics.
 
 It is a statement, not a separately signed attestation: it is covered by the bundle's
@@ -31,6 +32,7 @@ SLSA_PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "urn:mintline:release:v1"
 BUILDER_ID = "urn:mintline:builder:release"
 BASE_BUNDLE_DEPENDENCY = "base_bundle"
+INPUT_MODEL_DEPENDENCY = "input_model"
 PACKAGES = ("mintline", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers", "safetensors", "cryptography")
 _SHA256 = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 
@@ -43,8 +45,19 @@ def build_provenance(
     started_at: str,
     finished_at: str,
     base_bundle: dict | None = None,
+    input_model: dict | None = None,
 ) -> dict:
+    """`input_model`: the released model directory as it was read ('digest' over its files, its
+    declared licence); `base_bundle`: for an adapter, the base bundle ('manifest_digest', name, licence)."""
     dependencies = _run_dependencies(run)
+    if input_model:
+        dependencies.append(
+            {
+                "name": INPUT_MODEL_DEPENDENCY,
+                "digest": {"sha256": input_model["digest"].removeprefix("sha256:")},
+                "annotations": {k: v for k, v in input_model.items() if k != "digest"},
+            }
+        )
     if base_bundle:
         dependencies.append(
             {

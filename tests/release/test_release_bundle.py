@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 
 import pytest
@@ -205,7 +206,9 @@ def test_adapter_bundle_records_and_checks_its_base(tmp_path, adapter_dir, prist
     assert figures["adapter"] and figures["base_manifest_digest"] == base_digest
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
     front = yaml.safe_load((tmp_path / "adapter" / "README.md").read_text().split("---\n")[1])
-    assert front["base_model"] == "nano-test" and "peft" in front["tags"]
+    assert "base_model" not in front and "peft" in front["tags"]  # the base is a bundle, named in the body
+    released_config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert released_config["base_model_name_or_path"] == os.path.relpath(base, tmp_path / "adapter")
 
     chained = verify_bundle(tmp_path / "adapter", pub, base=base)
     assert chained.ok, chained.reasons
