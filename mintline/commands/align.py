@@ -24,7 +24,7 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
     from alignment.pairs import CandidateConfig
     from alignment.reward_model import RewardModelConfig
     from alignment.stage import AlignStageConfig
-    from mintline.argparsing import MintlineParser
+    from mintline.argparsing import MintlineParser, add_lazy_parser
     from mintline.journal import RunArguments
 
     if subparsers is None:
@@ -38,14 +38,30 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
                            dataclass_types=(AlignStageConfig, CandidateConfig, ActiveLoopConfig, RewardModelConfig, RunArguments))
     run.set_defaults(handler=run_main)
 
-    from alignment import dpo, reward
-
-    dpo.make_parser(group).set_defaults(handler=dpo_main)
-    reward.make_parser(group).set_defaults(handler=reward_main)
+    # TRL's configs import torch and transformers (~20 s on a busy machine): build these two
+    # parsers only when chosen, so `mintline align --help` and `align run` start in a second.
+    add_lazy_parser(group, "dpo", "DPO with TRL on a preference JSONL", build_dpo_parser)
+    add_lazy_parser(group, "reward", "full-model reward model with TRL's RewardTrainer", build_reward_parser)
 
     bench = group.add_parser("benchmark", help="pool-based label-efficiency benchmark of acquisition strategies",
                              dataclass_types=(BenchmarkConfig, RewardModelConfig))
     bench.set_defaults(handler=benchmark_main)
+    return parser
+
+
+def build_dpo_parser(group):
+    from alignment import dpo
+
+    parser = dpo.make_parser(group)
+    parser.set_defaults(handler=dpo_main)
+    return parser
+
+
+def build_reward_parser(group):
+    from alignment import reward
+
+    parser = reward.make_parser(group)
+    parser.set_defaults(handler=reward_main)
     return parser
 
 
