@@ -25,7 +25,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingA
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from pretrain import checkpoints
-from pretrain.callbacks import InterruptCallback, ReadableProgressCallback, ThroughputCallback
+from pretrain.callbacks import InterruptCallback, ReadableProgressCallback, ThroughputCallback, tensorboard_callback
 from pretrain.config import PretrainArguments
 from pretrain.data import PackedBlocks, find_shards, tokenize_split, tokenizer_digest, shards_digest
 from pretrain.errors import CheckpointError, ConfigError, CorpusError, PretrainError
@@ -49,7 +49,7 @@ class TrainingInterrupted(PretrainError):
 
 
 class PretrainTrainer(Trainer):
-    """The stock Trainer with three changes.
+    """The stock Trainer with four changes.
 
     * Mixed precision on CPU is plain `torch.autocast` around forward + loss, as a hand-written
       loop does it. Accelerate's own CPU autocast also converts every model output (the full
@@ -58,6 +58,8 @@ class PretrainTrainer(Trainer):
     * Every checkpoint is sealed once complete (pretrain/checkpoints.py), so a partial one is
       never resumed from.
     * Evaluation logs perplexity next to the loss.
+    * Resuming a model with tied embeddings says nothing about the tied copy the checkpoint
+      does not store (`lm_head.weight`); any other missing key is still warned about.
     """
 
     def __init__(self, *args, precision: PrecisionChoice, own_autocast: bool, **kwargs):
@@ -74,6 +76,14 @@ class PretrainTrainer(Trainer):
         super()._save_checkpoint(model, trial)
         if self.args.should_save:
             checkpoints.seal(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}")
+
+    def _issue_warnings_after_load(self, load_result) -> None:
+        tied = tied_copies(self.model, load_result.missing_keys)
+        if tied:
+            # safetensors stores a tied tensor once; loading its other name filled this one
+            log.debug("checkpoint loaded; tied weights restored through their source: %s", tied)
+            load_result.missing_keys[:] = [key for key in load_result.missing_keys if key not in tied]
+        super()._issue_warnings_after_load(load_result)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "eval_loss" in logs:
@@ -282,7 +292,9 @@ def pretrain(
         precision=precision,
         own_autocast=on_cpu,
         callbacks=[
-            ThroughputCallback(meter, flops_per_token, peak_flops, world_size),
+            ThroughputCallback(
+                meter, flops_per_token, peak_flops, world_size, cpu_threads=threads if on_cpu else None
+            ),
             interrupt,
             *sparsity_callbacks,
             *(extra_callbacks or []),
@@ -293,11 +305,13 @@ def pretrain(
     trainer.remove_callback(PrinterCallback)
     if not training_args.disable_tqdm:
         trainer.add_callback(ReadableProgressCallback())
+    tensorboard = None
     if training_args.process_index == 0:
-        from torch.utils.tensorboard import SummaryWriter
-        from transformers.integrations import TensorBoardCallback
-
-        trainer.add_callback(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(output_dir / "tensorboard"))))
+        # the one log directory of the run (report_to="none" keeps the Trainer from adding its own)
+        tensorboard = tensorboard_callback(
+            output_dir / "tensorboard", [c for c in sparsity_callbacks if hasattr(c, "tensorboard_scalars")]
+        )
+        trainer.add_callback(tensorboard)
 
     # The first evaluation runs inside train() (eval_on_start): evaluating before train() would
     # register the bare model with accelerate and leave it unwrapped by DDP under torchrun.
@@ -313,7 +327,9 @@ def pretrain(
             "run the same command again to resume"
         )
 
-    final_eval = trainer.evaluate()
+    final_eval = _evaluation_at(trainer.state.log_history, trainer.state.global_step) or trainer.evaluate()
+    if tensorboard is not None:
+        tensorboard.close()
     model_dir = output_dir / "model"
     if trainer.args.should_save:
         _save_final_model(trainer, tokenizer, model_dir)
@@ -359,6 +375,19 @@ def pretrain(
     return figures
 
 
+def tied_copies(model, missing_keys: list[str]) -> list[str]:
+    """The missing keys that name a parameter shared with a key that was loaded (tied embeddings)."""
+    names_by_tensor: dict[int, list[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        names_by_tensor.setdefault(id(parameter), []).append(name)
+    missing = set(missing_keys)
+    tied = []
+    for names in names_by_tensor.values():
+        if len(names) > 1 and any(name not in missing for name in names):
+            tied += [name for name in names if name in missing]
+    return tied
+
+
 def _save_final_model(trainer: Trainer, tokenizer, model_dir: Path) -> None:
     """Save weights (safetensors), config, generation config and tokenizer; atomic via rename."""
     tmp = model_dir.with_name(model_dir.name + ".tmp")
@@ -381,6 +410,11 @@ def _broadcast_path(path: Path | None, training_args: TrainingArguments) -> Path
     holder = [str(path) if path else None]
     dist.broadcast_object_list(holder, src=0)
     return Path(holder[0]) if holder[0] else None
+
+
+def _evaluation_at(history: list[dict], step: int) -> dict | None:
+    """The evaluation logged at `step` (eval_steps divides max_steps): the final one, not run twice."""
+    return next((entry for entry in reversed(history) if "eval_loss" in entry and entry.get("step") == step), None)
 
 
 def _first_logged(history: list[dict], key: str) -> float | None:

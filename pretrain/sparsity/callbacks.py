@@ -22,7 +22,7 @@ import torch
 from transformers import TrainerCallback
 
 from pretrain.errors import CheckpointError, ConfigError
-from pretrain.sparsity.accounting import PruningAccountingCallback
+from pretrain.sparsity.accounting import PruningAccountingCallback, parameter_count
 from pretrain.sparsity.architectures import check_supported, decoder_linears, decoder_shape, unwrap
 from pretrain.sparsity.checkpointing import CheckpointedCallback
 from pretrain.sparsity.config import SparsityArguments
@@ -159,6 +159,18 @@ class StructuredPruningCallback(CheckpointedCallback):
     def figures(self) -> dict:
         return {"structured_plan": [e.as_dict() for e in self.plan], "structured_events": list(self.events)}
 
+    # -- TensorBoard (pretrain.callbacks.tensorboard_callback): the model's size, at train begin and each event
+    def event_at(self, step: int) -> bool:
+        return any(event["step"] == step for event in self.events)
+
+    def tensorboard_scalars(self, model) -> dict[str, float]:
+        shape = decoder_shape(unwrap(model).config)
+        return {
+            "pruning/heads_per_layer": shape.num_heads,
+            "pruning/mlp_neurons_per_layer": shape.intermediate_size,
+            "pruning/parameters": parameter_count(model),
+        }
+
 
 class SparseTrainingCallback(CheckpointedCallback):
     """Unstructured masks on every decoder projection: gradual magnitude pruning or RigL."""
@@ -253,6 +265,18 @@ class SparseTrainingCallback(CheckpointedCallback):
     def load_state_dict(self, saved: dict) -> None:
         self.masks = saved["masks"]
         self.updates = list(saved["updates"])
+
+    # -- TensorBoard (pretrain.callbacks.tensorboard_callback): each mask update
+    def event_at(self, step: int) -> bool:
+        return bool(self.updates) and self.updates[-1]["step"] == step
+
+    def tensorboard_scalars(self, model) -> dict[str, float]:
+        update = self.updates[-1] if self.updates else {"sparsity": 0.0, "moved": 0}
+        scalars = {"sparsity/decoder_sparsity": sparsity_report(model)["decoder_sparsity"]}
+        scalars["sparsity/target"] = update["sparsity"]
+        if self.args.sparsity_method == "rigl":
+            scalars["sparsity/rigl_moved_weights"] = update["moved"]
+        return scalars
 
     def figures(self, model=None) -> dict:
         out = {"sparsity_method": self.args.sparsity_method, "sparsity_updates": len(self.updates)}
