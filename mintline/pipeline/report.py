@@ -83,7 +83,7 @@ def _prepare_section(run_dir: Path, record: dict | None, out: Path):
     images = []
     if removed:
         by_count = dict(sorted(((k, _docs(v)) for k, v in removed.items()), key=lambda item: -item[1]))
-        images.append(_bar_chart(out / "filters.png", by_count, "documents removed per rule"))
+        images.append(_save(_bar_figure(by_count, "documents removed per rule"), out / "filters.png"))
     return title, text, [i for i in images if i]
 
 
@@ -93,7 +93,7 @@ def _pretrain_section(run_dir: Path, record: dict | None, out: Path):
         return title, ["Not run yet."], []
     f = record.get("figures", {})
     text = [
-        f"Model `{f.get('model')}` with {f.get('parameters', 0):,} parameters trained {f.get('steps')} steps "
+        f"Model `{f.get('model')}` with {_parameters(f)} parameters trained {f.get('steps')} steps "
         f"({f.get('tokens_trained', 0):,} tokens, {format_value(f.get('epochs'))} epochs) in {f.get('precision')} "
         f"({f.get('precision_reason')}). Validation loss {format_value(f.get('initial_eval_loss'))} → "
         f"{format_value(f.get('eval_loss'))} (perplexity {format_value(f.get('eval_perplexity'))}); "
@@ -112,9 +112,17 @@ def _pretrain_section(run_dir: Path, record: dict | None, out: Path):
         val = [(e["step"], e["eval_loss"]) for e in history if "eval_loss" in e]
         marks = (sparsity or {}).get("pruning_steps") or []
         images.append(
-            _line_plot(out / "loss.png", {"train": train, "validation": val}, "step", "loss (nats/token)", marks=marks)
+            _save(
+                _line_figure({"train": train, "validation": val}, "step", "loss (nats/token)", marks=marks),
+                out / "loss.png",
+            )
         )
     return title, text, [i for i in images if i]
+
+
+def _parameters(f: dict) -> str:
+    before, after = f.get("parameters", 0), f.get("parameters_final")
+    return f"{before:,} → {after:,} (pruned)" if after is not None and after != before else f"{before:,}"
 
 
 def _sparsity_text(s: dict) -> str:
@@ -196,9 +204,11 @@ def _align_section(run_dir: Path, record: dict | None, out: Path):
             f"gold annotator, after each round: {format_value(points[0][1])} at {points[0][0]} labels → "
             f"{format_value(points[-1][1])} at {points[-1][0]}."
         )
-        images.append(_line_plot(out / "labels.png", {"reward model": points}, "labels", "held-out accuracy"))
-    labels = {"received": f.get("labels_received") or 0, "skipped": f.get("labels_skipped") or 0, "pseudo": f.get("pseudo_labels") or 0}
-    images.append(_bar_chart(out / "label_counts.png", labels, "labels used"))
+        images.append(_save(labels_figure(f), out / "labels.png"))
+    if counts:
+        # the ledger's counts as a table: a bar chart of three numbers, two of them often 0, said less
+        rows = ["| labels | count |", "|---|---|"] + [f"| {kind} | {value:,} |" for kind, value in counts.items()]
+        text.append("\n".join(rows))
     return title, text, [i for i in images if i]
 
 
@@ -221,8 +231,12 @@ def _watermark_section(run_dir: Path, record: dict | None, out: Path):
     detection_path = run_dir / "watermark" / "detection.json"
     if detection_path.is_file():
         detection = json.loads(detection_path.read_text())
-        scores = {name: [r["z_score"] for r in rows if r.get("z_score") == r.get("z_score")] for name, rows in detection.items()}
-        images.append(_histogram(out / "watermark.png", scores, "z-score"))
+        fpr = f.get("fpr")
+        text.append(
+            "The histogram shows each text's evidence, −log10 of its p-value (the verdict is p ≤ FPR); "
+            f"texts right of the dashed line at FPR {fpr} are flagged as watermarked."
+        )
+        images.append(_save(watermark_figure(detection, fpr), out / "watermark.png"))
     return title, text, [i for i in images if i]
 
 
@@ -247,6 +261,45 @@ def _release_section(record: dict | None):
 
 
 # -- plots ----------------------------------------------------------------------------------------
+def labels_figure(f: dict):
+    """The reward model's held-out accuracy per labels used, against chance (and random selection
+    where the run measured it), on a fixed 0.4–1 scale so round-to-round noise does not pass for a trend."""
+    curve = f.get("curve") or f.get("label_efficiency")
+    points = [(p["labels"], p["accuracy"]) for p in curve or [] if p.get("accuracy") is not None]
+    if not points:
+        return None
+    series = {f"reward model ({f.get('strategy')})": points}
+    random_curve = f.get("random_curve") or []
+    random_points = [(p["labels"], p["accuracy"]) for p in random_curve if p.get("accuracy") is not None]
+    if random_points:
+        series["random selection"] = random_points
+    lowest = min(y for values in series.values() for _, y in values)
+    return _line_figure(
+        series, "labels", "held-out accuracy", ylim=(min(0.4, lowest - 0.02), 1.0), hlines={0.5: "chance (0.5)"}
+    )
+
+
+def watermark_figure(detection: dict[str, list[dict]], fpr: float | None):
+    """Histograms of each text's evidence (-log10 p) per source, with the decision threshold.
+
+    The verdict is p-value <= FPR (exact binomial test, Bonferroni over keys), so on this axis
+    the threshold is one vertical line whatever a text's length; on a z-score axis it is not.
+    """
+    evidence = {
+        name: [_evidence(r["p_value"]) for r in rows if r.get("p_value") == r.get("p_value")]
+        for name, rows in detection.items()
+    }
+    threshold = (_evidence(fpr), f"decision threshold (p = {fpr:g})") if fpr else None
+    # Marked texts reach p = 1e-40 and beyond: on a linear axis up to there, every unmarked text
+    # would share the first bin. Far past the threshold the verdict is the same, so cap the axis.
+    cap = max(20.0, 5 * threshold[0]) if threshold else None
+    xlabel = "evidence: −log10 p-value"
+    if cap and any(v > cap for values in evidence.values() for v in values):
+        evidence = {name: [min(v, cap) for v in values] for name, values in evidence.items()}
+        xlabel += f" (texts beyond {cap:g} drawn at {cap:g})"
+    return _histogram_figure(evidence, xlabel, threshold=threshold)
+
+
 def _pyplot():
     import matplotlib
 
@@ -256,65 +309,77 @@ def _pyplot():
     return plt
 
 
-def _line_plot(
-    path: Path, series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str, marks: list[float] = ()
-) -> str | None:
-    """A line per series; `marks` draws dotted vertical lines (e.g. the pruning steps)."""
+def _save(figure, path: Path) -> str | None:
+    if figure is None:
+        return None
+    figure.tight_layout()
+    figure.savefig(path)
+    _pyplot().close(figure)
+    return path.name
+
+
+def _line_figure(
+    series: dict[str, list[tuple[float, float]]],
+    xlabel: str,
+    ylabel: str,
+    marks: list[float] = (),
+    ylim: tuple[float, float] | None = None,
+    hlines: dict[float, str] | None = None,
+):
+    """A line per series; `marks` draws dotted vertical lines (e.g. the pruning steps), `hlines`
+    labelled dashed horizontal ones (e.g. chance)."""
     if not any(series.values()):
         return None
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    figure, axis = _pyplot().subplots(figsize=(6.4, 3.6), dpi=110)
     for index, x in enumerate(marks):
         axis.axvline(x, color="grey", linestyle=":", linewidth=1, label="pruning" if index == 0 else None)
+    for y, label in (hlines or {}).items():
+        axis.axhline(y, color="black", linestyle="--", linewidth=1, label=label)
     for label, points in series.items():
         if points:
             xs, ys = zip(*points)
             axis.plot(xs, ys, marker="o" if len(points) < 30 else None, markersize=3, label=label)
+    if ylim:
+        axis.set_ylim(*ylim)
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.grid(alpha=0.3)
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path.name
+    return figure
 
 
-def _bar_chart(path: Path, values: dict[str, float], title: str) -> str | None:
+def _bar_figure(values: dict[str, float], title: str):
     if not values:
         return None
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6.4, 0.5 + 0.35 * len(values)), dpi=110)
+    figure, axis = _pyplot().subplots(figsize=(6.4, 0.5 + 0.35 * len(values)), dpi=110)
     names = list(values)
     axis.barh(names, [values[n] for n in names], color="#4C72B0")
     axis.invert_yaxis()
     axis.set_title(title)
     for index, name in enumerate(names):
         axis.text(values[name], index, f" {values[name]:,}", va="center")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path.name
+    return figure
 
 
-def _histogram(path: Path, samples: dict[str, list[float]], xlabel: str) -> str | None:
+def _histogram_figure(samples: dict[str, list[float]], xlabel: str, threshold: tuple[float, str] | None = None):
+    """Overlaid histograms on shared bins; `threshold` = (x, label) draws the decision line."""
     values = [v for vs in samples.values() for v in vs]
     if not values:
         return None
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    figure, axis = _pyplot().subplots(figsize=(6.4, 3.6), dpi=110)
     low, high = min(values), max(values)
+    if threshold:
+        low, high = min(low, threshold[0]), max(high, threshold[0])
     bins = [low + (high - low) * i / 30 for i in range(31)] if high > low else 10
     for label, vs in samples.items():
         if vs:
             axis.hist(vs, bins=bins, alpha=0.55, label=f"{label} ({len(vs)})")
+    if threshold:
+        axis.axvline(threshold[0], color="black", linestyle="--", linewidth=1.2, label=threshold[1])
     axis.set_xlabel(xlabel)
     axis.set_ylabel("texts")
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path.name
+    return figure
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -369,6 +434,11 @@ def _inline(text: str) -> str:
     escaped = html.escape(text)
     escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
+
+
+def _evidence(p_value: float) -> float:
+    """-log10 p, with p floored at 1e-300 (an exact tail that underflowed to 0 stays on the plot)."""
+    return -math.log10(max(float(p_value), 1e-300))
 
 
 def _docs(value: Any) -> int:
