@@ -118,7 +118,7 @@ def summary_row(outcome, seconds) -> dict:
     headline = {
         "prepare": lambda f: f"kept {f.get('docs_kept')}/{f.get('docs_read')} docs, {f.get('bytes_kept', 0) / 1e6:.2f} MB",
         "pretrain": lambda f: (
-            f"{f.get('parameters', 0) / 1e6:.1f}M params, {f.get('steps')} steps, val loss {format_value(f.get('eval_loss'))} "
+            f"{parameters_text(f)}, {f.get('steps')} steps, val loss {format_value(f.get('eval_loss'))} "
             f"(ppl {format_value(f.get('eval_perplexity'))}), {format_value(f.get('tokens_per_second'))} tok/s"
         ),
         "align": lambda f: (
@@ -139,6 +139,14 @@ def summary_row(outcome, seconds) -> dict:
         text = ""
     status = "skipped" if outcome.skipped else ("waiting" if outcome.waiting_for else "done")
     return {"stage": outcome.name, "status": status, "seconds": seconds, "key figures": text}
+
+
+def parameters_text(figures: dict) -> str:
+    """The model's size for the summary: before → after when pruning shrank it during the run."""
+    before, after = figures.get("parameters", 0), figures.get("parameters_final")
+    if after is not None and after != before:
+        return f"{before / 1e6:.1f}M → {after / 1e6:.1f}M params"
+    return f"{before / 1e6:.1f}M params"
 
 
 if __name__ == "__main__":
