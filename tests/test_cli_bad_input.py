@@ -107,10 +107,18 @@ def test_corrupt_safetensors_in_prune_names_the_file(cli, tmp_path, weights_dir)
     one_line_error(run, str(weights_dir / "model.safetensors"), "not a readable safetensors file")
 
 
-def test_corrupt_safetensors_in_generate_is_one_line(cli, weights_dir, small_tokenizer):
-    for name in ("tokenizer.json",):
-        (weights_dir / name).write_bytes((small_tokenizer / name).read_bytes())
-    one_line_error(cli("generate", "--model", weights_dir, "--prompt", "def"), "safetensors")
+def test_corrupt_safetensors_in_generate_names_the_file(cli, weights_dir):
+    run = cli("generate", "--model", weights_dir, "--prompt", "def")
+    one_line_error(run, str(weights_dir / "model.safetensors"), "not a readable safetensors file")
+
+
+def test_corrupt_safetensors_anywhere_else_is_one_line():
+    from safetensors import SafetensorError
+
+    from mintline.cli import one_line_message
+
+    message = one_line_message(SafetensorError("Error while deserializing header: header too large"))
+    assert message.startswith("a safetensors weights file is corrupt or truncated") and "header too large" in message
 
 
 # -- configs that cannot work fail before any work -------------------------------------------------

@@ -87,6 +87,11 @@ def main(args: GenerateArguments, generation: GenerationArguments, options: argp
 
     prompts = read_prompts(args)
     location = locate_model(args.model, args.base_model)  # an adapter without its base fails before any loading
+    from mintline.model_files import check_weight_files
+
+    check_weight_files(location.model_dir)  # a corrupt file fails naming itself, not deep inside transformers
+    if location.is_adapter:
+        check_weight_files(location.base_dir, option="base_model")
     key = None
     if args.watermark_key:  # a bad key file fails before the model is loaded
         from watermark.keys import load_key
