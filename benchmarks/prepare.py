@@ -1,7 +1,7 @@
 """mintline's Gopher quality + Gopher repetition + C4 filtering vs datatrove's, in one run.
 
     pip install -e ".[dev]" orjson   # datatrove + spacy (the baseline) come with the dev extra
-    python benchmarks/prepare.py [--quick] [--workers 2]
+    python benchmarks/prepare.py [--quick] [--workers 2] [--executor ray]
 
 Corpus: the built-in corpus (the running Python's docs, ~2 MB) repeated to >= 50 MB (--quick:
 >= 6 MB). Every copy after the first is perturbed (3% of words swapped for other corpus
@@ -23,6 +23,12 @@ filter alone, reason by reason, with datatrove's defaults and with the python-do
 thresholds (whose alphabetic-word threshold sits in the middle of this corpus).
 
 Targets (issue 2): agreement >= 99%, throughput >= 1.0x datatrove's. Ends with one JSON line.
+
+--executor ray (issue 22) adds the full `mintline prepare` (normalise, 3 filters, PII, exact +
+MinHash dedup, no tokenizer) on the whole corpus with the local executor and with Ray Data
+(`prepare_corpus_ray` on a local Ray instance bound to 127.0.0.1), each with 1 and 2 workers:
+docs/s, Ray's scaling efficiency (docs/s with 2 workers / (2 x docs/s with 1)), and whether every
+run kept the same documents with the same ids and text. Ray's start-up is timed apart.
 """
 
 from __future__ import annotations
@@ -247,6 +253,68 @@ def per_filter_agreement(chunk: Path, config, sample: int) -> list[dict]:
     return rows
 
 
+# -- local processes vs Ray Data (--executor ray) ----------------------------------------------------
+def executor_comparison(corpus: Path, out: Path) -> dict:
+    """The full prepare on the whole corpus: local and Ray, 1 and 2 workers, same output checked."""
+    import logging
+
+    import ray
+
+    from pretrain.corpus.shards import iter_shard_records
+    from pretrain.prepare import prepare_corpus
+    from pretrain.ray_executor import prepare_corpus_ray
+
+    runs, kept = {}, {}
+    for workers in (1, 2):
+        from dataclasses import replace
+
+        config = mintline_config("datatrove", workers, filters=["normalize", *FILTERS, "pii"], exact_dedup=True, near_dedup=True)
+        config = replace(config, corpus=replace(config.corpus, inputs=[str(corpus)]))
+        for executor in ("local", "ray"):
+            name = f"{executor}-{workers}"
+            target = out / name / "prepare"
+            run: dict = {}
+            if executor == "ray":
+                started = time.perf_counter()
+                ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=workers, include_dashboard=False,
+                         log_to_driver=False, logging_level=logging.WARNING)
+                run["startup_s"] = time.perf_counter() - started
+            try:
+                started = time.perf_counter()
+                figures = (prepare_corpus_ray if executor == "ray" else prepare_corpus)(config, target)
+                run["seconds"] = time.perf_counter() - started
+            finally:
+                if executor == "ray":
+                    ray.shutdown()
+            run["docs_per_s"] = figures["docs_read"] / run["seconds"]
+            run["docs_kept"] = figures["docs_kept"]
+            runs[name] = run
+            kept[name] = sorted((r["id"], _digest(r["text"])) for r in iter_shard_records(sorted((target / "data").glob("*"))))
+            shutil.rmtree(target.parent, ignore_errors=True)
+            print(f"  {name:<8} {run['seconds']:7.1f} s, {run['docs_per_s']:7.1f} docs/s, kept {run['docs_kept']:,}", flush=True)
+    rate = {name: run["docs_per_s"] for name, run in runs.items()}
+    return {
+        "runs": runs,
+        "identical": all(documents == kept["local-1"] for documents in kept.values()),
+        "ray_scaling_efficiency": rate["ray-2"] / (2 * rate["ray-1"]),
+        "local_scaling_efficiency": rate["local-2"] / (2 * rate["local-1"]),
+        "ray_vs_local": rate["ray-2"] / rate["local-2"],
+    }
+
+
+def print_executor_comparison(result: dict) -> None:
+    from mintline.console import format_table
+
+    print("\nfull prepare (normalise, 3 filters, PII, exact + MinHash dedup), whole corpus, local processes vs Ray Data:")
+    rows = [{"run": name, "seconds": round(run["seconds"], 1), "docs/s": round(run["docs_per_s"], 1), "kept": run["docs_kept"],
+             "ray start-up s": round(run["startup_s"], 1) if "startup_s" in run else ""} for name, run in result["runs"].items()]
+    print(format_table(rows))
+    print(
+        f"scaling 1 -> 2 workers: Ray {result['ray_scaling_efficiency']:.0%}, local {result['local_scaling_efficiency']:.0%} efficiency; "
+        f"Ray / local at 2 workers: {result['ray_vs_local']:.2f}x; same documents, ids and text in every run: {result['identical']}"
+    )
+
+
 # -- main ---------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -254,7 +322,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes per contender")
     parser.add_argument("--sample", type=int, default=300, help="documents in the untimed filter-by-filter pass")
     parser.add_argument("--workdir", default=None, help="where the corpus and outputs go (a temporary directory inside)")
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="ray: also time the full prepare on local processes vs Ray Data with 1 and 2 workers")
     args = parser.parse_args()
+    if args.executor == "ray":
+        from pretrain.ray_executor import RayUnavailableError, require_ray
+
+        try:
+            require_ray()
+        except RayUnavailableError as exc:
+            sys.stderr.write(f"benchmarks/prepare.py: {exc}\n")
+            raise SystemExit(2)
     require_baseline()
     from loguru import logger
 
@@ -310,6 +388,7 @@ def main() -> None:
         full_figures = prepare_corpus(full, root / "out" / "full" / "prepare")
         full_seconds = time.perf_counter() - started
 
+        executors = executor_comparison(root / "corpus", root / "out" / "executors") if args.executor == "ray" else None
         rows_default = per_filter_agreement(root / "corpus" / "chunk_0", mintline_config("datatrove", 1), args.sample)
         rows_docs = per_filter_agreement(root / "corpus" / "chunk_0", mintline_config("python-docs", 1), args.sample)
     finally:
@@ -337,6 +416,17 @@ def main() -> None:
         print(f"\neach filter alone, {label} (untimed, first {rows[0]['docs']} documents of chunk 0):")
         print(format_table([{k: (f"{v:.2%}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows]))
     sample_agreement = min(r["decision_agreement"] for r in rows_default + rows_docs)
+    extra = {}
+    if executors is not None:
+        print_executor_comparison(executors)
+        extra = {
+            "executor_docs_per_s": {name: round(run["docs_per_s"], 1) for name, run in executors["runs"].items()},
+            "ray_scaling_efficiency": round(executors["ray_scaling_efficiency"], 3),
+            "local_scaling_efficiency": round(executors["local_scaling_efficiency"], 3),
+            "ray_vs_local_2_workers": round(executors["ray_vs_local"], 3),
+            "ray_startup_s": {name: round(run["startup_s"], 1) for name, run in executors["runs"].items() if "startup_s" in run},
+            "executors_identical": executors["identical"],
+        }
     print(
         json.dumps(
             {
@@ -349,6 +439,7 @@ def main() -> None:
                 "corpus_mb": round(corpus["bytes"] / 1e6, 1),
                 "docs": len(ids),
                 "mintline_full_prepare_docs_per_s": round(len(ids) / full_seconds, 1),
+                **extra,
             }
         )
     )

@@ -440,7 +440,11 @@ def _fetch(work, name: str, target: Path) -> None:
     from pyarrow import fs
 
     if isinstance(work.fs, fs.LocalFileSystem):
-        os.replace(work.path(name), target)
+        # a link, not a move: the committed part stays whole until the job has finished, for a re-run to resume from
+        try:
+            os.link(work.path(name), target)
+        except OSError:  # another file system
+            shutil.copyfile(work.path(name), target)
     else:
         fs.copy_files(work.path(name), str(target), source_filesystem=work.fs, destination_filesystem=fs.LocalFileSystem())
 
