@@ -205,10 +205,7 @@ def _align_section(run_dir: Path, record: dict | None, out: Path):
             f"{format_value(points[-1][1])} at {points[-1][0]}."
         )
         images.append(_save(labels_figure(f), out / "labels.png"))
-    if counts:
-        # the ledger's counts as a table: a bar chart of three numbers, two of them often 0, said less
-        rows = ["| labels | count |", "|---|---|"] + [f"| {kind} | {value:,} |" for kind, value in counts.items()]
-        text.append("\n".join(rows))
+    # no chart of the label counts: three bars, two of them usually 0, said less than the sentence above
     return title, text, [i for i in images if i]
 
 
