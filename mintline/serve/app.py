@@ -160,9 +160,9 @@ def create_app(settings, detection) -> FastAPI:
 
 
 async def text_of(request: Request) -> str:
-    """The text of a detect request: a text/plain (or any raw) body, JSON {"text"}, or a multipart file/field."""
+    """The text of a detect request: a text/plain (or any raw) body, JSON {"text"}, or a form's file/text field."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "multipart/form-data":
+    if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
         form = await request.form(max_files=1, max_fields=4)
         item = form.get("file") or form.get("text")
         if item is None:

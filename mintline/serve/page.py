@@ -110,7 +110,9 @@ function showBundle(answer) {
   }
   const card = answer.model_card;
   if (card) {
-    nodes.push(el("h3", "Model card" + (card.title ? ": " + card.title : "")));
+    // an unverified bundle's card is whatever its sender wrote: say so
+    const trust = answer.verified ? "" : " (from a bundle that did not verify: do not trust it)";
+    nodes.push(el("h3", "Model card" + (card.title ? ": " + card.title : "") + trust));
     if (card.summary) nodes.push(el("p", card.summary));
     const facts = el("p", null, "facts");
     for (const name of ["license", "library_name", "base_model"]) if (card[name]) facts.append(el("span", name + ": " + card[name]));
