@@ -108,6 +108,11 @@ def main(args: RunCommandArguments, options: argparse.Namespace) -> CommandResul
             "when annotators have answered (exit status 3)"
         )
     lines.append(f"report: {paths['html']} (and {Path(paths['markdown']).name})")
+    if result.finished:
+        from mintline.serve.hint import serve_hint
+
+        data["serve"] = serve_hint(run_dir)
+        lines += data["serve"]
     return CommandResult(data=data, text="\n".join(lines), exit_code=WAITING_EXIT_CODE if result.waiting_for else 0)
 
 
