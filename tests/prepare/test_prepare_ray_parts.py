@@ -167,3 +167,31 @@ def test_executor_ray_without_ray_says_how_to_install_it(tmp_path):
         "mintline prepare: error: --executor ray needs Ray Data, which is not installed: pip install -e '.[ray]' (ray[data]==2.60.0)"
     ]
     assert not (tmp_path / "run" / "prepare").exists()
+
+
+def test_a_failed_job_is_one_line_and_a_typed_error_from_a_task_comes_back_as_itself():
+    from pretrain.errors import CorpusError
+    from pretrain.ray_executor import RayJobError, _job_error
+
+    unreadable = CorpusError("x.parquet: not a readable Parquet file (bad magic)")
+    try:
+        try:
+            raise unreadable
+        except CorpusError as exc:
+            raise RuntimeError("Map(_filter_row) failed") from exc  # how Ray Data hands back a task's exception
+    except RuntimeError as failure:
+        assert _job_error(failure, "/w") is unreadable
+    lost = _job_error(RuntimeError("worker died unexpectedly\nTraceback ..."), "/runs/x/.prepare.ray-1")
+    assert isinstance(lost, RayJobError) and lost.exit_code == 2
+    assert str(lost).splitlines() == [str(lost)] and "/runs/x/.prepare.ray-1" in str(lost) and "resumes" in str(lost)
+
+
+def test_parts_cover_every_source_and_at_least_min_parts(tmp_path):
+    from pretrain.corpus.readers import resolve_inputs
+    from pretrain.ray_executor import MIN_PARTS, plan_parts
+
+    for index in range(3):
+        write_jsonl(tmp_path / f"f{index}.jsonl", small_corpus_records())
+    parts = plan_parts(resolve_inputs([str(tmp_path)]))
+    assert len(parts) == 3 * -(-MIN_PARTS // 3) and [p["part"] for p in parts] == list(range(len(parts)))
+    assert {(p["source_index"], p["slice"]) for p in parts} == {(s, k) for s in range(3) for k in range(parts[0]["slices"])}
