@@ -68,6 +68,8 @@ def create_app(settings, detection) -> FastAPI:
     limits = ClientLimits(settings.rate_limit, settings.burst, settings.query_budget, settings.budget_hours * 3600)
     threads = settings.threads or max(2, os.cpu_count() or 2)
     workers = anyio.CapacityLimiter(threads)
+    # a bundle upload takes disk space until it is checked: no more at once than there are workers
+    bundle_slots = anyio.Semaphore(threads)
     full = settings.detail == "full"
 
     app = FastAPIOffline(
@@ -144,6 +146,10 @@ def create_app(settings, detection) -> FastAPI:
     )
     async def verify(request: Request) -> dict:
         limits.enforce(client_of(request), counts_as_query=True)
+        try:
+            bundle_slots.acquire_nowait()
+        except anyio.WouldBlock:
+            raise HTTPException(503, "busy verifying other bundles; retry shortly", headers={"Retry-After": "5"}) from None
         scratch = Path(tempfile.mkdtemp(prefix="mintline-serve-"))
         try:
             upload = scratch / "upload.tar"
@@ -155,6 +161,7 @@ def create_app(settings, detection) -> FastAPI:
             return verification_answer(check)
         finally:
             await anyio.to_thread.run_sync(shutil.rmtree, scratch, True)
+            bundle_slots.release()
 
     return app
 

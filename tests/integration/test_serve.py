@@ -327,7 +327,7 @@ def test_no_response_carries_key_material(default_server, full_server, materials
         for needle in needles:
             assert needle not in blob, f"{response.request.method} {response.request.url} leaks key material"
         scanned += 1
-    assert scanned >= 40
+    assert scanned >= 14  # its own requests, plus every earlier test's when the module runs whole
 
 
 def test_run_prints_a_serve_command_that_starts_on_its_own_layout(tmp_path, materials):
