@@ -19,7 +19,7 @@ def serve_hint(run_dir: str | Path) -> list[str]:
     command = ["mintline", "serve", "--keys", keys, "--tokenizer", tokenizer, "--pubkeys", pubkeys]
     bundle = run / "release" / "bundle"
     tar = bundle.with_name(bundle.name + ".tar")
-    upload = f"@{shlex.quote(str(tar))}" if tar.is_file() else "-"
+    upload = "@" + (shlex.quote(str(tar)) if tar.is_file() else "-")
     making = "" if tar.is_file() else f"tar -C {shlex.quote(str(bundle.parent))} -cf - {bundle.name} | "
     return [
         "serve verdicts: " + shlex.join(str(part) for part in command),

@@ -352,7 +352,7 @@ def test_run_prints_a_serve_command_that_starts_on_its_own_layout(tmp_path, mate
     *configs, _ = parser.parse_args_and_config(argv[2:])
     app = create_app(*configs)
     assert {"/api/v1/detect", "/api/v1/verify"} <= {route.path for route in app.routes}
-    assert str(run / "release" / "bundle") in " ".join(lines)
+    assert str(run / "release" / "bundle") in lines[1] and "--data-binary @- http://127.0.0.1:8000/api/v1/verify" in lines[1]
 
 
 def test_serve_refuses_unusable_keys_in_one_line(cli, tmp_path, materials):
