@@ -39,8 +39,18 @@ class Involved:
 
 def involved_from_rows(rows: list[dict]) -> list[Involved]:
     return sorted(
-        (Involved(r["position"], r["id"], r["source"], r["size"], r["passed"], r["signature"], [tuple(h) for h in json.loads(r["hits"])])
-         for r in rows),
+        (
+            Involved(
+                r["position"],
+                r["id"],
+                r["source"],
+                r["size"],
+                r["passed"],
+                r["signature"],
+                [tuple(h) for h in json.loads(r["hits"])],
+            )
+            for r in rows
+        ),
         key=lambda item: item.position,
     )
 
@@ -111,7 +121,9 @@ class Clusters:
             if position in self._exact:
                 verdicts[position] = DuplicateVerdict(False, "exact_duplicate", matched, root, 1.0)
             else:
-                verdicts[position] = DuplicateVerdict(False, "near_duplicate", matched, root, self._similarity(position, matched))
+                verdicts[position] = DuplicateVerdict(
+                    False, "near_duplicate", matched, root, self._similarity(position, matched)
+                )
         return verdicts
 
     def count(self) -> int:

@@ -46,7 +46,10 @@ MIN_PARTS = 8  # parts a corpus is cut into at least, so every worker of a small
 class ExecutorArguments:
     executor: str = field(
         default="local",
-        metadata={"help": "where cleaning and dedup run: local processes, or Ray Data (same output)", "choices": list(EXECUTORS)},
+        metadata={
+            "help": "where cleaning and dedup run: local processes, or Ray Data (same output)",
+            "choices": list(EXECUTORS),
+        },
     )
     ray_address: str = field(
         default=None,
@@ -54,8 +57,10 @@ class ExecutorArguments:
     )
     ray_work_dir: str = field(
         default=None,
-        metadata={"help": "where Ray tasks commit their parts: a path every node sees, or a URI such as s3://bucket/prefix "
-                          "(none: beside the output)"},
+        metadata={
+            "help": "where Ray tasks commit their parts: a path every node sees, or a URI such as s3://bucket/prefix "
+            "(none: beside the output)"
+        },
     )
 
     def __post_init__(self):
@@ -80,7 +85,9 @@ def require_ray() -> None:
 
 
 # -- the driver ---------------------------------------------------------------------------------------
-def prepare_corpus_ray(config, out_dir: str | os.PathLike, address: str | None = None, work_dir: str | None = None) -> dict[str, Any]:
+def prepare_corpus_ray(
+    config, out_dir: str | os.PathLike, address: str | None = None, work_dir: str | None = None
+) -> dict[str, Any]:
     """Like pretrain.prepare.prepare_corpus, with cleaning and dedup as a Ray Data job."""
     from pretrain.corpus.readers import CorpusReader, resolve_inputs
     from pretrain.ray_parts import WorkDir
@@ -117,8 +124,16 @@ def plan_parts(sources) -> list[dict]:
     for index, (source, size) in enumerate(zip(sources, sizes)):
         slices = max(at_least, math.ceil(size / PART_BYTES), 1)
         for piece in range(slices):
-            parts.append({"part": len(parts), "source_index": index, "kind": source.kind, "path": source.path,
-                          "slice": piece, "slices": slices})
+            parts.append(
+                {
+                    "part": len(parts),
+                    "source_index": index,
+                    "kind": source.kind,
+                    "path": source.path,
+                    "slice": piece,
+                    "slices": slices,
+                }
+            )
     return parts
 
 
@@ -287,8 +302,9 @@ def _read_parts(files: list[str], work, columns: list[str]):
     import ray.data
 
     listing = ray.data.from_items([{"name": name} for name in files], override_num_blocks=len(files))
-    return listing.map_batches(_read_part, fn_kwargs={"work_uri": work.uri, "columns": columns}, batch_size=1,
-                               batch_format="pyarrow")
+    return listing.map_batches(
+        _read_part, fn_kwargs={"work_uri": work.uri, "columns": columns}, batch_size=1, batch_format="pyarrow"
+    )
 
 
 def _read_part(batch, work_uri: str, columns: list[str]):
@@ -298,7 +314,9 @@ def _read_part(batch, work_uri: str, columns: list[str]):
     from pretrain.ray_parts import WorkDir
 
     work = WorkDir(work_uri)
-    return pa.concat_tables([pq.read_table(name, columns=columns, filesystem=work.fs) for name in batch["name"].to_pylist()])
+    return pa.concat_tables(
+        [pq.read_table(name, columns=columns, filesystem=work.fs) for name in batch["name"].to_pylist()]
+    )
 
 
 def _shared_keys(files: list[str], work) -> dict[bytes, int]:
@@ -338,8 +356,17 @@ def _involved_batch(batch, shared):
 
     from pretrain.ray_parts import involved_documents
 
-    schema = pa.schema([("position", pa.int64()), ("id", pa.string()), ("source", pa.string()), ("size", pa.int64()),
-                        ("passed", pa.bool_()), ("signature", pa.binary()), ("hits", pa.string())])
+    schema = pa.schema(
+        [
+            ("position", pa.int64()),
+            ("id", pa.string()),
+            ("source", pa.string()),
+            ("size", pa.int64()),
+            ("passed", pa.bool_()),
+            ("signature", pa.binary()),
+            ("hits", pa.string()),
+        ]
+    )
     return pa.table(involved_documents(batch, ray.get(shared[0])), schema=schema)
 
 
@@ -391,8 +418,15 @@ def _write_stage(config, parts, summaries, work, renames, removed, threshold) ->
                 "format": config.corpus.output_format,
                 "max_shard_bytes": config.corpus.max_shard_bytes,
             }
-            specs.append({"part": len(specs), "filtered_parts": [p["part"] for p in pieces], "start": start, "stop": stop,
-                          "plan": json.dumps(plan)})
+            specs.append(
+                {
+                    "part": len(specs),
+                    "filtered_parts": [p["part"] for p in pieces],
+                    "start": start,
+                    "stop": stop,
+                    "plan": json.dumps(plan),
+                }
+            )
     dataset = ray.data.from_items(specs, override_num_blocks=len(specs))
     rows = dataset.map(_write_row, fn_kwargs={"work_uri": work.uri}, num_cpus=1).take_all()
     return sorted((json.loads(row["summary"]) for row in rows), key=lambda s: s["part"])
@@ -401,12 +435,18 @@ def _write_stage(config, parts, summaries, work, renames, removed, threshold) ->
 def _write_row(row: dict, work_uri: str) -> dict:
     from pretrain.ray_parts import write_part
 
-    spec = {"part": int(row["part"]), "filtered_parts": [int(p) for p in row["filtered_parts"]],
-            "start": int(row["start"]), "stop": int(row["stop"])}
+    spec = {
+        "part": int(row["part"]),
+        "filtered_parts": [int(p) for p in row["filtered_parts"]],
+        "start": int(row["start"]),
+        "stop": int(row["stop"]),
+    }
     return {"part": spec["part"], "summary": json.dumps(write_part(spec, json.loads(row["plan"]), work_uri))}
 
 
-def _gather(config, work, written: list[dict], staging: Path, dedup_records, report, with_validation: bool) -> dict[str, list[Path]]:
+def _gather(
+    config, work, written: list[dict], staging: Path, dedup_records, report, with_validation: bool
+) -> dict[str, list[Path]]:
     """Committed part files -> the output layout: shards numbered in input order, one removed.jsonl."""
     from pretrain.corpus.shards import shard_name
 
@@ -446,7 +486,9 @@ def _fetch(work, name: str, target: Path) -> None:
         except OSError:  # another file system
             shutil.copyfile(work.path(name), target)
     else:
-        fs.copy_files(work.path(name), str(target), source_filesystem=work.fs, destination_filesystem=fs.LocalFileSystem())
+        fs.copy_files(
+            work.path(name), str(target), source_filesystem=work.fs, destination_filesystem=fs.LocalFileSystem()
+        )
 
 
 # -- failures --------------------------------------------------------------------------------------------

@@ -139,7 +139,9 @@ class WorkDir:
     def commit_table(self, relative: str, table) -> None:
         import pyarrow.parquet as pq
 
-        self.commit(relative, lambda path, filesystem: pq.write_table(table, path, filesystem=filesystem, compression="zstd"))
+        self.commit(
+            relative, lambda path, filesystem: pq.write_table(table, path, filesystem=filesystem, compression="zstd")
+        )
 
     def read_table(self, relative: str, columns: list[str] | None = None, filters=None):
         import pyarrow.parquet as pq
@@ -227,8 +229,10 @@ def filter_part(spec: dict, config, work_uri: str) -> dict:
         "bytes_in": sum(columns["size_in"]),
         "passed": sum(columns["passed"]),
         "source_docs": source_docs,
-        "counts": {group: {k: (dataclasses.asdict(v) if group == "filters" else v) for k, v in values.items()}
-                   for group, values in totals.items()},
+        "counts": {
+            group: {k: (dataclasses.asdict(v) if group == "filters" else v) for k, v in values.items()}
+            for group, values in totals.items()
+        },
         # every slice reads the whole source: slice 0 alone reports what reading skipped or repaired
         "read": dataclasses.asdict(reader.stats) if spec["slice"] == 0 else None,
     }
@@ -265,8 +269,13 @@ def _merge_counts(totals: dict, counts: dict) -> None:
 def _filtered_table(columns: dict[str, list]):
     import pyarrow as pa
 
-    types = {"int64": pa.int64(), "string": pa.string(), "bool": pa.bool_(), "binary": pa.binary(),
-             "list<binary>": pa.list_(pa.binary())}
+    types = {
+        "int64": pa.int64(),
+        "string": pa.string(),
+        "bool": pa.bool_(),
+        "binary": pa.binary(),
+        "list<binary>": pa.list_(pa.binary()),
+    }
     schema = pa.schema([(name, types[kind]) for name, kind in FILTERED_SCHEMA_FIELDS])
     return pa.table(columns, schema=schema)
 
@@ -285,8 +294,18 @@ def explode_keys(batch) -> dict[str, list]:
 def involved_documents(batch, shared_keys: dict[bytes, int]) -> dict[str, list]:
     """The documents holding a key some other document holds too, with what the driver needs
     to cluster them (which keys, whose first), to name them and to measure their similarity."""
-    rows: dict[str, list] = {"position": [], "id": [], "source": [], "size": [], "passed": [], "signature": [], "hits": []}
-    columns = {name: batch[name].to_pylist() for name in ("position", "id", "source", "size", "passed", "signature", "keys")}
+    rows: dict[str, list] = {
+        "position": [],
+        "id": [],
+        "source": [],
+        "size": [],
+        "passed": [],
+        "signature": [],
+        "hits": [],
+    }
+    columns = {
+        name: batch[name].to_pylist() for name in ("position", "id", "source", "size", "passed", "signature", "keys")
+    }
     for index, keys in enumerate(columns["keys"]):
         hits = [[key_tag(key), shared_keys[key]] for key in keys if key in shared_keys]
         if not hits:
@@ -321,15 +340,19 @@ def write_part(spec: dict, plan: dict, work_uri: str) -> dict:
     renames = {int(k): v for k, v in plan["renames"].items()}
     duplicates = set(plan["duplicates"])
     threshold = plan["threshold"]
-    shards = {"train": _Shards(work, spec["part"], "train", plan["format"], plan["max_shard_bytes"]),
-              "validation": _Shards(work, spec["part"], "validation", plan["format"], 1 << 62)}
+    shards = {
+        "train": _Shards(work, spec["part"], "train", plan["format"], plan["max_shard_bytes"]),
+        "validation": _Shards(work, spec["part"], "validation", plan["format"], 1 << 62),
+    }
     removed_lines = []
     for row in table.to_pylist():
         position = row["position"]
         doc_id = renames.get(position, row["id"])
         if not row["passed"]:
             detail = json.loads(row["removal"])
-            removed_lines.append(json.dumps({"id": doc_id, "source": row["source"], **detail}, ensure_ascii=False) + "\n")
+            removed_lines.append(
+                json.dumps({"id": doc_id, "source": row["source"], **detail}, ensure_ascii=False) + "\n"
+            )
             continue
         if position in duplicates:
             continue
@@ -386,8 +409,13 @@ def _write_parquet(records: list[dict], path: str, filesystem) -> None:
     from pretrain.corpus.shards import _PARQUET_ROWS_PER_GROUP
 
     schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string())])
-    pq.write_table(pa.Table.from_pylist(records, schema=schema), path, filesystem=filesystem, compression="zstd",
-                   row_group_size=_PARQUET_ROWS_PER_GROUP)
+    pq.write_table(
+        pa.Table.from_pylist(records, schema=schema),
+        path,
+        filesystem=filesystem,
+        compression="zstd",
+        row_group_size=_PARQUET_ROWS_PER_GROUP,
+    )
 
 
 def content_digest(*values: Any) -> str:

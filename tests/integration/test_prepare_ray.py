@@ -69,7 +69,9 @@ def _cmdline(pid: int) -> str:
 
 def _is_busy_worker(title: str) -> bool:
     """A Ray worker process running a task: its title is ray::<task>, IDLE when it has none."""
-    return title.startswith("ray::") and not any(word in title for word in ("IDLE", "Agent", "agent", "RuntimeEnv", "Dashboard"))
+    return title.startswith("ray::") and not any(
+        word in title for word in ("IDLE", "Agent", "agent", "RuntimeEnv", "Dashboard")
+    )
 
 
 def _wait_for(log: Path, text: str, process: subprocess.Popen, what: str) -> None:
@@ -100,16 +102,31 @@ def ray_cluster():
     try:
         head_log = temp / "head.log"
         head = subprocess.Popen(
-            [ray_command, "start", "--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(temp),
-             "--disable-usage-stats", *common],
-            stdout=open(head_log, "w"), stderr=subprocess.STDOUT, env=env,
+            [
+                ray_command,
+                "start",
+                "--head",
+                "--port",
+                str(port),
+                "--include-dashboard",
+                "false",
+                "--temp-dir",
+                str(temp),
+                "--disable-usage-stats",
+                *common,
+            ],
+            stdout=open(head_log, "w"),
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         processes.append(head)
         _wait_for(head_log, "Ray runtime started", head, "the Ray head")
         node_log = temp / "node.log"
         node = subprocess.Popen(
             [ray_command, "start", "--address", f"127.0.0.1:{port}", *common],
-            stdout=open(node_log, "w"), stderr=subprocess.STDOUT, env=env,
+            stdout=open(node_log, "w"),
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         processes.append(node)
         _wait_for(node_log, "Ray runtime started", node, "the second Ray node")
@@ -145,15 +162,30 @@ def corpus(tmp_path_factory) -> Path:
     near = records[50]["text"].split(" ")
     near[11] = "altered"
     records += [{"id": "near-doc", "text": " ".join(near)}]
-    records += [{"id": "same", "text": prose(10, seed=3000 + s)} for s in range(3)] + [{"id": "same#2", "text": prose(10, seed=3100)}]
+    records += [{"id": "same", "text": prose(10, seed=3000 + s)} for s in range(3)] + [
+        {"id": "same#2", "text": prose(10, seed=3100)}
+    ]
     for index in range(4):
         write_jsonl(root / f"part-{index}.jsonl", records[index::4])
     return root
 
 
 def run_prepare(corpus: Path, run_dir: Path, env: dict, *extra: str, wait: bool = True):
-    command = [sys.executable, "-m", "mintline", "prepare", "--inputs", str(corpus), "--run_dir", str(run_dir),
-               "--vocab_size", "512", "--json", "-q", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "mintline",
+        "prepare",
+        "--inputs",
+        str(corpus),
+        "--run_dir",
+        str(run_dir),
+        "--vocab_size",
+        "512",
+        "--json",
+        "-q",
+        *extra,
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     if not wait:
         return process
@@ -173,8 +205,11 @@ def documents(out: Path) -> list[tuple[str, str, str]]:
     """(split, id, text, source) of every kept document, splits in order, shards in order."""
     from pretrain.corpus.shards import iter_shard_records, shard_paths
 
-    return [(split, r["id"], r["text"], r["source"]) for split in ("train", "validation")
-            for r in iter_shard_records(shard_paths(out / "data", split))]
+    return [
+        (split, r["id"], r["text"], r["source"])
+        for split in ("train", "validation")
+        for r in iter_shard_records(shard_paths(out / "data", split))
+    ]
 
 
 def report_without_timings(out: Path) -> dict:
@@ -191,7 +226,9 @@ def assert_same_output(ray_out: Path, local_out: Path) -> None:
     assert report_without_timings(ray_out) == report_without_timings(local_out)
     assert (ray_out / "removed.jsonl").read_bytes() == (local_out / "removed.jsonl").read_bytes()
     # the tokenizer was trained on the same kept text, in the same order
-    assert (ray_out / "tokenizer" / "tokenizer.json").read_bytes() == (local_out / "tokenizer" / "tokenizer.json").read_bytes()
+    assert (ray_out / "tokenizer" / "tokenizer.json").read_bytes() == (
+        local_out / "tokenizer" / "tokenizer.json"
+    ).read_bytes()
 
 
 # -- the tests ---------------------------------------------------------------------------------------------------
@@ -201,16 +238,28 @@ def test_ray_on_two_nodes_keeps_exactly_what_local_keeps(ray_cluster, corpus, lo
     assert local_figures["exact_duplicates"] >= 2 and local_figures["near_duplicates"] >= 2
     figures = run_prepare(corpus, tmp_path / "run", env, "--executor", "ray", "--ray_address", address)
     assert figures["executor"] == "ray"
-    for key in ("docs_read", "docs_kept", "removed_by_rule", "exact_duplicates", "near_duplicates", "dedup_clusters",
-                "train_docs", "validation_docs"):
+    for key in (
+        "docs_read",
+        "docs_kept",
+        "removed_by_rule",
+        "exact_duplicates",
+        "near_duplicates",
+        "dedup_clusters",
+        "train_docs",
+        "validation_docs",
+    ):
         assert figures[key] == local_figures[key], key
     assert_same_output(tmp_path / "run" / "prepare", local_out)
     ids = [doc[1] for doc in documents(tmp_path / "run" / "prepare")]
-    assert len(ids) == len(set(ids)) and len([i for i in ids if i.startswith("same")]) == 4  # "same" x3 + "same#2", renamed
+    assert (
+        len(ids) == len(set(ids)) and len([i for i in ids if i.startswith("same")]) == 4
+    )  # "same" x3 + "same#2", renamed
     assert not list((tmp_path / "run").glob(".prepare.*")), "the work directory is removed after a finished job"
 
 
-def test_a_worker_killed_mid_job_leaves_no_partial_shard_and_the_result_is_the_same(ray_cluster, corpus, local_output, tmp_path):
+def test_a_worker_killed_mid_job_leaves_no_partial_shard_and_the_result_is_the_same(
+    ray_cluster, corpus, local_output, tmp_path
+):
     import pyarrow.parquet as pq
 
     address, env, cluster = ray_cluster
@@ -238,7 +287,10 @@ def test_a_worker_killed_mid_job_leaves_no_partial_shard_and_the_result_is_the_s
                     json.loads(path.read_text())
     out, err = job.communicate(timeout=900)
     assert job.returncode in (0, 2), f"killed {killed}: {err[-6000:]}"
-    print(f"killed {killed!r} mid-job; the job {'finished (Ray retried the task)' if job.returncode == 0 else 'failed with one line'}")
+    print(
+        f"killed {killed!r} mid-job; the job "
+        + ("finished (Ray retried the task)" if job.returncode == 0 else "failed with one line")
+    )
     if job.returncode != 0:  # Ray gave up on the task: one line, exit 2, and a re-run resumes from the committed parts
         assert job.returncode == 2 and len(err.strip().splitlines()) == 1, err[-3000:]
         assert not (run / "prepare").exists()

@@ -39,9 +39,15 @@ def shuffle_like_ray(documents: list[tuple[int, str, Fingerprint | None]]) -> li
         keys = [id_key(doc_id)] + (dedup_keys(fingerprint) if fingerprint else [])
         for key in keys:
             holders.setdefault(key, []).append(position)
-        for name, value in (("position", position), ("id", doc_id), ("source", "s"), ("size", 10),
-                            ("passed", fingerprint is not None), ("signature", fingerprint.signature if fingerprint else None),
-                            ("keys", keys)):
+        for name, value in (
+            ("position", position),
+            ("id", doc_id),
+            ("source", "s"),
+            ("size", 10),
+            ("passed", fingerprint is not None),
+            ("signature", fingerprint.signature if fingerprint else None),
+            ("keys", keys),
+        ):
             rows[name].append(value)
     shared = {key: min(held) for key, held in holders.items() if len(held) > 1}
     batch = pa.table(rows)
@@ -49,7 +55,9 @@ def shuffle_like_ray(documents: list[tuple[int, str, Fingerprint | None]]) -> li
     return [dict(zip(found, values)) for values in zip(*found.values())]
 
 
-def synthetic_fingerprint(rng: random.Random, bands: list[int], config: DedupConfig, exact: bytes | None = None) -> Fingerprint:
+def synthetic_fingerprint(
+    rng: random.Random, bands: list[int], config: DedupConfig, exact: bytes | None = None
+) -> Fingerprint:
     signature = np.array([rng.randrange(2**32) for _ in range(config.num_perm)], dtype=np.uint32)
     return Fingerprint(exact or rng.randbytes(16), signature.tobytes(), tuple(bands))
 
@@ -63,14 +71,19 @@ def test_clusters_decide_exactly_like_the_local_duplicate_index(tmp_path):
         exact = bytes(16) if index % 37 == 0 else None
         fingerprints.append(synthetic_fingerprint(rng, bands, config, exact))
     # the case DuplicateIndex handles apart: document 1 is first in all its buckets, joined to 0 only through 2
-    fingerprints[:3] = [synthetic_fingerprint(rng, [11, 12, 13, 14], config), synthetic_fingerprint(rng, [21, 22, 23, 24], config),
-                        synthetic_fingerprint(rng, [11, 99, 23, 98], config)]
+    fingerprints[:3] = [
+        synthetic_fingerprint(rng, [11, 12, 13, 14], config),
+        synthetic_fingerprint(rng, [21, 22, 23, 24], config),
+        synthetic_fingerprint(rng, [11, 99, 23, 98], config),
+    ]
     index = DuplicateIndex(config, tmp_path / "signatures.bin")
     for fingerprint in fingerprints:
         index.add(fingerprint)
     index.finish()
     positions = [position_of(i // 100, i % 100) for i in range(len(fingerprints))]  # as several sources give them
-    involved = involved_from_rows(shuffle_like_ray([(p, f"d{i}", f) for i, (p, f) in enumerate(zip(positions, fingerprints))]))
+    involved = involved_from_rows(
+        shuffle_like_ray([(p, f"d{i}", f) for i, (p, f) in enumerate(zip(positions, fingerprints))])
+    )
     clusters = Clusters(involved, config.num_perm)
     removed = clusters.removed()
     back = {p: i for i, p in enumerate(positions)}
@@ -79,7 +92,11 @@ def test_clusters_decide_exactly_like_the_local_duplicate_index(tmp_path):
     assert {back[p] for p in removed} == set(expected)
     for position, verdict in removed.items():
         want = expected[back[position]]
-        assert (verdict.reason, back[verdict.matched], back[verdict.kept_instead]) == (want.reason, want.matched, want.kept_instead)
+        assert (verdict.reason, back[verdict.matched], back[verdict.kept_instead]) == (
+            want.reason,
+            want.matched,
+            want.kept_instead,
+        )
         assert verdict.similarity == pytest.approx(want.similarity)
     assert clusters.count() == index.clusters()
     index.close()
@@ -96,7 +113,10 @@ def test_clusters_on_real_fingerprints_of_exact_and_near_copies(tmp_path):
     index.finish()
     involved = involved_from_rows(shuffle_like_ray([(i, r["id"], f) for i, (r, f) in enumerate(zip(records, prints))]))
     removed = Clusters(involved, config.num_perm).removed()
-    assert {records[i]["id"]: v.reason for i, v in removed.items()} == {"exact-copy": "exact_duplicate", "near-copy": "near_duplicate"}
+    assert {records[i]["id"]: v.reason for i, v in removed.items()} == {
+        "exact-copy": "exact_duplicate",
+        "near-copy": "near_duplicate",
+    }
     near = [r["id"] for r in records].index("near-copy")
     assert removed[near].similarity == pytest.approx(index.verdict(near).similarity)
     index.close()
@@ -121,7 +141,9 @@ def test_a_part_is_committed_whole_and_skipped_once_committed(tmp_path):
     spec = {"part": 3, "source_index": 0, "kind": "jsonl", "path": str(corpus), "slice": 0, "slices": 1}
     summary = filter_part(spec, config, work.uri)
     table = pq.read_table(work.path(filtered_name(3)))
-    assert summary["docs"] == table.num_rows == len(small_corpus_records()) and summary["passed"] == sum(table["passed"].to_pylist())
+    assert summary["docs"] == table.num_rows == len(small_corpus_records()) and summary["passed"] == sum(
+        table["passed"].to_pylist()
+    )
     assert summary["counts"]["filters"]["gopher_quality"]["dropped"]
     marker = work.path(filtered_marker(3))
     before = os.stat(marker).st_mtime_ns, os.stat(work.path(filtered_name(3))).st_mtime_ns
@@ -142,11 +164,17 @@ def test_a_part_is_committed_whole_and_skipped_once_committed(tmp_path):
 def test_slices_of_a_source_share_its_documents_out_exactly_once(tmp_path):
     records = [{"id": f"d{i}", "text": f"document number {i} with a few words"} for i in range(700)]
     corpus = write_jsonl(tmp_path / "docs.jsonl", records)
-    config = PrepareConfig.from_profile("datatrove", inputs=[str(corpus)], filters=["none"], exact_dedup=False, near_dedup=False)
+    config = PrepareConfig.from_profile(
+        "datatrove", inputs=[str(corpus)], filters=["none"], exact_dedup=False, near_dedup=False
+    )
     work = WorkDir(str(tmp_path / "work"))
     seen = []
     for piece in range(3):
-        filter_part({"part": piece, "source_index": 2, "kind": "jsonl", "path": str(corpus), "slice": piece, "slices": 3}, config, work.uri)
+        filter_part(
+            {"part": piece, "source_index": 2, "kind": "jsonl", "path": str(corpus), "slice": piece, "slices": 3},
+            config,
+            work.uri,
+        )
         seen += work.read_table(filtered_name(piece), columns=["position", "id"]).to_pylist()
     assert sorted(r["position"] for r in seen) == [position_of(2, n) for n in range(700)]
     assert {r["id"] for r in seen} == {r["id"] for r in records}
@@ -159,12 +187,27 @@ def test_executor_ray_without_ray_says_how_to_install_it(tmp_path):
     corpus = write_jsonl(tmp_path / "docs.jsonl", small_corpus_records())
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "shim"), os.environ.get("PYTHONPATH", "")]))
     result = subprocess.run(
-        [sys.executable, "-m", "mintline", "prepare", "--inputs", str(corpus), "--run_dir", str(tmp_path / "run"), "--executor", "ray"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mintline",
+            "prepare",
+            "--inputs",
+            str(corpus),
+            "--run_dir",
+            str(tmp_path / "run"),
+            "--executor",
+            "ray",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
-        "mintline prepare: error: --executor ray needs Ray Data, which is not installed: pip install -e '.[ray]' (ray[data]==2.60.0)"
+        "mintline prepare: error: --executor ray needs Ray Data, which is not installed: "
+        "pip install -e '.[ray]' (ray[data]==2.60.0)"
     ]
     assert not (tmp_path / "run" / "prepare").exists()
 
@@ -194,4 +237,6 @@ def test_parts_cover_every_source_and_at_least_min_parts(tmp_path):
         write_jsonl(tmp_path / f"f{index}.jsonl", small_corpus_records())
     parts = plan_parts(resolve_inputs([str(tmp_path)]))
     assert len(parts) == 3 * -(-MIN_PARTS // 3) and [p["part"] for p in parts] == list(range(len(parts)))
-    assert {(p["source_index"], p["slice"]) for p in parts} == {(s, k) for s in range(3) for k in range(parts[0]["slices"])}
+    assert {(p["source_index"], p["slice"]) for p in parts} == {
+        (s, k) for s in range(3) for k in range(parts[0]["slices"])
+    }
