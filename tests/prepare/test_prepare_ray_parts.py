@@ -240,3 +240,31 @@ def test_parts_cover_every_source_and_at_least_min_parts(tmp_path):
     assert {(p["source_index"], p["slice"]) for p in parts} == {
         (s, k) for s in range(3) for k in range(parts[0]["slices"])
     }
+
+
+def test_a_written_part_holds_its_range_in_input_order_in_parquet_shards(tmp_path):
+    import pyarrow.parquet as pq
+
+    from pretrain.ray_parts import write_part, written_marker
+
+    records = small_corpus_records()
+    corpus = write_jsonl(tmp_path / "docs.jsonl", records)
+    config = PrepareConfig.from_profile("datatrove", inputs=[str(corpus)], exact_dedup=False, near_dedup=False)
+    work = WorkDir(str(tmp_path / "work"))
+    for piece in range(2):
+        spec = {"part": piece, "source_index": 0, "kind": "jsonl", "path": str(corpus), "slice": piece, "slices": 2}
+        filter_part(spec, config, work.uri)
+    plan = {
+        "renames": {str(position_of(0, 1)): "renamed"},
+        "duplicates": [position_of(0, 2)],
+        "threshold": None,
+        "format": "parquet",
+        "max_shard_bytes": 5000,
+    }
+    spec = {"part": 0, "filtered_parts": [0, 1], "start": position_of(0, 0), "stop": position_of(0, 20)}
+    summary = write_part(spec, plan, work.uri)
+    assert work.exists(written_marker(0)) and len(summary["train"]["files"]) > 1 and summary["validation"]["files"] == []
+    rows = [row for name in summary["train"]["files"] for row in pq.read_table(work.path(name)).to_pylist()]
+    assert [row["id"] for row in rows] == ["clean-0", "renamed"] + [f"clean-{i}" for i in range(3, 20)]
+    assert rows[0]["text"] == records[0]["text"] and set(rows[0]) == {"id", "text", "source"}
+    assert summary["train"]["docs"] == len(rows)
