@@ -177,6 +177,9 @@ class LabelStudioClient:
                 maximum_annotations=overlap,
                 sampling="Uncertainty sampling",
                 model_version=model_version,
+                # Predictions order the queue but are never shown: a pre-selected answer anchors
+                # annotators to the reward model they are meant to correct.
+                show_collab_predictions=False,
             ).id
 
         # A lost answer to a create could leave a project behind: look before creating again.
@@ -184,6 +187,18 @@ class LabelStudioClient:
         project_id = self.retrying(f"creating project {title!r}", lambda: found[0] if found else call(),
                                    before_retry=lambda: found.extend(self.find_projects(title)[:1]))
         return int(project_id)
+
+    def hide_predictions(self, project_id: int, model_version: str | None) -> None:
+        """Stop showing predictions to annotators, keeping `model_version` (the queue's order).
+
+        Label Studio clears a project's model_version when show_collab_predictions is turned off,
+        unless the same request sets it again; so both go in one request.
+        """
+        fields = {"show_collab_predictions": False}
+        if model_version:
+            fields["model_version"] = model_version
+        self.retrying(f"hiding predictions in project {project_id}",
+                      lambda: self.sdk.projects.update(project_id, **fields))
 
     def set_model_version(self, project_id: int, model_version: str) -> None:
         self.retrying(f"setting model_version of project {project_id}",

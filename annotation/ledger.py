@@ -337,22 +337,46 @@ class Ledger:
                     result.append(AggregatedLabel(pair_id, pseudo["choice"], tally, [f"model:{pseudo['model']}"], "pseudo", pseudo["confidence"]))
         return result
 
-    def pending(self) -> list[str]:
-        """Requested pairs without a non-skip vote (skips alone are not labels)."""
+    def pending(self, include_skipped: bool = True) -> list[str]:
+        """Requested pairs without a non-skip vote (skips alone are not labels).
+
+        With `include_skipped=False`, only the pairs still awaiting an answer: pairs that every
+        annotator who answered skipped (`skipped_pairs`) are left out. The default keeps them,
+        because a caller choosing what to ask next must not ask for them again.
+        """
         rows = self._db.execute(
             "SELECT pair_id FROM pairs WHERE requested = 1 AND pair_id NOT IN "
             "(SELECT pair_id FROM latest WHERE choice != 'skip') ORDER BY rowid"
         )
+        unlabelled = [r["pair_id"] for r in rows]
+        if include_skipped:
+            return unlabelled
+        skipped = set(self.skipped_pairs())
+        return [pair_id for pair_id in unlabelled if pair_id not in skipped]
+
+    def skipped_pairs(self) -> list[str]:
+        """Requested pairs answered only with skips: every annotator who answered skipped them.
+
+        Nothing is coming for them unless another annotator takes them up (Label Studio queues
+        a skipped task for others), so they count as skipped, not pending.
+        """
+        rows = self._db.execute(
+            "SELECT pair_id FROM pairs WHERE requested = 1 "
+            "AND pair_id IN (SELECT pair_id FROM latest WHERE choice = 'skip') "
+            "AND pair_id NOT IN (SELECT pair_id FROM latest WHERE choice != 'skip') ORDER BY rowid"
+        )
         return [r["pair_id"] for r in rows]
 
     def counts(self) -> dict:
+        """Pairs: requested = labelled + pending + skipped; and annotations, votes, skips, tasks."""
         one = lambda sql: self._db.execute(sql).fetchone()[0]  # noqa: E731
         labelled = one("SELECT COUNT(DISTINCT pair_id) FROM latest WHERE choice != 'skip'")
         return {
             "requested": one("SELECT COUNT(*) FROM pairs WHERE requested = 1"),
             "labelled": labelled,
-            "pending": len(self.pending()),
-            "skipped": one("SELECT COUNT(*) FROM latest WHERE choice = 'skip'"),
+            "pending": len(self.pending(include_skipped=False)),
+            "skipped": len(self.skipped_pairs()),
+            "skips": one("SELECT COUNT(*) FROM latest WHERE choice = 'skip'"),
             "rejected": one("SELECT COUNT(*) FROM rejected"),
             "pseudo": one("SELECT COUNT(DISTINCT pair_id) FROM pseudo_labels WHERE pair_id NOT IN "
                           "(SELECT pair_id FROM latest WHERE choice != 'skip')"),

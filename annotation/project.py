@@ -1,5 +1,8 @@
 """Which Label Studio project a ledger belongs to.
 
+A project's predictions order its queue (least certain first) but are never shown to annotators:
+a project found or bound with `show_collab_predictions` on has it turned off.
+
 A ledger is bound to one project on one server (its URL and project id live in the ledger's
 meta table; the API key never does). Mixing two projects' task ids in one ledger would map
 annotations to the wrong pairs, so a ledger bound elsewhere is refused unless the user names
@@ -76,4 +79,9 @@ def _check_existing(client: LabelStudioClient, project_id: int) -> dict:
             raise LabelStudioError(f"no project {project_id} at {client.url} (deleted?)", 404) from None
         raise
     check_label_config(project.get("label_config", ""), project_id, client.url)
+    if project.get("show_collab_predictions"):
+        # Projects made before predictions were hidden (or changed by hand): predictions are for the queue only.
+        client.hide_predictions(project_id, project.get("model_version"))
+        log.warning("project %s at %s showed the reward model's predictions to annotators; they are hidden now",
+                    project_id, client.url)
     return project

@@ -140,7 +140,8 @@ def pull_main(options, settings, run, cli) -> CommandResult:
     text = (f"pulled from project {figures['project_id']} at {figures['url']}: {figures['new']} new, "
             f"{figures['edited']} edited, {figures['skips']} skips, {figures['rejected']} rejected, "
             f"{figures['deleted_tasks']} deleted tasks\n"
-            f"ledger: {totals['labelled']} of {totals['requested']} pairs labelled, {totals['pending']} pending")
+            f"ledger: {totals['labelled']} of {totals['requested']} pairs labelled, {totals['pending']} pending, "
+            f"{totals['skipped']} skipped by every annotator who answered")
     return CommandResult(figures, text)
 
 

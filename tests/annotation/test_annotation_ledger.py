@@ -39,9 +39,31 @@ def test_annotations_recorded_once_and_aggregated(ledger, pairs):
     assert labels[p3.pair_id].kind == "simulated"
     assert p2.pair_id not in labels and p2.pair_id in ledger.pending()
     counts = ledger.counts()
-    assert counts["requested"] == 6 and counts["labelled"] == 3 and counts["pending"] == 3
-    assert counts["skipped"] == 1 and counts["votes"] == 6 and counts["human"] == 5 and counts["simulated"] == 1
+    assert counts["requested"] == 6 and counts["labelled"] == 3 and counts["pending"] == 2
+    assert counts["skipped"] == 1 and counts["skips"] == 1
+    assert counts["votes"] == 6 and counts["human"] == 5 and counts["simulated"] == 1
     assert [label.pair_id for label in ledger.labels(pair_ids=[p1.pair_id])] == [p1.pair_id]
+
+
+def test_a_pair_every_annotator_skipped_counts_as_skipped_not_pending(ledger, pairs):
+    ledger.add_pairs(pairs[:5])
+    p0, p1, p2, p3, p4 = pairs[:5]
+    ledger.record_annotations([
+        vote(p0, "ann1", "skip"), vote(p0, "ann2", "skip"),  # skipped by everyone who answered
+        vote(p1, "ann1", "skip"), vote(p1, "ann2", "b"),  # one skip, one vote: labelled
+        vote(p2, "ann1", "a"),
+        vote(p3, "ann1", "skip", external_id="ls:9", version=1),
+        vote(p3, "ann1", "a", external_id="ls:9", version=2),  # a skip edited into a vote: labelled
+    ])
+    counts = ledger.counts()
+    assert (counts["requested"], counts["labelled"], counts["pending"], counts["skipped"]) == (5, 3, 1, 1)
+    assert counts["skips"] == 3  # latest annotations (p3's skip was edited away), where "skipped" counts pairs
+    assert ledger.skipped_pairs() == [p0.pair_id]
+    assert ledger.pending(include_skipped=False) == [p4.pair_id]
+    # what a caller choosing the next pairs reads: the skipped pair is not to be asked for again
+    assert ledger.pending() == [p0.pair_id, p4.pair_id]
+    ledger.record_annotations([vote(p0, "ann3", "tie")])  # another annotator takes it up after all
+    assert ledger.skipped_pairs() == [] and ledger.counts()["labelled"] == 4
 
 
 def test_edits_are_new_versions_and_latest_wins(ledger, pairs):
