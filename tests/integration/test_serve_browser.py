@@ -129,6 +129,9 @@ def test_page_gives_text_and_bundle_verdicts(browser, page_url, tmp_path):
     _paste(browser, Path(materials["texts"]["marked2"]).read_text(encoding="utf-8"))
     assert _verdict_after(browser, "text-verdict", previous="not watermarked") == "watermarked"
 
+    _drop_file(browser, materials["texts"]["human1"], "text-drop")  # a text file dropped on the page
+    assert _verdict_after(browser, "text-verdict", previous="watermarked") == "not watermarked"
+
     _drop_file(browser, materials["bundles"]["good"], "bundle-drop")
     assert _verdict_after(browser, "bundle-verdict") == "verified"
     page_text = browser.find_element(By.ID, "bundle-result").text
