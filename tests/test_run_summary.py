@@ -5,7 +5,9 @@ from __future__ import annotations
 from mintline.commands.run import summary_row
 from mintline.pipeline.stages import StageOutcome
 
-FIGURES = {"parameters": 5_120_000, "steps": 1200, "eval_loss": 3.5, "eval_perplexity": 33.1, "tokens_per_second": 2000.0}
+FIGURES = {
+    "parameters": 5_120_000, "steps": 1200, "eval_loss": 3.5, "eval_perplexity": 33.1, "tokens_per_second": 2000.0,
+}
 
 
 def test_pruned_model_shows_parameters_before_and_after():
