@@ -1,6 +1,6 @@
 """`mintline run`: the whole line in one run directory, resumable, with a report.
 
-    mintline run                                   # the built-in default (about 15 min on 2 cores)
+    mintline run                                   # the built-in default (about 8 min on 2 free cores)
     mintline run --config run.yaml                 # sections: prepare, pretrain, align, watermark, release
     mintline run --pretrain.max_steps 100 --align.budget 30 --run_dir runs/quick
 
