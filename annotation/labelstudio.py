@@ -32,6 +32,8 @@ CONTROL = "preference"  # the Choices tag annotators answer with
 TO_NAME = "prompt"
 CHOICE_LABELS = {"A": "first", "B": "second", "Tie": "tie"}
 SIMULATED_EMAIL_DOMAIN = "simulated.mintline.invalid"  # Label Studio users that are simulated annotators
+QUEUE_VIEW = "Least certain first"  # the Data Manager tab whose order the browser's labelling stream follows
+PREDICTION_COLUMNS = ["tasks:predictions_score", "tasks:predictions_model_versions", "tasks:predictions_results"]
 
 LABEL_CONFIG = """<View>
   <Style>.mintline-text { white-space: pre-wrap; font-family: monospace; }</Style>
@@ -199,6 +201,33 @@ class LabelStudioClient:
             fields["model_version"] = model_version
         self.retrying(f"hiding predictions in project {project_id}",
                       lambda: self.sdk.projects.update(project_id, **fields))
+
+    def ensure_queue_view(self, project_id: int) -> bool:
+        """Give the project a first Data Manager tab ordered by prediction score; True if it was made now.
+
+        In the browser, "Label All Tasks" sends the open tab's filters, so Label Studio (1.23)
+        serves tasks in that tab's order and never consults uncertainty sampling, which only the
+        `/next/` API follows. Ordered by ascending score, the tab serves the least certain pair
+        first there too; its prediction columns are hidden, so the table shows no model answer.
+        """
+        def tabs() -> list[dict]:
+            return self.get_json(f"the Data Manager tabs of project {project_id}", "api/dm/views/", {"project": project_id})
+
+        def has_queue_view(views: list[dict]) -> bool:
+            return any((view.get("data") or {}).get("title") == QUEUE_VIEW for view in views)
+
+        views = tabs()
+        if has_queue_view(views):
+            return False
+        data = {"title": QUEUE_VIEW, "ordering": ["tasks:predictions_score"],
+                "hiddenColumns": {"explore": PREDICTION_COLUMNS, "labeling": PREDICTION_COLUMNS}}
+        body = {"project": project_id, "data": data,
+                "order": min([view.get("order") or 0 for view in views], default=0) - 1}  # before any other tab
+        arrived: list[bool] = []  # a retry first looks again: the lost answer may have been a success
+        self.retrying(f"creating the queue tab of project {project_id}",
+                      lambda: arrived or self.request_json("POST", "api/dm/views/", body=body),
+                      before_retry=lambda: arrived.extend([True] if has_queue_view(tabs()) else []))
+        return True
 
     def set_model_version(self, project_id: int, model_version: str) -> None:
         self.retrying(f"setting model_version of project {project_id}",

@@ -1,7 +1,8 @@
 """Which Label Studio project a ledger belongs to.
 
-A project's predictions order its queue (least certain first) but are never shown to annotators:
-a project found or bound with `show_collab_predictions` on has it turned off.
+A project's predictions order its queue (least certain first: `/next/`, and in the browser a first
+Data Manager tab sorted by prediction score) but are never shown to annotators: a project found
+or bound with `show_collab_predictions` on has it turned off.
 
 A ledger is bound to one project on one server (its URL and project id live in the ledger's
 meta table; the API key never does). Mixing two projects' task ids in one ledger would map
@@ -65,6 +66,7 @@ def bind_project(
             )
         else:
             project_id = client.create_project(title, model_version, overlap)
+            client.ensure_queue_view(project_id)
             created = True
     if (bound_id, bound_url) != (project_id, client.url):
         ledger.set_meta({"labelstudio_url": client.url, "labelstudio_project": str(project_id), "labelstudio_title": title})
@@ -84,4 +86,5 @@ def _check_existing(client: LabelStudioClient, project_id: int) -> dict:
         client.hide_predictions(project_id, project.get("model_version"))
         log.warning("project %s at %s showed the reward model's predictions to annotators; they are hidden now",
                     project_id, client.url)
+    client.ensure_queue_view(project_id)
     return project

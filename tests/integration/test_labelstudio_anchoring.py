@@ -1,9 +1,10 @@
 """Annotators must not be anchored to the reward model they are meant to correct.
 
 Against a real Label Studio (started by .ci/labelstudio.py): mintline's project keeps the reward
-model's predictions, so the `/next/` queue still serves the least certain pair first, but does
-not show them (`show_collab_predictions` off), so a task opens with no choice selected, in
-headless Chromium as an annotator sees it. A project made before (predictions shown) is switched
+model's predictions, so the `/next/` queue, and the browser's labelling stream through a first
+Data Manager tab sorted by score, still serve the least certain pair first, but does not show
+them (`show_collab_predictions` off), so a task opens with no choice selected, in headless
+Chromium as an annotator sees it. A project made before (predictions shown) is switched
 off when mintline binds it, keeping its queue. A pair every annotator skipped counts as skipped,
 not pending.
 """
@@ -18,7 +19,7 @@ import uuid
 import pytest
 
 from annotation.config import LabelStudioSettings
-from annotation.labelstudio import LABEL_CONFIG, LabelStudioClient
+from annotation.labelstudio import LABEL_CONFIG, QUEUE_VIEW, LabelStudioClient
 from annotation.labelstudio_annotators import choice_result
 from annotation.ledger import Ledger
 from annotation.pairs import PreferencePair
@@ -86,6 +87,11 @@ def test_predictions_order_the_queue_but_are_not_shown(client, project):
         else:
             client.sdk.annotations.create(task["id"], result=choice_result("A"))
     assert served == sorted(CONFIDENCES)  # least certain first, every pair once
+    # the browser's queue: a first Data Manager tab by ascending score, whose table shows no prediction
+    (tab,) = [view for view in client.get_json("tabs", "api/dm/views/", {"project": project_id})
+              if view["data"]["title"] == QUEUE_VIEW]
+    assert tab["data"]["ordering"] == ["tasks:predictions_score"]
+    assert "tasks:predictions_results" in tab["data"]["hiddenColumns"]["labeling"]
 
     # The pair its only annotator skipped is skipped, not pending: nothing more is coming for it.
     pull_annotations(client, ledger, project_id)
@@ -105,6 +111,8 @@ def test_a_project_that_showed_predictions_is_switched_off_and_keeps_its_queue(c
     assert "showed the reward model's predictions to annotators; they are hidden now" in caplog.text
     task = client.next_task(project_id)
     assert task["data"]["prompt"].startswith("older question 3:")  # confidence 0.55, the least certain
+    tabs = client.get_json("tabs", "api/dm/views/", {"project": project_id})
+    assert [view["data"]["title"] for view in tabs] == [QUEUE_VIEW]
 
 
 # -- in a real browser, as an annotator ---------------------------------------------------------------
@@ -140,8 +148,8 @@ def annotator_browser(label_studio):
         driver.quit()
 
 
-def _open_label_stream(driver, url: str, project_id: int) -> list[bool]:
-    """Open the project's labelling stream ("Label All Tasks"); the A / B / Tie radio buttons' states."""
+def _open_label_stream(driver, url: str, project_id: int) -> tuple[list[bool], str]:
+    """Open the project's labelling stream ("Label All Tasks"): the A / B / Tie buttons' states, the page's text."""
     import time
 
     from selenium.webdriver.common.by import By
@@ -150,10 +158,10 @@ def _open_label_stream(driver, url: str, project_id: int) -> list[bool]:
     driver.get(f"{url}/projects/{project_id}/data?labeling=1")
     WebDriverWait(driver, 120).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input[type=radio]")) == 3)
     time.sleep(2)  # the editor may apply a pre-annotation just after drawing the buttons
-    return [radio.is_selected() for radio in driver.find_elements(By.CSS_SELECTOR, "input[type=radio]")]
+    states = [radio.is_selected() for radio in driver.find_elements(By.CSS_SELECTOR, "input[type=radio]")]
+    return states, driver.find_element(By.TAG_NAME, "body").text
 
 
-@pytest.mark.slow
 def test_a_fresh_task_opens_with_no_choice_selected(client, annotator_browser, tmp_path):
     driver, url = annotator_browser
     ours = client.sdk.projects.create(title=f"mintline anchoring browser {uuid.uuid4().hex[:8]}",
@@ -161,7 +169,11 @@ def test_a_fresh_task_opens_with_no_choice_selected(client, annotator_browser, t
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         bind_project(client, ledger, LabelStudioSettings(url=client.url, project_id=ours), MODEL_VERSION)
         push_pairs(client, ledger, ours, _pairs("browser"), model_version=MODEL_VERSION)
-    assert _open_label_stream(driver, url, ours) == [False, False, False]
+    states, page = _open_label_stream(driver, url, ours)
+    assert states == [False, False, False]
+    # the browser's stream follows the first tab's order (ascending score), not /next/: the least certain pair
+    assert "browser question 3:" in page and "browser question 1:" not in page
     # The same page with predictions shown pre-selects the model's answer: what annotators saw before.
     showing = _project_showing_predictions(client, "shown")
-    assert _open_label_stream(driver, url, showing).count(True) == 1
+    states, _ = _open_label_stream(driver, url, showing)
+    assert states.count(True) == 1
