@@ -20,8 +20,9 @@ import numpy as np
 from alignment.acquisition import SelectionContext, StrategySpec, parse_strategies, parse_strategy, pseudo_label
 from alignment.data import PreferenceRow, read_preference_file
 from alignment.errors import ConfigError
-from alignment.features import FeatureConfig, feature_blocks
-from alignment.reward_model import BradleyTerryModel, PairFeatureSpace, RewardModelConfig
+from alignment.features import FeatureConfig
+from alignment.reward_model import RewardModelConfig
+from alignment.reward_models import RewardFamilyConfig, RewardInputs, new_reward_model, prepare_reward_inputs
 
 log = logging.getLogger("alignment")
 
@@ -42,6 +43,11 @@ class BenchmarkConfig:
     baseline_features: str = field(
         default=None, metadata={"help": "also run random with these features and report the gain of --features over them"}
     )
+    baseline_reward_model: str = field(
+        default=None, metadata={"help": "also run random with this reward-model family (e.g. 'linear') on --features, "
+                                        "and report the whole stage's gain over it (the system ratio)"}
+    )
+    ceiling: bool = field(default=True, metadata={"help": "also fit each seed's reward model on every pool label"})
     label_noise: float = field(default=0.0, metadata={"help": "probability that a revealed label is flipped"})
     test_size: int = field(default=0, metadata={"help": "held-out pairs (0 = min(2000, half the pairs))"})
     batch_size: int = field(default=0, metadata={"help": "labels per round (0 = budget / 20, at least 5)"})
@@ -58,6 +64,8 @@ class BenchmarkConfig:
         if self.budget < 2 or self.seeds < 1 or self.first_seed < 0:
             raise ValueError(f"budget >= 2, seeds >= 1 and first_seed >= 0 are required, got budget={self.budget}, "
                              f"seeds={self.seeds}, first_seed={self.first_seed}")
+        if self.batch_size and self.budget < self.batch_size:
+            raise ValueError(f"budget: {self.budget} labels is below one round of batch_size {self.batch_size}")
         if not 0 <= self.label_noise < 0.5:
             raise ValueError(f"label_noise: must be in [0, 0.5), got {self.label_noise}")
         if not 0.5 < self.pseudo_threshold <= 1:
@@ -75,14 +83,15 @@ class BenchmarkConfig:
 
 @dataclass
 class Dataset:
-    """Rows with their responses' feature blocks: row i's chosen is response 2i, its rejected 2i+1."""
+    """Rows with their responses encoded for a reward-model family: row i's chosen is response 2i, its rejected 2i+1."""
 
     rows: list[PreferenceRow]
-    blocks: list[np.ndarray]
+    inputs: RewardInputs
     skipped: dict[str, int]
 
 
-def load_dataset(config: BenchmarkConfig, features: str, rows=None, skipped=None) -> Dataset:
+def load_dataset(config: BenchmarkConfig, features: str, rows=None, skipped=None,
+                 family: RewardFamilyConfig | None = None) -> Dataset:
     if rows is None:
         preference_file = read_preference_file(config.pairs)
         rows, skipped = preference_file.rows, preference_file.skipped_by_reason()
@@ -91,7 +100,11 @@ def load_dataset(config: BenchmarkConfig, features: str, rows=None, skipped=None
     cache = str(Path(config.cache_dir).expanduser()) if config.cache_dir else None
     feature_config = FeatureConfig(encoder=features, policy_model=config.policy_model, cache_dir=cache)
     feature_config.parts()  # unknown encoders fail before any work
-    return Dataset(rows=rows, blocks=feature_blocks(prompts, responses, feature_config), skipped=skipped or {})
+    family = family or RewardFamilyConfig()
+    if cache and not family.rm_cache_dir:
+        family = RewardFamilyConfig(**{**family.__dict__, "rm_cache_dir": cache})
+    inputs = prepare_reward_inputs(family, prompts, responses, feature_config, policy_model=config.policy_model)
+    return Dataset(rows=rows, inputs=inputs, skipped=skipped or {})
 
 
 @dataclass
@@ -127,14 +140,18 @@ def make_split(n_rows: int, config: BenchmarkConfig, seed: int, groups: list | N
                  flipped=noise_rng.random(n_rows) < config.label_noise, warm_start=warm)
 
 
-def pair_features(dataset: Dataset, split: Split, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pair differences x = z_a − z_b for every row (in the split's a/b order), and labels y = [a preferred]."""
-    n = len(dataset.rows)
+def oriented_pairs(split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Response indices a, b of every row in the split's a/b order, and labels y = [a preferred]."""
+    n = len(split.chosen_is_a)
     a = np.where(split.chosen_is_a, 2 * np.arange(n), 2 * np.arange(n) + 1)
     b = np.where(split.chosen_is_a, 2 * np.arange(n) + 1, 2 * np.arange(n))
-    space = PairFeatureSpace(dim).fit(dataset.blocks, a[split.pool], b[split.pool])
-    z = space.transform(dataset.blocks)
-    return z[a] - z[b], split.chosen_is_a.astype(float)
+    return a, b, split.chosen_is_a.astype(float)
+
+
+def length_matched(rows: list[PreferenceRow], tolerance: float = 0.1) -> np.ndarray:
+    """Rows whose two responses differ in length by at most `tolerance` of the longer: length cannot decide them."""
+    return np.asarray([abs(len(r.chosen) - len(r.rejected)) <= tolerance * max(len(r.chosen), len(r.rejected), 1)
+                       for r in rows], dtype=bool)
 
 
 @dataclass
@@ -143,80 +160,121 @@ class Curve:
     accuracy: list[float]
     seconds: float
     pseudo_labels: int = 0
+    matched_accuracy: float | None = None  # at the full budget, on test pairs matched for length
+    fit_seconds: list[float] = field(default_factory=list)  # the reward model's refit, per round
 
 
-def run_strategy(spec: StrategySpec, x: np.ndarray, y_true: np.ndarray, split: Split, config: BenchmarkConfig,
-                 rm_config: RewardModelConfig, seed: int) -> Curve:
+def run_strategy(spec: StrategySpec, dataset: Dataset, split: Split, config: BenchmarkConfig,
+                 rm_config: RewardModelConfig, seed: int, matched: np.ndarray | None = None) -> Curve:
     rng = np.random.default_rng(seed * 7919 + sum(map(ord, spec.name)))
     strategy = spec.build()
-    pool_x, test_x = x[split.pool], x[split.test]
+    a, b, y_true = oriented_pairs(split)
+    pool_a, pool_b, test_a, test_b = a[split.pool], b[split.pool], a[split.test], b[split.test]
     revealed = np.where(split.flipped[split.pool], 1 - y_true[split.pool], y_true[split.pool])  # asked-for labels only
     test_y = y_true[split.test]
-    model = BradleyTerryModel(rm_config, seed=seed)
+    model = new_reward_model(dataset.inputs, rm_config, pool_a, pool_b, seed=seed)
     asked = list(split.warm_start)
     is_asked = np.zeros(len(split.pool), dtype=bool)
     is_asked[asked] = True
     labels, accuracy, pseudo_total, seconds = [], [], 0, 0.0
     cap = config.pseudo_cap or config.round_size()
+    pool_x = None
     while True:
         started = time.perf_counter()
-        train_x, train_y, weight = pool_x[asked], revealed[asked], np.ones(len(asked))
-        if spec.pseudo and model.fitted:
-            pseudo = pseudo_label(model, pool_x, np.flatnonzero(~is_asked), config.pseudo_threshold, cap)
+        train_a, train_b, train_y, weight = pool_a[asked], pool_b[asked], revealed[asked], np.ones(len(asked))
+        if spec.pseudo and model.head.fitted:
+            pseudo = pseudo_label(model.head, pool_x, np.flatnonzero(~is_asked), config.pseudo_threshold, cap)
             pseudo_total += len(pseudo.indices)
-            train_x = np.concatenate([train_x, pool_x[pseudo.indices]])
+            train_a = np.concatenate([train_a, pool_a[pseudo.indices]])
+            train_b = np.concatenate([train_b, pool_b[pseudo.indices]])
             train_y = np.concatenate([train_y, pseudo.prefer_a])
             weight = np.concatenate([weight, pseudo.confidence])
-        model.fit(train_x, train_y, weight)
+        model.fit(train_a, train_b, train_y, weight)
+        pool_x = model.pair_features(pool_a, pool_b)
         seconds += time.perf_counter() - started
         labels.append(len(asked))
-        accuracy.append(model.accuracy(test_x, test_y))
+        test_x = model.pair_features(test_a, test_b)
+        accuracy.append(model.head.accuracy(test_x, test_y))
         if len(asked) >= config.budget:
             break
         started = time.perf_counter()
         candidates = np.flatnonzero(~is_asked)
-        ctx = SelectionContext(model=model, x=pool_x, candidates=candidates, labelled=np.asarray(asked), rng=rng)
+        ctx = SelectionContext(model=model.head, x=pool_x, candidates=candidates, labelled=np.asarray(asked), rng=rng)
         batch = strategy.select(ctx, min(config.round_size(), config.budget - len(asked)))
         seconds += time.perf_counter() - started
         if len(set(batch.tolist())) != len(batch) or is_asked[batch].any():
             raise AssertionError(f"{spec.name} asked for a pair twice")  # a bug, not user input
         asked.extend(batch.tolist())
         is_asked[batch] = True
-    return Curve(labels=labels, accuracy=accuracy, seconds=seconds, pseudo_labels=pseudo_total)
+    matched_test = None if matched is None else matched[split.test]
+    matched_accuracy = (model.head.accuracy(test_x[matched_test], test_y[matched_test])
+                        if matched_test is not None and matched_test.any() else None)
+    return Curve(labels=labels, accuracy=accuracy, seconds=seconds, pseudo_labels=pseudo_total,
+                 matched_accuracy=matched_accuracy, fit_seconds=list(model.fit_seconds))
+
+
+def ceiling_accuracy(dataset: Dataset, split: Split, rm_config: RewardModelConfig, seed: int) -> float:
+    """Held-out accuracy of the reward model fitted on every pool label (as annotators gave them, noise included).
+
+    A trained family gets as many steps as a 20-round run, or three passes over the pool if that is more.
+    """
+    a, b, y_true = oriented_pairs(split)
+    revealed = np.where(split.flipped[split.pool], 1 - y_true[split.pool], y_true[split.pool])
+    model = new_reward_model(dataset.inputs, rm_config, a[split.pool], b[split.pool], seed=seed)
+    family = dataset.inputs.family_config
+    if dataset.inputs.encoding is not None:
+        passes = -(-3 * len(split.pool) // family.rm_batch_size)
+        model.family_config = RewardFamilyConfig(**{**family.__dict__,
+                                                    "rm_steps_per_round": max(20 * family.rm_steps_per_round, passes)})
+    model.fit(a[split.pool], b[split.pool], revealed)
+    return model.head.accuracy(model.pair_features(a[split.test], b[split.test]), y_true[split.test])
 
 
 def run_benchmark(config: BenchmarkConfig, rm_config: RewardModelConfig | None = None, dataset: Dataset | None = None,
-                  baseline: Dataset | None = None) -> dict:
-    """Curves for every strategy and seed (and random on the baseline features); see report.summarise."""
+                  baseline: Dataset | None = None, family: RewardFamilyConfig | None = None) -> dict:
+    """Curves for every strategy and seed, the ceiling, and random with the baseline features or family
+    (see report.summarise)."""
     from tqdm.auto import tqdm
 
     rm_config = rm_config or RewardModelConfig()
+    family = family or RewardFamilyConfig()
     specs = config.specs()  # unknown strategies, encoders and a budget beyond the pool fail before any encoding
     for encoder in filter(None, (config.features, config.baseline_features)):
         FeatureConfig(encoder=encoder, policy_model=config.policy_model).parts()
+    baseline_family = (RewardFamilyConfig(**{**family.__dict__, "reward_model": config.baseline_reward_model})
+                       if config.baseline_reward_model else family)
     if dataset is None:
         preference_file = read_preference_file(config.pairs)
         make_split(len(preference_file.rows), config, 0, [r.prompt for r in preference_file.rows])
-        dataset = load_dataset(config, config.features, preference_file.rows, preference_file.skipped_by_reason())
-    if config.baseline_features and baseline is None:
-        baseline = load_dataset(config, config.baseline_features, dataset.rows, dataset.skipped)
+        dataset = load_dataset(config, config.features, preference_file.rows, preference_file.skipped_by_reason(),
+                               family=family)
+    if (config.baseline_features or config.baseline_reward_model) and baseline is None:
+        baseline = load_dataset(config, config.baseline_features or config.features, dataset.rows, dataset.skipped,
+                                family=baseline_family)
     n_rows = len(dataset.rows)
     groups = [r.prompt for r in dataset.rows]
+    matched = length_matched(dataset.rows)
     make_split(n_rows, config, 0, groups)
     curves: dict[str, list[Curve]] = {s.name: [] for s in specs}
     baseline_curves: list[Curve] = []
+    ceilings: list[float] = []
     for seed in tqdm(range(config.first_seed, config.first_seed + config.seeds), desc="seeds", unit="seed"):
         split = make_split(n_rows, config, seed, groups)
-        x, y = pair_features(dataset, split, rm_config.feature_dim)
         for spec in specs:
-            curves[spec.name].append(run_strategy(spec, x, y, split, config, rm_config, seed))
+            curves[spec.name].append(run_strategy(spec, dataset, split, config, rm_config, seed, matched))
         if baseline is not None:
-            bx, by = pair_features(baseline, split, rm_config.feature_dim)
-            baseline_curves.append(run_strategy(parse_strategy("random"), bx, by, split, config, rm_config, seed))
+            baseline_curves.append(run_strategy(parse_strategy("random"), baseline, split, config, rm_config, seed, matched))
+        if config.ceiling:
+            ceilings.append(ceiling_accuracy(dataset, split, rm_config, seed))
     split = make_split(n_rows, config, 0, groups)
     return {
         "curves": curves,
         "baseline_curves": baseline_curves,
+        "baseline": {"features": config.baseline_features or config.features,
+                     "reward_model": baseline_family.reward_model} if baseline is not None else None,
+        "reward_model": family.reward_model,
+        "ceilings": ceilings,
+        "length_matched_test_pairs": int(matched[split.test].sum()),
         "rows": n_rows,
         "skipped_rows": dataset.skipped,
         "test_size": len(split.test),

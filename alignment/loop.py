@@ -19,6 +19,7 @@ from alignment.acquisition import SelectionContext, parse_strategy, pseudo_label
 from alignment.errors import ConfigError
 from alignment.features import FeatureConfig, feature_blocks
 from alignment.reward_model import BradleyTerryModel, PairFeatureSpace, RewardModelConfig
+from alignment.reward_models import FixedPairFeatures
 from annotation.pairs import PreferencePair
 
 log = logging.getLogger("alignment")
@@ -36,6 +37,9 @@ class ActiveLoopConfig:
     def __post_init__(self):
         if self.budget < 1 or self.batch_size < 1:
             raise ConfigError(f"budget and batch_size: must be >= 1, got {self.budget} and {self.batch_size}")
+        if self.budget < self.batch_size:
+            raise ConfigError(f"budget: {self.budget} labels is below one round of batch_size {self.batch_size}; "
+                              "raise the budget or lower the batch size")
         if not 0.5 < self.pseudo_threshold <= 1:
             raise ConfigError(f"pseudo_threshold: must be in (0.5, 1], got {self.pseudo_threshold}")
         parse_strategy(self.strategy)  # unknown names fail before any work
@@ -61,11 +65,14 @@ def training_set(ledger, ids: list[str], index: dict[str, int]):
     return np.asarray(positions, dtype=int), np.asarray(targets, dtype=float)
 
 
-def run_active_loop(pairs: list[PreferencePair], x: np.ndarray, backend, config: ActiveLoopConfig,
+def run_active_loop(pairs: list[PreferencePair], x, backend, config: ActiveLoopConfig,
                     rm_config: RewardModelConfig | None = None, model_id: str = "bt-reward-model",
-                    eval_x: np.ndarray | None = None, eval_y: np.ndarray | None = None) -> dict:
+                    eval_x=None, eval_y: np.ndarray | None = None) -> dict:
     """Run rounds until `budget` pairs have been requested and answered; returns figures and a state.
 
+    `x`: the pool's fixed pair-difference features (n_pairs, d), or a reward model of any family
+    (alignment.reward_models) over the pool's responses, pair i being responses 2i and 2i+1; `eval_x`: the
+    held-out pairs' features, or with a reward model their (a, b) response indices.
     `state` is "done", or "waiting" with `waiting_for` = labels still outstanding at a backend
     that answers later (Label Studio). Nothing is lost by returning: call again to continue.
     """
@@ -74,11 +81,18 @@ def run_active_loop(pairs: list[PreferencePair], x: np.ndarray, backend, config:
     spec = parse_strategy(config.strategy)
     strategy = spec.build()
     rm_config = rm_config or RewardModelConfig()
+    if isinstance(x, np.ndarray):
+        reward_model, pair_a, pair_b = FixedPairFeatures(x, rm_config, seed=config.selection_seed), np.arange(len(x)), None
+        evaluation = EvalSet(eval_y, features=eval_x)
+    else:
+        reward_model, pair_a, pair_b = x, 2 * np.arange(len(pairs)), 2 * np.arange(len(pairs)) + 1
+        evaluation = EvalSet(eval_y, pairs=eval_x)
     ledger = backend.ledger
     ids = [p.pair_id for p in pairs]
     index = {pair_id: i for i, pair_id in enumerate(ids)}
     rng = np.random.default_rng(config.selection_seed)
-    model = BradleyTerryModel(rm_config, seed=config.selection_seed)
+    model = reward_model.head
+    pool_x = reward_model.pair_features(pair_a, pair_b) if isinstance(x, np.ndarray) else None
     started, rounds_this_call = time.perf_counter(), 0
     curve: list[dict] = []  # the reward model after each round, scored on the held-out set if one is given
     backend.collect()
@@ -89,22 +103,25 @@ def run_active_loop(pairs: list[PreferencePair], x: np.ndarray, backend, config:
         requested = set(pending) | {ids[i] for i in positions}
         outstanding = [pair_id for pair_id in pending if pair_id not in skipped]
         if len(positions):
-            model.fit(x[positions], targets)
-            if eval_x is not None and eval_y is not None and len(eval_y):
-                curve.append({"labels": int(len(positions)), "accuracy": round(model.accuracy(eval_x, eval_y), 4)})
+            reward_model.fit(pair_a[positions], None if pair_b is None else pair_b[positions], targets)
+            pool_x = reward_model.pair_features(pair_a, pair_b)
+            if evaluation:
+                curve.append({"labels": int(len(positions)), "accuracy": evaluation.accuracy(reward_model)})
+        elif pool_x is None:
+            pool_x = reward_model.pair_features(pair_a, pair_b)
         if outstanding:
-            return _figures("waiting", ledger, ids, model, positions, targets, x, config, rounds_this_call,
-                            started, waiting_for=len(outstanding), eval_x=eval_x, eval_y=eval_y, curve=curve)
+            return _figures("waiting", ledger, ids, reward_model, positions, targets, pool_x, config, rounds_this_call,
+                            started, waiting_for=len(outstanding), evaluation=evaluation, curve=curve)
         if len(requested) >= config.budget:
             break
         candidates = np.asarray([i for i, pair_id in enumerate(ids) if pair_id not in requested], dtype=int)
         if not len(candidates):
             break
         labelled = np.asarray(sorted(index[p] for p in requested), dtype=int)
-        ctx = SelectionContext(model=model, x=x, candidates=candidates, labelled=labelled, rng=rng)
+        ctx = SelectionContext(model=model, x=pool_x, candidates=candidates, labelled=labelled, rng=rng)
         batch = strategy.select(ctx, min(config.batch_size, config.budget - len(requested)))
         round_number = -(-len(requested) // config.batch_size)
-        backend.request([_with_prediction(pairs[i], model, x[i]) for i in batch], round=round_number)
+        backend.request([_with_prediction(pairs[i], model, pool_x[i]) for i in batch], round=round_number)
         backend.collect()
         rounds_this_call += 1
         log.info("round %d: asked %d pairs (%d of %d requested)", round_number, len(batch), len(requested) + len(batch), config.budget)
@@ -113,15 +130,29 @@ def run_active_loop(pairs: list[PreferencePair], x: np.ndarray, backend, config:
     if spec.pseudo and model.fitted:
         requested_positions = {index[p] for p in requested}
         unrequested = np.asarray([i for i in range(len(ids)) if i not in requested_positions], dtype=int)
-        pseudo = pseudo_label(model, x, unrequested, config.pseudo_threshold, config.pseudo_cap or max(1, config.budget // 2))
+        pseudo = pseudo_label(model, pool_x, unrequested, config.pseudo_threshold, config.pseudo_cap or max(1, config.budget // 2))
         if len(pseudo.indices):
             pseudo_count = ledger.record_pseudo_labels(
                 [(ids[i], "a" if prefer else "b", float(c)) for i, prefer, c in zip(pseudo.indices, pseudo.prefer_a, pseudo.confidence)],
                 model=model_id,
                 pairs=[pairs[i] for i in pseudo.indices],  # their text, so export_trl(include_pseudo=True) can write them
             )
-    return _figures("done", ledger, ids, model, positions, targets, x, config, rounds_this_call, started,
-                    pseudo_recorded=pseudo_count, eval_x=eval_x, eval_y=eval_y, curve=curve)
+    return _figures("done", ledger, ids, reward_model, positions, targets, pool_x, config, rounds_this_call, started,
+                    pseudo_recorded=pseudo_count, evaluation=evaluation, curve=curve)
+
+
+class EvalSet:
+    """Held-out pairs with known answers: fixed features, or (a, b) response indices into a trained reward model."""
+
+    def __init__(self, targets, features=None, pairs=None):
+        self.targets, self.features, self.pairs = targets, features, pairs
+
+    def __bool__(self) -> bool:
+        return self.targets is not None and len(self.targets) > 0 and (self.features is not None or self.pairs is not None)
+
+    def accuracy(self, reward_model) -> float:
+        x = self.features if self.features is not None else reward_model.pair_features(*self.pairs)
+        return round(reward_model.head.accuracy(x, self.targets), 4)
 
 
 def _skipped_only(ledger, pending: list[str]) -> set[str]:
@@ -141,13 +172,15 @@ def _with_prediction(pair: PreferencePair, model: BradleyTerryModel, x_row: np.n
                           confidence=min(max(confidence, 0.5), 1.0), metadata=dict(pair.metadata))
 
 
-def _figures(state, ledger, ids, model, positions, targets, x, config, rounds, started, waiting_for=0,
-             pseudo_recorded=0, eval_x=None, eval_y=None, curve=None) -> dict:
+def _figures(state, ledger, ids, reward_model, positions, targets, pool_x, config, rounds, started, waiting_for=0,
+             pseudo_recorded=0, evaluation: EvalSet | None = None, curve=None) -> dict:
     counts = ledger.counts()
+    model = reward_model.head
     figures = {
         "state": state,
         "waiting_for": waiting_for,
         "strategy": config.strategy,
+        "reward_model": reward_model.family,
         "budget": config.budget,
         "rounds_this_call": rounds,
         "labels_requested": counts.get("requested", 0),
@@ -159,11 +192,12 @@ def _figures(state, ledger, ids, model, positions, targets, x, config, rounds, s
         "labels_used_for_reward_model": int(len(positions)),
         "ledger_counts": counts,
         "loop_seconds": round(time.perf_counter() - started, 3),
+        "reward_model_seconds_per_round": round(float(np.mean(reward_model.fit_seconds)), 3) if reward_model.fit_seconds else None,
         "curve": curve or [],
     }
     if model.fitted:
-        figures["reward_model_train_accuracy"] = round(model.accuracy(x[positions], targets), 4)
+        figures["reward_model_train_accuracy"] = round(model.accuracy(pool_x[positions], targets), 4)
         figures["reward_model_prior_precision"] = round(float(model.prior_precision), 5)
-        if eval_x is not None and eval_y is not None and len(eval_y):
-            figures["reward_model_eval_accuracy"] = round(model.accuracy(eval_x, eval_y), 4)
+        if evaluation:
+            figures["reward_model_eval_accuracy"] = evaluation.accuracy(reward_model)
     return figures

@@ -121,8 +121,41 @@ def summarise(results: dict, budget: int) -> dict:
     pseudo = {name: int(np.mean([c.pseudo_labels for c in runs])) for name, runs in curves.items() if "pseudo" in name or name == "adpo"}
     if pseudo:
         summary["pseudo_labels_per_seed"] = pseudo
+    summary["seconds_per_round"] = {
+        name: round(float(np.mean([s for c in runs for s in c.fit_seconds])), 3) if runs[0].fit_seconds else None
+        for name, runs in curves.items()
+    }
+    matched = {name: [c.matched_accuracy for c in runs if c.matched_accuracy is not None] for name, runs in curves.items()}
+    summary["length_matched_accuracy"] = {name: round(float(np.mean(v)), 4) for name, v in matched.items() if v}
+    if results.get("ceilings"):
+        mean, low, high = mean_interval(np.asarray(results["ceilings"]))
+        summary["ceiling"] = {"accuracy": round(mean, 4), "ci": [round(low, 4), round(high, 4)] if len(results["ceilings"]) > 1 else None,
+                              "full_budget_random": round(float(_matrix(reference)[1][:, -1].mean()), 4)}
+    ratios = {name: r for name, r in summary["label_ratio"].items() if name != "random" and r is not None}
+    summary["best_strategy"] = min(ratios, key=ratios.get) if ratios else None
     baseline = results.get("baseline_curves") or []
-    if baseline:
+    family_baseline = (results.get("baseline") or {}).get("reward_model") not in (None, results.get("reward_model"))
+    if baseline and family_baseline:
+        # The whole stage against the standard recipe: its reward model with its best strategy (or random when
+        # no strategy beats it) vs random sampling with the baseline family on the same encoder.
+        best = summary["best_strategy"] or "random"
+        base_flat = flatness(baseline)
+        system = label_ratio(baseline, curves[best])
+        summary["system_gain"] = {
+            "strategy": best, "reward_model": results.get("reward_model"), "baseline": results["baseline"],
+            "label_ratio": None if base_flat["flat"] else system["ratio"],
+            "label_ratio_ci": None if base_flat["flat"] else system["ci"],
+            "baseline_flat": base_flat["flat"],
+            "baseline_full_budget_accuracy": system["target_accuracy"],
+            "system_full_budget_accuracy": round(float(_matrix(curves[best])[1][:, -1].mean()), 4),
+            "note": "the best strategy is chosen on the same seeds, so this ratio is optimistic by that choice",
+        }
+        summary["curves"]["random (baseline)"] = {
+            "labels": _matrix(baseline)[0].astype(int).tolist(),
+            "accuracy_mean": [round(v, 4) for v in _matrix(baseline)[1].mean(0)],
+            "accuracy_ci": None,
+        }
+    elif baseline:
         base_flat = flatness(baseline)
         gain = label_ratio(baseline, reference)
         summary["feature_gain"] = {

@@ -52,6 +52,9 @@ class AlignStageConfig:
         metadata={"help": "simulated backend: candidate pairs kept out of the pool and judged by the noise-free gold "
                           "judge, to draw the reward model's label-efficiency curve (0 = off)"},
     )
+    gold_win_prompts: int = field(
+        default=64, metadata={"help": "simulated backend: held-out corpus prompts on which the gold judge compares "
+                                      "the DPO'd policy's answers with the pre-DPO policy's (0 = off)"})
     include_pseudo: bool = field(default=False, metadata={"help": "train DPO on pseudo-labels too"})
     eval_fraction: float = field(default=0.15, metadata={"help": "labelled pairs held out from DPO to measure it"})
     dpo_beta: float = field(default=0.1, metadata={"help": "DPO β"})
@@ -208,6 +211,9 @@ def run_align_stage(config: AlignStageConfig, candidates: CandidateConfig | None
     figures["dpo"].update(implicit_reward_accuracies(config.policy_model, out / "model", held_out))
     if eval_path is not None:
         figures["dpo"]["heldout_pairs"] = len(held_out["heldout_implicit_reward_accuracy"])
+    if config.backend == "simulated" and config.gold_win_prompts and not config.prompts_file:
+        figures["dpo"]["gold_win_rate"] = gold_win_rate(config, pairs, out / "model", gold or gold_score,
+                                                        candidates, loop.selection_seed)
     figures["dpo"]["verdict"] = dpo_verdict(figures["dpo"])
     if not figures["dpo"]["verdict"]["helped"]:
         log.warning("%s", figures["dpo"]["verdict"]["text"])
@@ -239,6 +245,32 @@ def pool_reward_model(pairs, pool, eval_index, config: AlignStageConfig, rm_conf
     return model, eval_x
 
 
+def gold_win_rate(config: AlignStageConfig, pairs, model_dir: Path, gold, candidates: CandidateConfig,
+                  seed: int) -> dict:
+    """The gold judge's win rate of the DPO'd policy's answers over the pre-DPO policy's, on corpus prompts that
+    no candidate pair used (the same sampling seed for both, so they differ only in the weights)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from alignment.evaluation import win_rate
+    from alignment.pairs import sample_responses
+
+    used = {p.prompt for p in pairs}
+    drawn = load_prompts(AlignStageConfig(**{**asdict(config), "num_prompts": 4 * config.gold_win_prompts}), seed + 7)
+    prompts = [p for p in dict.fromkeys(drawn) if p not in used][: config.gold_win_prompts]
+    if not prompts:
+        return {"n": 0}
+    tokenizer = AutoTokenizer.from_pretrained(config.policy_model)
+    sampling = CandidateConfig(**{**asdict(candidates), "samples_per_prompt": 2, "sample_seed": 1000 + seed})
+    scores = {}
+    for name, model in (("dpo", load_aligned(config.policy_model, model_dir)),
+                        ("pre_dpo", AutoModelForCausalLM.from_pretrained(config.policy_model).eval())):
+        responses = sample_responses(model, tokenizer, prompts, sampling)
+        scores[name] = [sum(gold(p, r) for r in rs) / len(rs) for p, rs in zip(prompts, responses)]
+    result = win_rate(scores["dpo"], scores["pre_dpo"], seed=seed)
+    result["mean_gold"] = {k: round(sum(v) / len(v), 4) for k, v in scores.items()}
+    return result
+
+
 def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
     """The Wilson score interval of a binomial proportion (sound at small n and near 0 or 1)."""
     import math
@@ -252,11 +284,20 @@ def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, f
 
 
 def dpo_verdict(dpo: dict) -> dict:
-    """Did DPO move the policy toward the judge? The pre-DPO policy's implicit reward is 0 on every pair (chance,
-    0.5), so DPO helped only if the 95% interval of its implicit-reward accuracy lies above 0.5.
-
-    Measured on the gold-judged pairs where the run has them (noise-free, never labelled), else on the labelled
-    pairs held out of DPO."""
+    """Did DPO beat the pre-DPO policy? Only if a 95% interval lies above 0.5, measured (in this order of
+    preference) as the gold judge's win rate of the DPO'd policy's answers over the pre-DPO policy's on held-out
+    prompts; else the implicit-reward accuracy (the pre-DPO policy's is 0.5, every pair a tie) on the gold-judged
+    pairs (noise-free, never labelled); else on the labelled pairs held out of DPO."""
+    win = dpo.get("gold_win_rate")
+    if win and win.get("n"):
+        low, high = (round(0.5 + m, 4) for m in win["margin_ci"])
+        helped = low > 0.5
+        interval = f"{win['win_rate']:.3f} (95% CI {low:.3f} to {high:.3f}) on {win['n']} held-out prompts"
+        text = (f"DPO beat the pre-DPO policy on the gold judge: win rate {interval}" if helped else
+                f"DPO did not measurably beat the pre-DPO policy on the gold judge: win rate {interval} "
+                "(0.5 = no change); more labels, or a better reward model, are needed")
+        return {"helped": helped, "accuracy": win["win_rate"], "ci": [low, high], "pairs": win["n"],
+                "measured_on": "held-out prompts (gold win rate vs pre-DPO)", "text": text}
     if dpo.get("gold_implicit_reward_accuracy") is not None:
         accuracy, pairs, where = dpo["gold_implicit_reward_accuracy"], dpo.get("gold_eval_pairs") or 0, "gold pairs"
     elif dpo.get("heldout_implicit_reward_accuracy") is not None:

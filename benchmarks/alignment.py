@@ -80,21 +80,31 @@ def pipeline_pairs(policy: Path, n_prompts: int, samples: int, cache: Path, seed
 
 def label_efficiency(name: str, pairs_file: Path, args, features: str, plain: str, budget: int, seeds: int,
                      noise: float, batch: int, policy: Path | None, dim: int, test_size: int = 0) -> dict:
+    """Every strategy at `--reward_model`, its ceiling, and (for a trained family) random + `linear` on the plain
+    encoder as the standard recipe the whole stage is measured against; with `linear`, the feature gain instead."""
     from alignment.benchmark import BenchmarkConfig, run_benchmark
     from alignment.report import plot_curves, summarise
     from alignment.reward_model import RewardModelConfig
+    from alignment.reward_models import RewardFamilyConfig
     from mintline.commands.align import benchmark_text
 
+    trained = args.reward_model != "linear"
+    family = RewardFamilyConfig(reward_model=args.reward_model, trainable_layers=args.trainable_layers,
+                                rm_steps_per_round=args.rm_steps_per_round, stats=args.rm_stats,
+                                prior_pairs=str(args.prior_pairs) if args.prior_pairs and name != "hh-rlhf" else None)
     config = BenchmarkConfig(pairs=str(pairs_file), strategies=args.strategies, budget=budget, seeds=seeds,
-                             features=features, baseline_features=plain if plain != features else None,
+                             features=plain if trained else features,
+                             baseline_features=None if trained else plain if plain != features else None,
+                             baseline_reward_model="linear" if trained else None,
                              label_noise=noise, batch_size=batch, test_size=test_size, policy_model=str(policy) if policy else None,
                              cache_dir=str(args.cache / "features"), plot=str(args.out / f"{name}.png"),
                              first_seed=args.first_seed)
     started = time.perf_counter()
-    results = run_benchmark(config, RewardModelConfig(feature_dim=dim))
+    results = run_benchmark(config, RewardModelConfig(feature_dim=dim), family=family)
     summary = summarise(results, budget)
-    plot_curves(summary, config.plot, f"{name}: {features}, {seeds} seeds, flips {noise}")
-    data = {**summary, "budget": budget, "seeds": seeds, "first_seed": args.first_seed, "features": features,
+    plot_curves(summary, config.plot, f"{name}: {args.reward_model}, {seeds} seeds, flips {noise}")
+    data = {**summary, "budget": budget, "seeds": seeds, "first_seed": args.first_seed, "features": config.features,
+            "reward_model": args.reward_model, "length_matched_test_pairs": results["length_matched_test_pairs"],
             "feature_dim": dim, "label_noise": noise,
             "test_size": results["test_size"], "pool_size": results["pool_size"], "skipped_rows": results["skipped_rows"],
             "plot": config.plot, "wall_seconds": round(time.perf_counter() - started, 1)}
@@ -426,6 +436,15 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--model", type=Path, help="policy directory for the pipeline pairs (default: train a nano one)")
     parser.add_argument("--strategies", default=ALL_STRATEGIES)
+    parser.add_argument("--reward_model", default="finetune", choices=("linear", "finetune", "policy"),
+                        help="the reward-model family every strategy uses; a trained family is also measured against "
+                             "random + linear on the plain encoder (the system gain)")
+    parser.add_argument("--trainable_layers", type=int, default=0, help="finetune/policy: top layers trained")
+    parser.add_argument("--rm_steps_per_round", type=int, default=60, help="finetune/policy: optimiser steps a round")
+    parser.add_argument("--rm_stats", action="store_true", help="finetune/policy: text statistics in the head")
+    parser.add_argument("--prior_pairs", type=Path, default=None,
+                        help="finetune/policy: pre-train on these preference pairs first (e.g. hh-rlhf for the "
+                             "pipeline pairs; never used on its own data set)")
     parser.add_argument("--pipeline_features", default="minilm+stats")
     parser.add_argument("--hh_features", default="minilm+stats")
     parser.add_argument("--plain_features", default="minilm")
@@ -519,6 +538,16 @@ def main(argv=None) -> int:
         "random_flat": {"pipeline": pipeline["flat"], "hh_rlhf": hh["flat"]},
         "target_accuracy": {"pipeline": pipeline["target_accuracy"], "hh_rlhf": hh["target_accuracy"]},
         "feature_gain": {"pipeline": pipeline.get("feature_gain"), "hh_rlhf": hh.get("feature_gain")},
+        "reward_model": args.reward_model,
+        "ceiling": {"pipeline": pipeline.get("ceiling"), "hh_rlhf": hh.get("ceiling")},
+        "accuracy_at_budget": {"pipeline": pipeline["curves"]["random"]["accuracy_mean"][-1],
+                               "hh_rlhf": hh["curves"]["random"]["accuracy_mean"][-1]},
+        "random_gain_half_to_full": {"pipeline": pipeline["flatness"], "hh_rlhf": hh["flatness"]},
+        "system_gain": {"pipeline": pipeline.get("system_gain"), "hh_rlhf": hh.get("system_gain")},
+        "seconds_per_label": {"pipeline": pipeline["seconds_per_label"], "hh_rlhf": hh["seconds_per_label"]},
+        "seconds_per_round": {"pipeline": pipeline["seconds_per_round"], "hh_rlhf": hh["seconds_per_round"]},
+        "length_matched_accuracy": {"pipeline": pipeline["length_matched_accuracy"],
+                                    "hh_rlhf": hh["length_matched_accuracy"]},
         "dpo_win_rate_margin": dpo["margin"] if dpo else None,
         "dpo_win_rate_margin_ci": dpo["margin_ci"] if dpo else None,
         "dpo": dpo,

@@ -23,6 +23,7 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
     from alignment.loop import ActiveLoopConfig
     from alignment.pairs import CandidateConfig
     from alignment.reward_model import RewardModelConfig
+    from alignment.reward_models import RewardFamilyConfig
     from alignment.stage import AlignStageConfig
     from mintline.argparsing import MintlineParser, add_lazy_parser
     from mintline.journal import RunArguments
@@ -35,7 +36,8 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
     parser.default_subcommand = "run"
 
     run = group.add_parser("run", help="candidate pairs → active labelling → DPO (the whole stage)",
-                           dataclass_types=(AlignStageConfig, CandidateConfig, ActiveLoopConfig, RewardModelConfig, RunArguments))
+                           dataclass_types=(AlignStageConfig, CandidateConfig, ActiveLoopConfig, RewardModelConfig,
+                                             RewardFamilyConfig, RunArguments))
     run.set_defaults(handler=run_main)
 
     # TRL's configs import torch and transformers (~20 s on a busy machine): build these two
@@ -44,7 +46,7 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
     add_lazy_parser(group, "reward", "full-model reward model with TRL's RewardTrainer", build_reward_parser)
 
     bench = group.add_parser("benchmark", help="pool-based label-efficiency benchmark of acquisition strategies",
-                             dataclass_types=(BenchmarkConfig, RewardModelConfig))
+                             dataclass_types=(BenchmarkConfig, RewardModelConfig, RewardFamilyConfig))
     bench.set_defaults(handler=benchmark_main)
     return parser
 
@@ -66,7 +68,7 @@ def build_reward_parser(group):
 
 
 # -- run ---------------------------------------------------------------------------------------
-def run_main(stage, candidates, loop, rm_config, run, options) -> CommandResult:
+def run_main(stage, candidates, loop, rm_config, family, run, options) -> CommandResult:
     from alignment.stage import config_dict, run_align_stage
     from mintline.journal import Journal
 
@@ -80,7 +82,7 @@ def run_main(stage, candidates, loop, rm_config, run, options) -> CommandResult:
     journal = Journal(run.run_dir)
     with journal.stage(
         "align",
-        config=config_dict(stage, candidates, loop, rm_config),
+        config=config_dict(stage, candidates, loop, rm_config, family),
         inputs=inputs,
         outputs=[Path(stage.output_dir) / "model"],
         force=run.force,
@@ -89,7 +91,7 @@ def run_main(stage, candidates, loop, rm_config, run, options) -> CommandResult:
             return CommandResult(
                 data={"skipped": True, **record.figures}, text=f"align: up to date ({journal.path}); --force to redo"
             )
-        figures = run_align_stage(stage, candidates, loop, rm_config)
+        figures = run_align_stage(stage, candidates, loop, rm_config, family=family)
         record.figures.update(figures)
         finished = figures["state"] == "done"
         if not finished:
@@ -108,6 +110,12 @@ def run_main(stage, candidates, loop, rm_config, run, options) -> CommandResult:
 def dpo_accuracy_text(dpo: dict) -> str:
     """The DPO'd policy's implicit-reward accuracy, on the gold-judged pairs where the run has them
     (noise-free and more of them) and else on the labelled pairs held out of DPO."""
+    verdict = dpo.get("verdict") or {}
+    if verdict.get("ci"):
+        low, high = verdict["ci"]
+        figure = (f"DPO acc {format_value(verdict['accuracy'])} [{low:.2f}, {high:.2f}] on {verdict['pairs']} "
+                  f"{verdict['measured_on']}")
+        return figure if verdict["helped"] else f"{figure} — DID NOT BEAT the pre-DPO policy (0.5)"
     if dpo.get("gold_implicit_reward_accuracy") is not None:
         return f"DPO acc {format_value(dpo['gold_implicit_reward_accuracy'])} on {dpo.get('gold_eval_pairs')} gold pairs"
     return f"DPO acc {format_value(dpo.get('heldout_implicit_reward_accuracy'))} on held-out labels"
@@ -129,11 +137,11 @@ def reward_main(script_args, training_args, model_args, dataset_args, options) -
 
 
 # -- benchmark ---------------------------------------------------------------------------------
-def benchmark_main(config, rm_config, options) -> CommandResult:
+def benchmark_main(config, rm_config, family, options) -> CommandResult:
     from alignment.benchmark import run_benchmark
     from alignment.report import plot_curves, summarise
 
-    results = run_benchmark(config, rm_config)
+    results = run_benchmark(config, rm_config, family=family)
     summary = summarise(results, config.budget)
     if config.plot:
         summary["plot"] = plot_curves(summary, config.plot, f"{Path(config.pairs).name}: {config.features}, "
@@ -153,7 +161,13 @@ def benchmark_main(config, rm_config, options) -> CommandResult:
         "test_size": results["test_size"],
         "pool_size": results["pool_size"],
         "seconds_per_label": summary["seconds_per_label"],
-        **{k: summary[k] for k in ("feature_gain", "pseudo_labels_per_seed", "plot") if k in summary},
+        "seconds_per_round": summary["seconds_per_round"],
+        "reward_model": family.reward_model,
+        "length_matched_accuracy": summary["length_matched_accuracy"],
+        "length_matched_test_pairs": results["length_matched_test_pairs"],
+        "best_strategy": summary["best_strategy"],
+        **{k: summary[k] for k in ("ceiling", "system_gain", "feature_gain", "pseudo_labels_per_seed", "plot")
+           if k in summary},
         "flatness": summary["flatness"],
         "curves": summary["curves"],
     }
@@ -174,12 +188,28 @@ def benchmark_text(data: dict) -> str:
             "label ratio": "" if name not in data["label_ratio"] else "refused" if data["flat"] else "> 1" if ratio is None else ratio,
             "95% CI": "" if not interval else f"[{_fmt(interval[0])}, {_fmt(interval[1])}]",
             "s/label": data["seconds_per_label"].get(name, ""),
+            "s/round": data["seconds_per_round"].get(name) or "",
+            "acc (length-matched)": data["length_matched_accuracy"].get(name, ""),
         })
     lines = [format_table(rows),
              f"target = random's accuracy at the full budget ({data['budget']} labels): {data['target_accuracy']}; "
              f"test {data['test_size']} pairs, pool {data['pool_size']}, {data['seeds']} seeds, features {data['features']}"]
+    if "ceiling" in data:
+        ceiling = data["ceiling"]
+        lines.append(f"ceiling ({data['reward_model']} on every pool label): {ceiling['accuracy']} {ceiling['ci'] or ''}; "
+                     f"random at {data['budget']} labels: {ceiling['full_budget_random']}")
+    lines.append(f"random's curve from {data['flatness']['half_budget']} to {data['budget']} labels: "
+                 f"{data['flatness']['gain_half_to_full']:+.4f} {data['flatness']['gain_ci']} "
+                 f"({'flat' if data['flat'] else 'still rising'})")
     if data["flat"]:
         lines.append("no ratios: " + data["refused"])
+    if "system_gain" in data:
+        system = data["system_gain"]
+        lines.append(f"system gain ({system['reward_model']} + {system['strategy']} vs random + "
+                     f"{system['baseline']['reward_model']} on {system['baseline']['features']}): label ratio "
+                     f"{'refused (baseline flat)' if system['baseline_flat'] else _fmt(system['label_ratio'])} "
+                     f"{system['label_ratio_ci'] or ''}; full-budget accuracy {system['system_full_budget_accuracy']} vs "
+                     f"{system['baseline_full_budget_accuracy']}")
     if "feature_gain" in data:
         gain = data["feature_gain"]
         lines.append(f"feature gain (random, {data['features']} vs baseline features): label ratio "

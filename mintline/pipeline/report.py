@@ -195,6 +195,9 @@ def _align_section(run_dir: Path, record: dict | None, out: Path):
                if dpo.get("gold_implicit_reward_accuracy") is not None
                else "")
         )
+        verdict = dpo.get("verdict") or {}
+        if verdict.get("text"):  # said plainly, in bold, whichever way it went
+            text.append(f"**{verdict['text']}.**")
     images = []
     curve = f.get("curve") or f.get("label_efficiency")
     points = [(p["labels"], p["accuracy"]) for p in curve or [] if p.get("accuracy") is not None]
