@@ -15,11 +15,10 @@ chosen on seeds 100-109 by random sampling's accuracy alone; the reported run us
 loop and ledger with 25%-flip simulated annotators; win rate of the first over the second on held-out prompts,
 judged by the gold judge, with a bootstrap interval that resamples training seeds and prompts. The default design,
 `--dpo_design reward-model-certainty`: after the random arm's first 200 labels, the reward model's loop asks people
-about the pairs it is surest of (`certainty+kcenter`) and DPO trains on their labels — over 40 seeds, win rate
-0.553, margin +0.053 (95% CI +0.027 to +0.079). Other designs: `reward-model` (each arm's reward model labels 1,000
+about the pairs it is surest of (`certainty+kcenter`) and DPO trains on their labels. Other designs: `reward-model` (each arm's reward model labels 1,000
 pairs kept from the annotators, and DPO trains on those; see `--dpo_pairs`), `policy-uncertainty` (ADPO: people
 label the pairs the DPO'd policy itself is least sure of) and `policy-certainty` (APL: the pairs it is most sure of).
-Ends with one JSON line.
+Ends with one JSON line; what it measured is in the README's alignment section and in the summary JSON it writes.
 """
 
 from __future__ import annotations
@@ -120,14 +119,12 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
     - `--dpo_pairs N` (the default, N = 1,000): RLHF's division of labour. N pairs are drawn apart and never
       shown to annotators; each arm's human labels train its reward model, and that reward model labels the N
       pairs DPO trains on. The arms' DPO data are the same pairs and differ only in how often their labels are
-      right. N is small enough for DPO not to saturate: on tuning seeds 100-101, DPO on 1,000 gold-labelled
-      pairs gained +0.11 gold over the policy, on 1,000 with 25% wrong +0.06, on 50% wrong nothing.
+      right. N is chosen small enough for DPO not to saturate, so that cleaner labels can still show.
     - `--dpo_pairs 0`: ADPO-style. DPO trains on the human labels plus the reward model's pseudo-labels of the
       pool (`+pseudo`, counted apart in the ledger): its `--dpo_pseudo_cap` most confident pairs (0: all of them).
       The threshold sits just above 0.5 so that the cap, not a probability, decides how many: a reward model
-      fitted on near-ties (the active arm) ranks as well but is less sure in probability. Measured: with the
-      whole pool (~6,700 pairs) DPO saturates — one epoch on all 6,447 gold-labelled pairs reached gold 1.565,
-      the random arm's 77%-right data 1.563 — so there is nothing left for cleaner labels to win.
+      fitted on near-ties (the active arm) ranks as well but is less sure in probability. With the whole pool
+      as DPO data (cap 0), DPO saturates and cleaner labels have little left to win.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -232,13 +229,6 @@ def human_label_win_rate(policy: Path, pairs, args) -> dict:
     and a reward model needs labels to rank), and each arm's final policy is LoRA DPO from the base on all its
     labels, so the arms differ only in which pairs people labelled. Labels go through the ledger from the same
     simulated annotators (gold judge, 25% flips, keyed by pair and seed: a pair gets the same label in either arm).
-    Measured with 1,000 labels per arm and a first round of 200 — reward-model-certainty (declared before its seeds
-    ran; seeds 0-19, then 20-39 as a replication): win rate 0.545 (margin +0.045, 95% CI +0.006 to +0.082), then 0.560
-    (+0.060, +0.022 to +0.097); all 40: 0.553 (+0.053, +0.027 to +0.079), 32 of 40 seeds above 0.5. Its labels are
-    right as often as random's (0.748 vs 0.736) but on pairs twice as far apart (mean |gold gap| 0.570 vs 0.329), so
-    they teach 1.8x the gold gap per pair (right minus wrong: 0.285 vs 0.160). policy-uncertainty (seeds 0-23, rounds
-    of 200): 0.502 (+0.002, -0.030 to +0.035), labels right 0.738 vs 0.735. policy-certainty (seeds 0-19): 0.476
-    (-0.024, -0.054 to +0.004), gold gap taught 0.172 vs 0.159 — the policy's certainty mostly tracks length.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

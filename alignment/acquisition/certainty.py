@@ -2,9 +2,8 @@
 
 The opposite of `uncertainty`, and no help to the reward model's own accuracy: it asks about pairs it already
 ranks. It is for the policy's data: a label tells DPO only as much as the two responses really differ, and
-near-ties tell it little. On the pipeline's own pairs with 25% flipped labels, DPO on 1,000 human labels chosen
-by `certainty+kcenter` beat DPO on 1,000 random ones (gold win rate 0.553 over 40 seeds, 95% CI 0.527-0.579;
-`benchmarks/alignment.py`), where labels chosen by the reward model's or the policy's uncertainty did not.
+near-ties tell it little (the README's alignment section gives what `benchmarks/alignment.py` measured for
+`certainty+kcenter` against random labels and against uncertainty-chosen ones).
 Selecting DPO's data by a reward model's margin is the rule of Deng et al. 2025 (arXiv 2502.14560, "Less is
 More: Improving LLM Alignment via Preference Data Selection"), who argue that low-margin pairs are where noisy
 labels shrink DPO's parameters; APL (Muldrew et al. 2024) asks about the pairs its preference model is surest of,
