@@ -85,7 +85,8 @@ def dataset_entry(value):
             try:
                 value = json.loads(value)
             except json.JSONDecodeError:
-                raise ValueError(f"not a mapping of path, name, data_dir, data_files, split, columns, fraction: {value}") from None
+                fields = "path, name, data_dir, data_files, split, columns, fraction"
+                raise ValueError(f"not a mapping of {fields}: {value}") from None
     if isinstance(value, dict):
         return DatasetConfig(**value)  # an unknown key is a TypeError, reported as a bad value
     return DatasetConfig(path=str(value))
@@ -124,7 +125,9 @@ def _load_named(script_args, streaming: bool):
 
     name = script_args.dataset_name
     if not name:
-        raise ConfigError("dataset_name: required (a preference file, a folder of split files, or a `datasets:` mixture)")
+        raise ConfigError(
+            "dataset_name: required (a preference file, a folder of split files, or a `datasets:` mixture)"
+        )
     path = Path(name)
     if path.is_file():
         if not is_preference_file_name(path):
@@ -139,12 +142,16 @@ def _load_named(script_args, streaming: bool):
         with offline():
             return load_dataset(name, name=script_args.dataset_config, streaming=streaming)
     except Exception as exc:  # noqa: BLE001 - datasets raises many kinds; each means "cannot load this here"
-        where = "a folder load_dataset cannot read" if path.is_dir() else "not a local file or folder, nor a cached dataset"
-        raise PreferenceDataError(f"dataset_name: {name!r} is {where} (nothing is downloaded): {_first_line(exc)}") from None
+        where = "not a local file or folder, nor a cached dataset"
+        if path.is_dir():
+            where = "a folder load_dataset cannot read"
+        raise PreferenceDataError(
+            f"dataset_name: {name!r} is {where} (nothing is downloaded): {_first_line(exc)}"
+        ) from None
 
 
 def _load_mixture(dataset_args, streaming: bool):
-    """TRL's `get_dataset`, offline; entries naming a single preference file are read as TRL's json/parquet builders would."""
+    """TRL's `get_dataset`, offline; an entry naming one preference file is read with the json/parquet builder."""
     from trl import DatasetMixtureConfig, get_dataset
 
     entries = [_local_file_entry(entry) for entry in dataset_args.datasets]
@@ -154,7 +161,9 @@ def _load_mixture(dataset_args, streaming: bool):
             return get_dataset(mixture)
     except Exception as exc:  # noqa: BLE001 - as above; the message names the entry datasets could not load
         paths = ", ".join(entry.path for entry in dataset_args.datasets)
-        raise PreferenceDataError(f"datasets: cannot load the mixture of {paths} (nothing is downloaded): {_first_line(exc)}") from None
+        raise PreferenceDataError(
+            f"datasets: cannot load the mixture of {paths} (nothing is downloaded): {_first_line(exc)}"
+        ) from None
 
 
 def _local_file_entry(entry):
@@ -266,7 +275,7 @@ def keep_stdout_for_results(trainer) -> None:
 
 
 def run_script(name: str, make_parser, main) -> int:
-    """`python -m alignment.<name>`: parse (a bad flag, YAML key or value is one line), run, print the figures as JSON."""
+    """`python -m alignment.<name>`: parse (a bad flag, key or value is one line), run, print the figures as JSON."""
     import sys
 
     from alignment.errors import AlignmentError

@@ -211,7 +211,8 @@ class LabelStudioClient:
         first there too; its prediction columns are hidden, so the table shows no model answer.
         """
         def tabs() -> list[dict]:
-            return self.get_json(f"the Data Manager tabs of project {project_id}", "api/dm/views/", {"project": project_id})
+            return self.get_json(f"the Data Manager tabs of project {project_id}", "api/dm/views/",
+                                 {"project": project_id})
 
         def has_queue_view(views: list[dict]) -> bool:
             return any((view.get("data") or {}).get("title") == QUEUE_VIEW for view in views)

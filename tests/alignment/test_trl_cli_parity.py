@@ -87,8 +87,8 @@ def _weights(directory: Path) -> dict:
 def test_stock_trl_and_mintline_train_alike_on_a_folder_of_split_files(workdir):
     trl = _start_trl(workdir, "dataset_name: prefs\n")
     shutil.rmtree(workdir / "out-mintline", ignore_errors=True)
-    ours = subprocess.Popen([sys.executable, "-m", "alignment.dpo", "--config", "recipe.yaml", "--output_dir", "out-mintline"],
-                            cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "alignment.dpo", "--config", "recipe.yaml", "--output_dir", "out-mintline"]
+    ours = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     figures = json.loads(_finish(ours, "python -m alignment.dpo").strip().splitlines()[-1])
     _finish(trl, "trl dpo")
     assert figures["steps"] == 2 and figures["train_pairs"] == 8 and figures["saved"] == "model"
@@ -171,7 +171,8 @@ def test_a_mixture_recipe_parses_in_mintline_align_dpo_too(workdir, tmp_path):
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("model_name_or_path: m\ndatasets:\n  - path: prefs\n    split: train\n"
-                      "  - {path: json, data_files: [a.jsonl, b.jsonl], columns: [prompt, chosen, rejected], fraction: 0.5}\n"
+                      "  - {path: json, data_files: [a.jsonl, b.jsonl], columns: [prompt, chosen, rejected],"
+                      " fraction: 0.5}\n"
                       "streaming: true\ntest_split_size: 0.2\n")
     group = MintlineParser(prog="mintline align").add_subparsers(parser_class=MintlineParser)
     for parser in (dpo.make_parser(), dpo.make_parser(group)):
@@ -179,6 +180,17 @@ def test_a_mixture_recipe_parses_in_mintline_align_dpo_too(workdir, tmp_path):
         assert [d.path for d in mixture.datasets] == ["prefs", "json"]
         assert mixture.datasets[1].data_files == ["a.jsonl", "b.jsonl"] and mixture.datasets[1].fraction == 0.5
         assert mixture.streaming is True and mixture.test_split_size == 0.2
+
+
+def test_the_reward_script_takes_the_same_mixture_recipe(cli, workdir, tmp_path, monkeypatch):
+    recipe = tmp_path / "reward.yaml"
+    recipe.write_text(RECIPE + "datasets:\n  - path: prefs\n    split: train\n  - path: extra.jsonl\n"
+                      "test_split_size: 0.25\neval_strategy: steps\neval_steps: 1\nmax_steps: 1\n", encoding="utf-8")
+    monkeypatch.chdir(workdir)
+    result = cli("align", "reward", "--config", recipe, "--output_dir", tmp_path / "rm", "--json", "-q")
+    assert result.code == 0, result
+    figures = result.json()  # (8 + 4) rows, a quarter held out; extra.jsonl, one file, read with the json builder
+    assert figures["train_pairs"] == 9 and figures["eval_pairs"] == 3 and figures["saved"] == "model"
 
 
 def test_bad_data_names_fail_with_one_line_and_download_nothing(cli, workdir, tmp_path):
@@ -192,7 +204,8 @@ def test_bad_data_names_fail_with_one_line_and_download_nothing(cli, workdir, tm
     assert other.code == 2 and "not .jsonl, .jsonl.gz or .parquet" in other.err
     no_split = _dpo(cli, workdir, "--dataset_name", workdir / "prefs", "--dataset_train_split", "validation")
     assert no_split.code == 2 and "has no split 'validation' (has train, test)" in no_split.err
-    unbounded = _dpo(cli, workdir, "--dataset_name", workdir / "prefs", "--dataset_streaming", "true", "--max_steps", "-1")
+    unbounded = _dpo(cli, workdir, "--dataset_name", workdir / "prefs", "--dataset_streaming", "true",
+                     "--max_steps", "-1")
     assert unbounded.code == 2 and "max_steps: required with a streaming dataset" in unbounded.err
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("datasets:\n  - path: prefs\n    splitt: train\n")
