@@ -198,11 +198,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     quick = args.quick
     started = time.time()
-    from mintline.commands.watermark import human_passages, make_generate, prompts_from
-    from pretrain.generation import GenerationArguments, load_model_and_tokenizer
+    from mintline.pipeline.corpus import human_passages
+    from pretrain.generation import GenerationArguments, load_model_and_tokenizer, make_generate
     from pretrain.reference_model import save_reference_nano
     from watermark.distill import DistillConfig, distill_watermark
-    from watermark.evaluate import EvaluationConfig, evaluate_watermark, perplexity_scorer
+    from watermark.evaluate import EvaluationConfig, evaluate_watermark, perplexity_scorer, prompts_from
     from watermark.keys import generate_key, load_key
 
     model_dir = args.model or save_reference_nano(args.cache / "benchmark-watermark" / "nano-300", 300)

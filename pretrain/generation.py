@@ -165,3 +165,31 @@ def generate_texts(
                 ids = ids[: ids.index(tokenizer.eos_token_id)]
             outputs.append(ids if return_token_ids else tokenizer.decode(ids, skip_special_tokens=True))
     return outputs
+
+
+def make_generate(model, tokenizer, generation: GenerationArguments):
+    """generate(prompts, max_new_tokens, processor) -> token ids of exactly max_new_tokens each.
+
+    EOS and padding are suppressed so every text reaches the lengths the evaluation measures;
+    sampling settings come from GenerationArguments. The watermark processor goes through
+    the one generation path (`generate_texts`).
+    """
+    import dataclasses
+
+    from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor
+
+    suppressed = sorted({t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None})
+
+    def generate(prompts, max_new_tokens, processor):
+        processors = [SuppressTokensLogitsProcessor(suppressed)] + ([processor] if processor is not None else [])
+        args = dataclasses.replace(generation, max_new_tokens=max_new_tokens)
+        return generate_texts(
+            model,
+            tokenizer,
+            list(prompts),
+            args,
+            logits_processor=LogitsProcessorList(processors),
+            return_token_ids=True,
+        )
+
+    return generate

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mintline import layout
 from mintline.console import CommandResult, format_table, format_value
 
 
@@ -73,7 +74,7 @@ def run_main(stage, candidates, loop, rm_config, family, run, options) -> Comman
     from mintline.journal import Journal
 
     if not stage.output_dir:
-        stage.output_dir = str(Path(run.run_dir) / "align")
+        stage.output_dir = str(layout.stage_dir(run.run_dir, layout.ALIGN))
     inputs = {"policy_model": stage.policy_model}
     for name in ("prompts_file", "corpus"):
         if getattr(stage, name):

@@ -22,10 +22,11 @@ from pathlib import Path
 
 from annotation.config import LabelStudioSettings
 from annotation.stage import AnnotationConfig, AnnotationOptions
+from mintline import layout
 from mintline.console import CommandResult, format_key_values
 from mintline.journal import Journal, RunArguments, now_iso, to_jsonable
 
-STAGE = "annotate"
+STAGE = layout.ANNOTATE
 
 
 @dataclass
@@ -75,21 +76,19 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
 
 
 def _config(options: AnnotationOptions, settings: LabelStudioSettings | None, run: RunArguments) -> AnnotationConfig:
-    return AnnotationConfig(**asdict(options), workdir=str(Path(run.run_dir) / STAGE),
+    return AnnotationConfig(**asdict(options), workdir=str(layout.stage_dir(run.run_dir, STAGE)),
                             labelstudio=settings or LabelStudioSettings())
 
 
 def _run_ledger(run: RunArguments, given: str | None) -> str:
     """The ledger export and status read: --ledger, else the run's annotate ledger, else the align stage's."""
     from annotation.errors import LedgerError
-    from annotation.stage import LEDGER_NAME
-
     if given:
         if not Path(given).is_file():
             raise LedgerError(f"ledger: no such file: {given}")
         return given
     run_dir = Path(run.run_dir)
-    candidates = [run_dir / STAGE / LEDGER_NAME, run_dir / "align" / LEDGER_NAME]
+    candidates = layout.ledgers(run_dir)
     for candidate in candidates:
         if candidate.is_file():
             return str(candidate)

@@ -19,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from mintline import layout
 from mintline.console import CommandResult, format_table
 from mintline.journal import Journal, RunArguments, atomic_write_text
 from pretrain.corpus.config import PARTS, PrepareConfig, load_profile, resolve_profile
@@ -111,7 +112,7 @@ def main(*parts_and_options) -> CommandResult:
     run: RunArguments = next(p for p in parts if isinstance(p, RunArguments))
     config = PrepareConfig.from_parts(*parts)
     config.corpus.profile = resolve_profile(config.corpus.profile, config.corpus.inputs)
-    out_dir = Path(run.run_dir) / "prepare"
+    out_dir = layout.stage_dir(run.run_dir, layout.PREPARE)
     if config.corpus.explain:
         from pretrain.prepare import explain_document
 
@@ -131,7 +132,7 @@ def run_prepare(config: PrepareConfig, run: RunArguments, executor: ExecutorArgu
         from pretrain.ray_executor import require_ray
 
         require_ray()  # before the journal records a start: without Ray nothing runs
-    out_dir = Path(run.run_dir) / "prepare"
+    out_dir = layout.stage_dir(run.run_dir, layout.PREPARE)
     identity_file = Path(run.run_dir) / IDENTITY_NAME
     atomic_write_text(identity_file, json.dumps(input_identity(resolve_inputs(config.corpus.inputs)), indent=1) + "\n")
     journal = Journal(run.run_dir)

@@ -12,6 +12,7 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
+from mintline import layout
 from mintline.console import CommandResult, format_key_values
 from mintline.journal import Journal, RunArguments
 from pretrain.config import PretrainArguments
@@ -72,8 +73,8 @@ def resolve_inputs(args: PretrainArguments, run_dir: Path) -> PretrainArguments:
 
     return replace(
         args,
-        data_dir=args.data_dir or str(run_dir / "prepare" / "data"),
-        tokenizer=args.tokenizer or str(run_dir / "prepare" / "tokenizer"),
+        data_dir=args.data_dir or str(layout.prepared_data(run_dir)),
+        tokenizer=args.tokenizer or str(layout.prepared_tokenizer(run_dir)),
     )
 
 
@@ -89,7 +90,7 @@ def run_pretrain_stage(
         if not Path(path).exists():
             raise CorpusError(f"{label}: no such directory: {path} (run `mintline prepare --run_dir {run_dir}` first)")
     from pretrain.engine import pretrain  # torch and transformers: only once the inputs are known to exist
-    output_dir = run_dir / "pretrain"
+    output_dir = layout.stage_dir(run_dir, layout.PRETRAIN)
     sparsity = sparsity or SparsityArguments()
     journal = Journal(run_dir)
     with journal.stage(

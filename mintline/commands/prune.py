@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mintline import layout
 from mintline.console import CommandResult, format_table
 from mintline.journal import Journal, RunArguments
 from pretrain.sparsity.config import PostTrainingArguments
@@ -51,9 +52,9 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
 
 def resolve_paths(args: PruneArguments, run: RunArguments) -> tuple[Path, Path, Path]:
     run_dir = Path(run.run_dir)
-    model = Path(args.model) if args.model else run_dir / "pretrain" / "model"
-    out = Path(args.out) if args.out else run_dir / "prune" / "model"
-    data = Path(args.calibration_data) if args.calibration_data else run_dir / "prepare" / "data"
+    model = Path(args.model) if args.model else layout.pretrained_model(run_dir)
+    out = Path(args.out) if args.out else layout.pruned_model(run_dir)
+    data = Path(args.calibration_data) if args.calibration_data else layout.prepared_data(run_dir)
     return model, out, data
 
 

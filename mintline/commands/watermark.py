@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mintline import layout
 from mintline.console import CommandResult, format_key_values, format_table
+from mintline.pipeline.corpus import human_passages
 from watermark.detect import DetectionConfig
 
 
@@ -128,53 +130,6 @@ class DistillArguments:
             raise ValueError(f"human_passages: must be >= 10, got {self.human_passages}")
 
 
-def human_passages(texts=None, words: int = 120, limit: int | None = None) -> list[str]:
-    """Distinct passages of human text (the built-in corpus by default) for FPRs, attacks and prompts."""
-    from watermark.evaluate import split_passages
-
-    if texts is None:
-        from pretrain.corpus.builtin import iter_builtin_corpus
-
-        texts = (document.text for document in iter_builtin_corpus())
-    return split_passages(texts, words, limit)
-
-
-def prompts_from(passages: list[str], count: int, words: int = 6) -> list[str]:
-    from watermark.evaluate import prompts_from as opening_words
-
-    return opening_words(passages, count, words)
-
-
-def make_generate(model, tokenizer, generation):
-    """generate(prompts, max_new_tokens, processor) -> token ids of exactly max_new_tokens each.
-
-    EOS and padding are suppressed so every text reaches the lengths the evaluation measures;
-    sampling settings come from GenerationArguments. The watermark processor goes through
-    the one generation path (pretrain.generation.generate_texts).
-    """
-    import dataclasses
-
-    from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor
-
-    from pretrain.generation import generate_texts
-
-    suppressed = sorted({t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None})
-
-    def generate(prompts, max_new_tokens, processor):
-        processors = [SuppressTokensLogitsProcessor(suppressed)] + ([processor] if processor is not None else [])
-        args = dataclasses.replace(generation, max_new_tokens=max_new_tokens)
-        return generate_texts(
-            model,
-            tokenizer,
-            list(prompts),
-            args,
-            logits_processor=LogitsProcessorList(processors),
-            return_token_ids=True,
-        )
-
-    return generate
-
-
 def make_parser(subparsers: argparse._SubParsersAction | None = None):
     from mintline.argparsing import MintlineParser
 
@@ -242,12 +197,13 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
 
 def distill_main(args: DistillArguments, config, generation, run, options: argparse.Namespace) -> CommandResult:
     from mintline.journal import Journal
-    from pretrain.generation import load_model_and_tokenizer
+    from pretrain.generation import load_model_and_tokenizer, make_generate
     from watermark.distill import distill_watermark
+    from watermark.evaluate import prompts_from
     from watermark.keys import load_key_for
 
     key = load_key_for(args.key, args.model)
-    out = Path(args.out) if args.out else Path(run.run_dir) / "watermark" / "distilled"
+    out = Path(args.out) if args.out else layout.stage_dir(run.run_dir, layout.WATERMARK) / "distilled"
     journal = Journal(run.run_dir)
     stage_config = {
         "distill": config,
@@ -316,12 +272,12 @@ def distill_main(args: DistillArguments, config, generation, run, options: argpa
 
 def evaluate_main(args: EvaluateArguments, config, generation, run, options: argparse.Namespace) -> CommandResult:
     from mintline.journal import Journal
-    from pretrain.generation import load_model_and_tokenizer
-    from watermark.evaluate import evaluate_watermark, perplexity_scorer
+    from pretrain.generation import load_model_and_tokenizer, make_generate
+    from watermark.evaluate import evaluate_watermark, perplexity_scorer, prompts_from
     from watermark.keys import load_key_for
 
     key = load_key_for(args.key, args.model)
-    out = Path(args.out) if args.out else Path(run.run_dir) / "watermark" / "evaluation"
+    out = Path(args.out) if args.out else layout.stage_dir(run.run_dir, layout.WATERMARK) / "evaluation"
     journal = Journal(run.run_dir)
     stage_config = {
         "evaluation": config,
@@ -388,7 +344,7 @@ def keygen_main(args: KeygenArguments, options: argparse.Namespace) -> CommandRe
         from watermark.errors import ConfigError
 
         raise ConfigError(str(exc)) from None
-    out = Path(args.out) if args.out else Path(args.run_dir) / "watermark" / "key.json"
+    out = Path(args.out) if args.out else layout.watermark_key(args.run_dir)
     key_id = generate_key(args.tokenizer, out, scheme=args.scheme, overwrite=args.overwrite, **params)
     info = load_key(out).public_info()
     data = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mintline import layout
 from mintline.errors import MintlineError
 from mintline.journal import Journal
 from mintline.pipeline.stages import ReleaseStageConfig, StageOutcome
@@ -28,9 +29,9 @@ def run_release(config: ReleaseStageConfig, options, run_dir: Path) -> StageOutc
     from release.keys import generate_keypair, key_paths, load_public_key
     from release.verifying import verify_bundle
 
-    base_model = run_dir / "pretrain" / "model"
-    aligned = run_dir / "align" / "model"
-    out = run_dir / "release"
+    base_model = layout.pretrained_model(run_dir)
+    aligned = layout.aligned_model(run_dir)
+    out = layout.stage_dir(run_dir, layout.RELEASE)
     is_adapter = (aligned / "adapter_config.json").is_file()
     inputs = {"aligned_model": aligned}
     if is_adapter:

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from mintline import layout
 from mintline.console import format_value
 from mintline.journal import Journal, atomic_write_text
 
@@ -19,7 +20,7 @@ STAGE_ORDER = ("prepare", "pretrain", "align", "watermark", "release")
 
 def write_report(run_dir: str | Path) -> dict[str, str]:
     run_dir = Path(run_dir)
-    out = run_dir / "report"
+    out = layout.stage_dir(run_dir, layout.REPORT)
     out.mkdir(parents=True, exist_ok=True)
     journal = Journal(run_dir).load()
     stages = journal.get("stages", {})
@@ -56,7 +57,7 @@ def _stage_table(stages: dict) -> str:
 
 def _prepare_section(run_dir: Path, record: dict | None, out: Path):
     title = "Data: filtering and deduplication"
-    report_path = run_dir / "prepare" / "filter_report.json"
+    report_path = layout.filter_report(run_dir)
     if not record or not report_path.is_file():
         return title, ["Not run yet."], []
     report = json.loads(report_path.read_text())
@@ -105,7 +106,7 @@ def _pretrain_section(run_dir: Path, record: dict | None, out: Path):
     if sparsity:
         text.append(_sparsity_text(sparsity))
     images = []
-    history_path = run_dir / "pretrain" / "log_history.json"
+    history_path = layout.pretrain_log_history(run_dir)
     if history_path.is_file():
         history = json.loads(history_path.read_text())
         train = [(e["step"], e["loss"]) for e in history if "loss" in e]
@@ -228,7 +229,7 @@ def _watermark_section(run_dir: Path, record: dict | None, out: Path):
         + "."
     ]
     images = []
-    detection_path = run_dir / "watermark" / "detection.json"
+    detection_path = layout.watermark_detection(run_dir)
     if detection_path.is_file():
         detection = json.loads(detection_path.read_text())
         fpr = f.get("fpr")

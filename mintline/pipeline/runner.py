@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mintline import layout
 from mintline.pipeline.config import RunConfig
 from mintline.pipeline.release_stage import run_release
 from mintline.pipeline.stages import ReleaseStageConfig, Stage, StageOutcome, parse_section, run_stage
@@ -25,7 +26,7 @@ log = logging.getLogger("mintline")
 
 
 def _validation_shard(run_dir: Path) -> str:
-    return str(run_dir / "prepare" / "data" / "validation-00000-of-00001.jsonl")
+    return str(layout.validation_shard(run_dir))
 
 
 PIPELINE: tuple[Stage, ...] = (
@@ -37,9 +38,9 @@ PIPELINE: tuple[Stage, ...] = (
         verbs=("run",),
         prepare_argv=lambda rd: [
             "--run_dir", str(rd),
-            "--policy_model", str(rd / "pretrain" / "model"),
+            "--policy_model", str(layout.pretrained_model(rd)),
             "--corpus", _validation_shard(rd),
-            "--output_dir", str(rd / "align"),
+            "--output_dir", str(layout.stage_dir(rd, layout.ALIGN)),
         ],
     ),
     Stage("watermark", runner=run_watermark, dataclass_types=(WatermarkStageConfig,), prepare_argv=lambda rd: []),

@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mintline import layout
 from mintline.errors import MintlineError
 from mintline.journal import Journal, atomic_write_text
+from mintline.pipeline.corpus import human_passages_from_shards
 from mintline.pipeline.stages import StageOutcome
 
 
@@ -79,23 +80,10 @@ def ensure_key(tokenizer_dir: Path, stage_dir: Path, config: WatermarkStageConfi
     return key
 
 
-def human_passages_from_shards(data_dir: Path, words: int, limit: int, seed: int) -> list[str]:
-    from watermark.evaluate import split_passages
-
-    texts = [
-        json.loads(line)["text"]
-        for shard in sorted(data_dir.glob("validation-*.jsonl"))
-        for line in shard.read_text(encoding="utf-8").splitlines()
-    ]
-    passages = split_passages(texts, words, None)
-    random.Random(seed).shuffle(passages)
-    return passages[:limit]
-
-
 def run_watermark(config: WatermarkStageConfig, options, run_dir: Path) -> StageOutcome:
-    base_model = run_dir / "pretrain" / "model"
-    aligned = run_dir / "align" / "model"
-    out = run_dir / "watermark"
+    base_model = layout.pretrained_model(run_dir)
+    aligned = layout.aligned_model(run_dir)
+    out = layout.stage_dir(run_dir, layout.WATERMARK)
     journal = Journal(run_dir)
     with journal.stage(
         "watermark",
@@ -107,7 +95,7 @@ def run_watermark(config: WatermarkStageConfig, options, run_dir: Path) -> Stage
             return StageOutcome("watermark", stage.figures, skipped=True)
         out.mkdir(parents=True, exist_ok=True)
         key = ensure_key(base_model, out, config)
-        figures = sample_and_detect(config, key, base_model, aligned, run_dir / "prepare" / "data", out)
+        figures = sample_and_detect(config, key, base_model, aligned, layout.prepared_data(run_dir), out)
         stage.figures.update(figures)
         if figures["marked"]["flagged"] == 0:
             raise WatermarkCheckFailed(
@@ -177,9 +165,8 @@ def sample_and_detect(config: WatermarkStageConfig, key, base_model: Path, align
 
 def evaluate_and_distill(config: WatermarkStageConfig, key, model, tokenizer, tokenizer_dir: Path, passages, out: Path) -> dict:
     """The full robustness/quality evaluation and the distillation, on the run's aligned model."""
-    from mintline.commands.watermark import make_generate, prompts_from
-    from pretrain.generation import GenerationArguments
-    from watermark.evaluate import EvaluationConfig, evaluate_watermark, perplexity_scorer
+    from pretrain.generation import GenerationArguments, make_generate
+    from watermark.evaluate import EvaluationConfig, evaluate_watermark, perplexity_scorer, prompts_from
 
     generation = GenerationArguments(batch_size=50)
     figures: dict = {}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from mintline import layout
+
 
 def serve_hint(run_dir: str | Path) -> list[str]:
     """Lines to print after a run: the serve command, then how to check the run's bundle with it.
@@ -13,11 +15,12 @@ def serve_hint(run_dir: str | Path) -> list[str]:
     pretrained model's, the one the watermark stage made the key for.
     """
     run = Path(run_dir)
-    keys, tokenizer, pubkeys = run / "watermark", run / "pretrain" / "model", run / "release" / "keys"
+    keys, tokenizer = layout.stage_dir(run, layout.WATERMARK), layout.pretrained_model(run)
+    pubkeys = layout.release_keys(run)
     if not (keys / "key.json").is_file() or not list(pubkeys.glob("*.pub")):
         return []
     command = ["mintline", "serve", "--keys", keys, "--tokenizer", tokenizer, "--pubkeys", pubkeys]
-    bundle = run / "release" / "bundle"
+    bundle = layout.release_bundle(run)
     tar = bundle.with_name(bundle.name + ".tar")
     upload = "@" + (shlex.quote(str(tar)) if tar.is_file() else "-")
     making = "" if tar.is_file() else f"tar -C {shlex.quote(str(bundle.parent))} -cf - {bundle.name} | "

@@ -51,7 +51,7 @@ def _generate_marked(model_dir: Path, key_path: Path, prompts: list[str], tokens
 
 
 def build_materials(root: Path, tokenizer_dir: Path, model_dir: Path, documents) -> dict:
-    from mintline.commands.watermark import human_passages
+    from mintline.pipeline.corpus import human_passages
     from release import archive
     from release.bundle import build_bundle
     from release.keys import generate_keypair, key_paths

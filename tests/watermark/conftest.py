@@ -130,6 +130,6 @@ def unmarked_samples(trained_model_dir):
 @pytest.fixture(scope="session")
 def human_passages(builtin_documents) -> list[str]:
     """>= 1,000 distinct passages of ~120 words of human text (the built-in corpus, Python's documentation)."""
-    from mintline.commands.watermark import human_passages as cut_passages
+    from mintline.pipeline.corpus import human_passages as cut_passages
 
     return cut_passages(document.text for document in builtin_documents)

@@ -21,7 +21,7 @@ def test_stage_makes_reuses_and_never_replaces_the_key(single_thread, tmp_path, 
 
 
 def test_stage_evaluation_reports_figures_for_the_key(single_thread, tmp_path, trained_model_dir):
-    from mintline.commands.watermark import human_passages
+    from mintline.pipeline.corpus import human_passages
     from pretrain.generation import load_model_and_tokenizer
 
     stage = tmp_path / "watermark"
