@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -30,12 +29,13 @@ from pretrain.config import PretrainArguments
 from pretrain.data import PackedBlocks, find_shards, tokenize_split, tokenizer_digest, shards_digest
 from pretrain.errors import CheckpointError, ConfigError, CorpusError, PretrainError
 from pretrain.precision import PrecisionChoice, choose_precision
-from pretrain.presets import build_config, count_parameters
+from pretrain.figures import count_parameters, flops_per_token, perplexity
+from pretrain.presets import build_config
 from pretrain.sparsity.callbacks import build_callbacks as build_sparsity_callbacks
 from pretrain.sparsity.callbacks import sparsity_figures
 from pretrain.sparsity.config import SparsityArguments
 from pretrain.sparsity.structured import restore_pruned_shapes
-from pretrain.throughput import ThroughputMeter, device_peak_flops, training_flops_per_token
+from pretrain.throughput import ThroughputMeter, device_peak_flops
 
 log = logging.getLogger("pretrain")
 
@@ -87,7 +87,7 @@ class PretrainTrainer(Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "eval_loss" in logs:
-            logs["eval_perplexity"] = round(math.exp(min(logs["eval_loss"], 50.0)), 4)
+            logs["eval_perplexity"] = round(perplexity(logs["eval_loss"]), 4)
         super().log(logs, start_time)
 
 
@@ -271,7 +271,8 @@ def pretrain(
     if resume_from is not None and sparsity.structured:
         # a checkpoint taken after a pruning event holds smaller matrices than the preset builds
         restore_pruned_shapes(model, resume_from)
-    flops_per_token = training_flops_per_token(
+    # every parameter counts as a matmul weight here, and attention is as wide as the hidden size
+    training_flops = flops_per_token(
         num_parameters, model_config.num_hidden_layers, model_config.hidden_size, args.block_size
     )
     peak_flops, device_name = device_peak_flops()
@@ -293,7 +294,7 @@ def pretrain(
         own_autocast=on_cpu,
         callbacks=[
             ThroughputCallback(
-                meter, flops_per_token, peak_flops, world_size, cpu_threads=threads if on_cpu else None
+                meter, training_flops, peak_flops, world_size, cpu_threads=threads if on_cpu else None
             ),
             interrupt,
             *sparsity_callbacks,
@@ -346,11 +347,11 @@ def pretrain(
         "train_loss": _last_logged(trainer.state.log_history, "loss"),
         "initial_eval_loss": _first_logged(trainer.state.log_history, "eval_loss") if resume_from is None else None,
         "eval_loss": final_eval["eval_loss"],
-        "eval_perplexity": math.exp(min(final_eval["eval_loss"], 50.0)),
+        "eval_perplexity": perplexity(final_eval["eval_loss"]),
         "tokens_per_second": meter.tokens_per_second,
         "tokens_per_cpu_second": meter.tokens_per_cpu_second,
-        "flops_per_token": flops_per_token,
-        "mfu": (meter.tokens_per_second * flops_per_token / (peak_flops * world_size))
+        "flops_per_token": training_flops,
+        "mfu": (meter.tokens_per_second * training_flops / (peak_flops * world_size))
         if peak_flops and meter.tokens_per_second
         else None,
         "device": device_name,

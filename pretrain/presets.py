@@ -63,8 +63,3 @@ def build_config(model: str, vocab_size: int, bos_token_id: int, eos_token_id: i
         raise ConfigError(f"model: {path}: {exc}") from exc
     config.bos_token_id, config.eos_token_id, config.pad_token_id = bos_token_id, eos_token_id, pad_token_id
     return config
-
-
-def count_parameters(model) -> int:
-    """Unique parameters (tied embeddings counted once)."""
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())

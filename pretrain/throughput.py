@@ -20,15 +20,6 @@ GPU_PEAK_FLOPS = {
 }
 
 
-def training_flops_per_token(num_parameters: int, num_layers: int, hidden_size: int, seq_len: int) -> float:
-    """6N for the weight matmuls (forward + backward) plus 12·L·d·T for attention (PaLM, appendix B)."""
-    return 6.0 * num_parameters + 12.0 * num_layers * hidden_size * seq_len
-
-
-def inference_flops_per_token(num_parameters: int, num_layers: int, hidden_size: int, seq_len: int) -> float:
-    return 2.0 * num_parameters + 4.0 * num_layers * hidden_size * seq_len
-
-
 def device_peak_flops() -> tuple[float | None, str]:
     import torch
 

@@ -1,10 +1,8 @@
 """What pruning saves, in numbers: parameters, FLOPs per token, measured tokens/s, loss, energy.
 
-FLOPs per token count the matrix multiplications that run for each token (Kaplan et al. 2020;
-PaLM appendix B): N = the decoder projections + the LM head (the embedding lookup costs no
-FLOPs), 2N per token forward and 6N for training, plus attention over a context of T tokens:
-4·L·T·d_attn forward and 12·L·T·d_attn for training, d_attn = heads × head_dim. Unstructured
-zeros do not reduce these on dense kernels, so they are reported apart as `sparse_*`.
+FLOPs per token follow `pretrain.figures.flops_per_token` with N = the decoder projections + the
+LM head (the embedding lookup costs no FLOPs) and d_attn = heads × head_dim. Unstructured zeros
+do not reduce these on dense kernels, so they are reported apart as `sparse_*`.
 
 Energy comes from Intel RAPL (/sys/class/powercap/intel-rapl*) when the files are readable;
 otherwise the figures say that energy is an estimate proportional to FLOPs.
@@ -14,12 +12,13 @@ from __future__ import annotations
 
 import glob
 import logging
-import math
 import time
 from pathlib import Path
 
 import torch
 
+from pretrain.figures import count_parameters, perplexity
+from pretrain.figures import flops_per_token as flops_formula
 from pretrain.sparsity.architectures import DecoderShape, decoder_linears, decoder_shape, unwrap
 from pretrain.sparsity.checkpointing import CheckpointedCallback
 
@@ -38,13 +37,12 @@ def matmul_parameters(shape: DecoderShape, vocab_size: int) -> int:
 
 def flops_per_token(shape: DecoderShape, vocab_size: int, seq_len: int, training: bool = True) -> float:
     n = matmul_parameters(shape, vocab_size)
-    attention = shape.num_layers * seq_len * shape.attention_width
-    return 6.0 * n + 12.0 * attention if training else 2.0 * n + 4.0 * attention
+    return flops_formula(n, shape.num_layers, shape.attention_width, seq_len, training)
 
 
 def parameter_count(model) -> int:
     """Unique parameters (tied embeddings once); for a masked model, the stored tensors."""
-    return sum(p.numel() for p in {id(p): p for p in unwrap(model).parameters()}.values())
+    return count_parameters(unwrap(model))
 
 
 def nonzero_matmul_parameters(model) -> int:
@@ -60,7 +58,6 @@ def model_figures(model, seq_len: int) -> dict[str, float | int]:
     vocab = model.config.vocab_size
     dense_n = matmul_parameters(shape, vocab)
     sparse_n = nonzero_matmul_parameters(model)
-    attention = shape.num_layers * seq_len * shape.attention_width
     return {
         "parameters": parameter_count(model),
         "heads_per_layer": shape.num_heads,
@@ -68,7 +65,10 @@ def model_figures(model, seq_len: int) -> dict[str, float | int]:
         "intermediate_size": shape.intermediate_size,
         "train_flops_per_token": flops_per_token(shape, vocab, seq_len, training=True),
         "inference_flops_per_token": flops_per_token(shape, vocab, seq_len, training=False),
-        "sparse_inference_flops_per_token": 2.0 * sparse_n + 4.0 * attention if sparse_n < dense_n else None,
+        "sparse_inference_flops_per_token": (
+            flops_formula(sparse_n, shape.num_layers, shape.attention_width, seq_len, training=False)
+            if sparse_n < dense_n else None
+        ),
     }
 
 
@@ -154,10 +154,6 @@ def _readable_int(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def perplexity(loss: float | None) -> float | None:
-    return None if loss is None else math.exp(min(loss, 50.0))  # capped: an untrained model's loss overflows exp
 
 
 class PruningAccountingCallback(CheckpointedCallback):

@@ -9,7 +9,6 @@ the method is never judged on the text it calibrated on.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,7 +86,3 @@ def evaluate_loss(model, blocks: torch.Tensor, batch_size: int = 8) -> float:
     finally:
         model.train(was_training)
     return total / max(count, 1)
-
-
-def perplexity(loss: float) -> float:
-    return math.exp(min(loss, 50.0))

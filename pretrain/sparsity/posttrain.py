@@ -25,10 +25,11 @@ from pathlib import Path
 import torch
 
 from pretrain.errors import ConfigError
+from pretrain.figures import perplexity
 from pretrain.sparsity.architectures import check_supported, decoder_layers, decoder_linears
 from pretrain.sparsity.accounting import compare_inference_speed, measure_inference_tokens_per_second, model_figures
 from pretrain.sparsity.config import PostTrainingArguments
-from pretrain.sparsity.evaluation import evaluate_loss, perplexity
+from pretrain.sparsity.evaluation import evaluate_loss
 
 log = logging.getLogger("pretrain")
 
