@@ -193,9 +193,12 @@ def _run(config, sources, parts, work, out_dir: Path, started: float) -> dict[st
     from pretrain.corpus.report import FilterReport
     from pretrain.prepare import _all_removed_message, _empty_corpus_message, validation_count
     from pretrain.ray_clusters import Clusters, involved_from_rows, unique_ids
-    from pretrain.ray_parts import filtered_name
+    from pretrain.ray_parts import filtered_marker, filtered_name
 
     report = FilterReport(config, sources)
+    resumed = sum(work.exists(filtered_marker(p["part"])) for p in parts)  # committed by an earlier, failed job
+    if resumed:
+        log.info("resuming: %d of %d parts were filtered by an earlier job (%s)", resumed, len(parts), work.uri)
     summaries = _filter_stage(config, parts, work)
     _add_filter_counts(report, summaries)
     report.seconds["filter"] = time.perf_counter() - started
@@ -242,6 +245,8 @@ def _run(config, sources, parts, work, out_dir: Path, started: float) -> dict[st
         raise
     figures = report.figures()
     figures["executor"] = "ray"
+    figures["ray_parts"] = len(parts)
+    figures["ray_parts_resumed"] = resumed
     return figures
 
 

@@ -231,6 +231,20 @@ def assert_same_output(ray_out: Path, local_out: Path) -> None:
     ).read_bytes()
 
 
+def assert_no_partial_files(work: Path) -> None:
+    """Every file under a final name is complete: a killed writer leaves only .tmp-* files."""
+    import pyarrow.parquet as pq
+
+    for path in work.rglob("*"):
+        if path.is_file() and not path.name.startswith(".tmp-"):
+            if path.suffix == ".parquet":
+                pq.read_table(path)
+            elif path.suffix == ".json":
+                json.loads(path.read_text())
+            elif path.suffix == ".jsonl":
+                [json.loads(line) for line in path.read_text().splitlines()]
+
+
 # -- the tests ---------------------------------------------------------------------------------------------------
 def test_ray_on_two_nodes_keeps_exactly_what_local_keeps(ray_cluster, corpus, local_output, tmp_path):
     address, env, _ = ray_cluster
@@ -278,13 +292,8 @@ def test_a_worker_killed_mid_job_leaves_no_partial_shard_and_the_result_is_the_s
             time.sleep(0.2)
     assert killed is not None, "the job ended before a worker could be killed"
     work = next(run.glob(".prepare.ray-*"), None)
-    if work is not None:  # every file under a final name is complete: a killed writer leaves only .tmp-* files
-        for path in work.rglob("*"):
-            if path.is_file() and not path.name.startswith(".tmp-"):
-                if path.suffix == ".parquet":
-                    pq.read_table(path)
-                elif path.suffix == ".json":
-                    json.loads(path.read_text())
+    if work is not None:
+        assert_no_partial_files(work)
     out, err = job.communicate(timeout=900)
     assert job.returncode in (0, 2), f"killed {killed}: {err[-6000:]}"
     print(
@@ -298,3 +307,26 @@ def test_a_worker_killed_mid_job_leaves_no_partial_shard_and_the_result_is_the_s
     assert_same_output(run / "prepare", local_out)
     leftovers = [p for p in (run / "prepare").rglob("*") if p.name.startswith(".tmp-") or p.suffix == ".partial"]
     assert leftovers == []
+
+
+def test_a_job_killed_mid_way_leaves_whole_parts_and_a_rerun_resumes_from_them(
+    ray_cluster, corpus, local_output, tmp_path
+):
+    address, env, _ = ray_cluster
+    _, local_out = local_output
+    run = tmp_path / "run"
+    job = run_prepare(corpus, run, env, "--executor", "ray", "--ray_address", address, wait=False)
+    deadline = time.time() + 600
+    while job.poll() is None and not list(run.glob(".prepare.ray-*/filtered/*.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    assert job.poll() is None, "the job ended before it could be killed"
+    job.kill()  # the driver dies: Ray drops the job and its tasks
+    job.communicate(timeout=60)
+    work = next(run.glob(".prepare.ray-*"))
+    committed = list((work / "filtered").glob("*.json"))
+    assert committed and not (run / "prepare").exists()
+    assert_no_partial_files(work)
+    figures = run_prepare(corpus, run, env, "--executor", "ray", "--ray_address", address)
+    assert len(committed) <= figures["ray_parts_resumed"] <= figures["ray_parts"]
+    assert_same_output(run / "prepare", local_out)
+    assert not work.exists()
