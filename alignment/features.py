@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alignment.atomic import atomic_path
 from alignment.errors import ConfigError, UnknownEncoderError
 
 log = logging.getLogger("alignment")
@@ -127,15 +128,10 @@ def _cached(config: FeatureConfig, kind: str, extra: str, texts: list[str], comp
     missing = list(dict.fromkeys(t for t, d in zip(texts, digests) if d not in known))
     if missing:
         known.update(zip((_text_digest(t) for t in missing), compute(missing)))
+    if missing or (legacy.is_file() and not store.is_file()):
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = store.with_name(store.name + ".tmp.npz")
-        np.savez(tmp, keys=np.asarray(list(known)), values=np.stack(list(known.values())))
-        tmp.replace(store)
-    elif legacy.is_file() and not store.is_file():
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = store.with_name(store.name + ".tmp.npz")
-        np.savez(tmp, keys=np.asarray(list(known)), values=np.stack(list(known.values())))
-        tmp.replace(store)
+        with atomic_path(store, suffix=".tmp.npz") as tmp:
+            np.savez(tmp, keys=np.asarray(list(known)), values=np.stack(list(known.values())))
     return np.stack([known[d] for d in digests]).astype(np.float32)
 
 

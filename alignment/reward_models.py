@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alignment.atomic import atomic_path
 from alignment.errors import ConfigError, UnknownEncoderError
 from alignment.reward_model import BradleyTerryModel, PairFeatureSpace, RewardModelConfig
 
@@ -475,9 +476,8 @@ class FrozenEncoding:
             return np.load(path)
         states = self.frozen_top.lower_states(texts)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, states)
-        tmp.replace(path)
+        with atomic_path(path, suffix=".tmp.npy") as tmp:
+            np.save(tmp, states)
         return states
 
 

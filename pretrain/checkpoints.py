@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from pathlib import Path
+
+from pretrain.atomic import atomic_write_text
 
 log = logging.getLogger("pretrain")
 
@@ -36,9 +37,7 @@ def seal(checkpoint: Path) -> None:
         for p in sorted(checkpoint.rglob("*"))
         if p.is_file() and p.name != SEAL_NAME
     }
-    tmp = checkpoint / f".{SEAL_NAME}.tmp"
-    tmp.write_text(json.dumps({"files": files}, indent=1))
-    os.replace(tmp, checkpoint / SEAL_NAME)
+    atomic_write_text(checkpoint / SEAL_NAME, json.dumps({"files": files}, indent=1))
 
 
 def check(checkpoint: Path) -> str | None:

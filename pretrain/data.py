@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from pretrain.atomic import atomic_path
 from pretrain.errors import CorpusError
 
 log = logging.getLogger("pretrain")
@@ -94,9 +94,8 @@ def tokenize_split(shards: list[Path], tokenizer, tokenizer_dir: str | Path, cac
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     dtype = token_dtype(len(tokenizer))
-    tmp = target.with_suffix(f".tmp{os.getpid()}")
     total = 0
-    with open(tmp, "wb") as out, tqdm(desc=f"tokenize {split}", unit="doc") as bar:
+    with atomic_path(target) as tmp, open(tmp, "wb") as out, tqdm(desc=f"tokenize {split}", unit="doc") as bar:
         batch: list[str] = []
         for text in _with_sentinel(iter_shard_texts(shards)):
             if text is not None:
@@ -108,7 +107,6 @@ def tokenize_split(shards: list[Path], tokenizer, tokenizer_dir: str | Path, cac
                     total += len(ids)
                 bar.update(len(batch))
                 batch = []
-    os.replace(tmp, target)
     log.info("tokenized %s: %d tokens → %s", split, total, target)
     return target
 

@@ -10,13 +10,13 @@ temporary directory and verified like a directory.
 from __future__ import annotations
 
 import contextlib
-
 import os
 import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from release.atomic import atomic_file
 from release.errors import ReleaseError
 from release.serialization import list_files, name_problem
 
@@ -30,22 +30,16 @@ def write_tar(bundle: str | os.PathLike, out: str | os.PathLike | None = None) -
     listing = list_files(bundle, ignore_paths=())
     if listing.problems:
         raise ReleaseError(f"{bundle}: cannot archive: {listing.problems[0]}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle, tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            directories = sorted({str(Path(e.name).parent) for e in listing.files} - {"."})
-            tar.addfile(_info(bundle.name, directory=True))
-            for directory in directories:
-                tar.addfile(_info(f"{bundle.name}/{directory}", directory=True))
-            for entry in listing.files:
-                info = _info(f"{bundle.name}/{entry.name}", size=entry.size)
-                with open(entry.path, "rb") as source:
-                    tar.addfile(info, source)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    # mode 0600, as the archive has always been written (tempfile.mkstemp's mode)
+    with atomic_file(out, 0o600) as handle, tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        directories = sorted({str(Path(e.name).parent) for e in listing.files} - {"."})
+        tar.addfile(_info(bundle.name, directory=True))
+        for directory in directories:
+            tar.addfile(_info(f"{bundle.name}/{directory}", directory=True))
+        for entry in listing.files:
+            info = _info(f"{bundle.name}/{entry.name}", size=entry.size)
+            with open(entry.path, "rb") as source:
+                tar.addfile(info, source)
     return out
 
 

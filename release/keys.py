@@ -13,7 +13,6 @@ only NIST curves; P-384 and P-521 keys made elsewhere are accepted too.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from release.atomic import atomic_file
 from release.errors import KeyFileError
 
 log = logging.getLogger("release")
@@ -149,20 +149,10 @@ def _warn_if_readable_by_others(path: Path) -> None:
 
 
 def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # O_EXCL + the final mode at creation: the secret is never on disk with a wider mode.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)  # the umask may have narrowed a public key's 0644; make it exact
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    # the final mode at creation (the secret is never on disk with a wider one), then exactly it:
+    # the umask may have narrowed a public key's 0644
+    with atomic_file(path, mode) as handle:
+        handle.write(data)
 
 
 def _first_line(exc: BaseException) -> str:

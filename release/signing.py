@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from release import keys
+from release.atomic import atomic_file
 from release.errors import ModelDirectoryError
 from release.hashing import HashJob, hash_files
 from release.manifest import PAYLOAD_TYPE, Manifest
@@ -74,12 +75,8 @@ def signature_bundle(private_key, payload: bytes) -> dict:
 
 def write_signature(path: Path, bundle: dict) -> None:
     text = json.dumps(bundle, separators=(",", ":"))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    with atomic_file(path) as handle:
+        handle.write(text.encode("utf-8"))
 
 
 def sign_manifest(manifest: Manifest, private_key, directory: Path) -> Path:

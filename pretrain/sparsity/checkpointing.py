@@ -11,11 +11,12 @@ some later callback asked for the save, `on_save` writes it instead.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
+
+from pretrain.atomic import atomic_path
 
 log = logging.getLogger("pretrain")
 
@@ -53,9 +54,8 @@ class CheckpointedCallback(TrainerCallback):
         directory = checkpoint_dir(args, state)
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / self.state_file
-        tmp = directory / f".{self.state_file}.tmp{os.getpid()}"
-        torch.save({"global_step": state.global_step, "state": self.state_dict(model)}, tmp)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            torch.save({"global_step": state.global_step, "state": self.state_dict(model)}, tmp)
 
     def load_saved_state(self, args, state) -> bool:
         """Restore from the checkpoint being resumed; False when there is none to restore."""
