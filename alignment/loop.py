@@ -110,8 +110,9 @@ def run_active_loop(pairs: list[PreferencePair], x, backend, config: ActiveLoopC
         elif pool_x is None:
             pool_x = reward_model.pair_features(pair_a, pair_b)
         if outstanding:
-            return _figures("waiting", ledger, ids, reward_model, positions, targets, pool_x, config, rounds_this_call,
-                            started, waiting_for=len(outstanding), evaluation=evaluation, curve=curve)
+            return _figures("waiting", ledger=ledger, reward_model=reward_model, positions=positions, targets=targets,
+                            pool_x=pool_x, config=config, rounds=rounds_this_call, started=started,
+                            waiting_for=len(outstanding), evaluation=evaluation, curve=curve)
         if len(requested) >= config.budget:
             break
         candidates = np.asarray([i for i, pair_id in enumerate(ids) if pair_id not in requested], dtype=int)
@@ -137,7 +138,8 @@ def run_active_loop(pairs: list[PreferencePair], x, backend, config: ActiveLoopC
                 model=model_id,
                 pairs=[pairs[i] for i in pseudo.indices],  # their text, so export_trl(include_pseudo=True) can write them
             )
-    return _figures("done", ledger, ids, reward_model, positions, targets, pool_x, config, rounds_this_call, started,
+    return _figures("done", ledger=ledger, reward_model=reward_model, positions=positions, targets=targets,
+                    pool_x=pool_x, config=config, rounds=rounds_this_call, started=started,
                     pseudo_recorded=pseudo_count, evaluation=evaluation, curve=curve)
 
 
@@ -172,8 +174,14 @@ def _with_prediction(pair: PreferencePair, model: BradleyTerryModel, x_row: np.n
                           confidence=min(max(confidence, 0.5), 1.0), metadata=dict(pair.metadata))
 
 
-def _figures(state, ledger, ids, reward_model, positions, targets, pool_x, config, rounds, started, waiting_for=0,
-             pseudo_recorded=0, evaluation: EvalSet | None = None, curve=None) -> dict:
+def _figures(state: str, *, ledger, reward_model, positions: np.ndarray, targets: np.ndarray, pool_x: np.ndarray,
+             config: ActiveLoopConfig, rounds: int, started: float, waiting_for: int = 0, pseudo_recorded: int = 0,
+             evaluation: EvalSet | None = None, curve: list[dict] | None = None) -> dict:
+    """What a call of the loop did and where it stands (`state` "waiting" or "done"), for run.json and the CLI.
+
+    `positions`/`targets`: the pool rows labelled so far and their answers; `pool_x`: the pool's current
+    features; `rounds`/`started`: this call's rounds and start time (perf_counter).
+    """
     counts = ledger.counts()
     model = reward_model.head
     figures = {
