@@ -1,0 +1,1 @@
+"""Benchmarks that measure mintline against a baseline in one run: `python -m benchmarks.NAME` from the repository root."""
