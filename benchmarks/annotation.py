@@ -35,7 +35,8 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if not __package__:  # `python benchmarks/annotation.py`: this folder would shadow the packages; use the repo root
+    sys.path[0] = str(ROOT)
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: it reads the variable then
 
 from annotation.config import LabelStudioSettings  # noqa: E402

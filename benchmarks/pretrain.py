@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 # This file's name shadows the `pretrain` package when run as a script: import from the repo root.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+if not __package__:  # `python benchmarks/pretrain.py`: this folder would shadow the packages; use the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import json

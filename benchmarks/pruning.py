@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 # This directory's pretrain.py would shadow the `pretrain` package: import from the repo root.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+if not __package__:  # `python benchmarks/pruning.py`: this folder would shadow the packages; use the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import json

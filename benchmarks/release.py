@@ -34,11 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run as `python benchmarks/release.py`, this file's directory comes first on sys.path and its
-# name would shadow the `release` package: look the package up from the repository root instead.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+if not __package__:  # `python benchmarks/release.py`: this folder would shadow the packages; use the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 # Shares of the total size: one large shard, several medium ones, a tail of small ones,
 # as in a sharded checkpoint with an embedding file and adapters.

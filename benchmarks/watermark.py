@@ -34,9 +34,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-# Run as `python benchmarks/watermark.py`, this folder comes first on sys.path and this file's name would
-# shadow the `watermark` package: look packages up from the repository root instead.
-sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+if not __package__:  # `python benchmarks/watermark.py`: this folder would shadow the packages; use the repository root
+    sys.path[0] = str(REPO)
 
 
 def generation_speed(model, tokenizer, key, prompts, tokens: int, repeats: int) -> dict:
