@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+if not __package__:  # `python benchmarks/serve.py`: this folder would shadow the packages; use the repo root
+    sys.path[0] = str(_HERE.parent)
 
 
 def make_materials(root: Path, count: int, tokens: int) -> tuple[dict, list[str]]:
