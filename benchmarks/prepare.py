@@ -288,6 +288,8 @@ def executor_comparison(corpus: Path, out: Path) -> dict:
                     ray.shutdown()
             run["docs_per_s"] = figures["docs_read"] / run["seconds"]
             run["docs_kept"] = figures["docs_kept"]
+            if executor == "ray":
+                run["stage_seconds"] = figures["stage_seconds"]  # filter, dedup (shuffle + clusters + split), write
             runs[name] = run
             kept[name] = sorted((r["id"], _digest(r["text"])) for r in iter_shard_records(sorted((target / "data").glob("*"))))
             shutil.rmtree(target.parent, ignore_errors=True)
@@ -309,6 +311,9 @@ def print_executor_comparison(result: dict) -> None:
     rows = [{"run": name, "seconds": round(run["seconds"], 1), "docs/s": round(run["docs_per_s"], 1), "kept": run["docs_kept"],
              "ray start-up s": round(run["startup_s"], 1) if "startup_s" in run else ""} for name, run in result["runs"].items()]
     print(format_table(rows))
+    for name, run in result["runs"].items():
+        if "stage_seconds" in run:
+            print(f"  {name} stages: " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in run["stage_seconds"].items()))
     print(
         f"scaling 1 -> 2 workers: Ray {result['ray_scaling_efficiency']:.0%}, local {result['local_scaling_efficiency']:.0%} efficiency; "
         f"Ray / local at 2 workers: {result['ray_vs_local']:.2f}x; same documents, ids and text in every run: {result['identical']}"
@@ -426,6 +431,7 @@ def main() -> None:
             "ray_vs_local_2_workers": round(executors["ray_vs_local"], 3),
             "ray_startup_s": {name: round(run["startup_s"], 1) for name, run in executors["runs"].items() if "startup_s" in run},
             "executors_identical": executors["identical"],
+            "ray_stage_seconds": {name: run["stage_seconds"] for name, run in executors["runs"].items() if "stage_seconds" in run},
         }
     print(
         json.dumps(

@@ -224,7 +224,9 @@ def _run(config, sources, parts, work, out_dir: Path, started: float) -> dict[st
     threshold = _validation_threshold(files, work, renames, removed, count) if count else None
     report.seconds["dedup"] = time.perf_counter() - started - report.seconds["filter"]
 
+    phase = time.perf_counter()
     written = _write_stage(config, parts, summaries, work, renames, removed, threshold)
+    report.seconds["write"] = time.perf_counter() - phase
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     try:
         from pretrain.prepare import _current_umask, _replace_directory, _train_tokenizer
@@ -247,6 +249,7 @@ def _run(config, sources, parts, work, out_dir: Path, started: float) -> dict[st
     figures["executor"] = "ray"
     figures["ray_parts"] = len(parts)
     figures["ray_parts_resumed"] = resumed
+    figures["stage_seconds"] = {name: round(value, 1) for name, value in report.seconds.items()}
     return figures
 
 
