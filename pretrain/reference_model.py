@@ -3,8 +3,10 @@
 Tests and benchmarks need, in seconds and without a run directory, a small model that writes
 corpus-like text (validation loss ~4.5 nats on the built-in corpus after 300 steps). The
 pretraining engine needs prepared shards on disk and a journal; this fixed recipe (random
-packed blocks, AdamW, one-cycle schedule, bf16 autocast, fixed seeds) does not, and gives the
-same weights every time for the same text and steps.
+packed blocks, AdamW, one-cycle schedule, fixed seeds) does not, and gives the same weights
+every time for the same text, steps and machine. It autocasts to bf16 only where the CPU runs bf16
+natively (`choose_precision("auto")`): on a CPU without AMX/AVX512-BF16 emulated bf16 made the
+300-step fixture take tens of minutes instead of seconds.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterable
 import torch
 from transformers import AutoModelForCausalLM
 
+from pretrain.precision import choose_precision
 from pretrain.presets import build_config
 
 
@@ -29,10 +32,11 @@ def train_reference_nano(tokenizer, texts: Iterable[str], steps: int, block: int
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.1)
     generator = torch.Generator().manual_seed(0)
+    dtype = choose_precision("auto").autocast_dtype
     model.train()
     for _ in range(steps):
         rows = data[torch.randint(0, len(data), (batch_size,), generator=generator)]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             loss = model(input_ids=rows, labels=rows).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
