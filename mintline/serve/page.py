@@ -54,7 +54,7 @@ function verdictClass(verdict) {
   return {"watermarked": "yes", "not watermarked": "no", "verified": "ok", "not verified": "bad"}[verdict] || "unsure";
 }
 
-function showText(text, answer) {
+function showText(text, answer, fileName) {
   const box = $("text-result");
   const verdict = el("span", answer.verdict, "verdict " + verdictClass(answer.verdict));
   verdict.id = "text-verdict";
@@ -63,6 +63,7 @@ function showText(text, answer) {
   facts.append(el("span", answer.tokens_scored + " tokens scored"));
   if (answer.key_id) facts.append(el("span", "key " + answer.key_id));
   const nodes = [verdict, facts];
+  if (fileName) facts.prepend(el("span", "file " + fileName));
   if (answer.verdict === "insufficient evidence") {
     nodes.push(el("p", "Too short for a verdict: at least " + answer.min_tokens + " scored tokens are needed."));
   }
@@ -83,10 +84,10 @@ function showText(text, answer) {
   box.replaceChildren(...nodes);
 }
 
-async function detect(body, type, shownText) {
+async function detect(body, type, shownText, fileName) {
   const box = $("text-result");
   box.replaceChildren(el("p", "checking…"));
-  try { showText(shownText, await call("/api/v1/detect", body, type)); } catch (error) { showError(box, error); }
+  try { showText(shownText, await call("/api/v1/detect", body, type), fileName); } catch (error) { showError(box, error); }
 }
 
 function showBundle(answer) {
@@ -133,7 +134,7 @@ async function textFile(file) {
   const bytes = await file.arrayBuffer();
   let shown = "";
   try { shown = new TextDecoder("utf-8", {fatal: true}).decode(bytes); } catch (e) { shown = ""; }
-  await detect(bytes, "text/plain; charset=utf-8", shown);
+  await detect(bytes, "text/plain; charset=utf-8", shown, file.name);
 }
 
 function dropZone(zone, input, handle) {

@@ -131,6 +131,7 @@ def test_page_gives_text_and_bundle_verdicts(browser, page_url, tmp_path):
 
     _drop_file(browser, materials["texts"]["human1"], "text-drop")  # a text file dropped on the page
     assert _verdict_after(browser, "text-verdict", previous="watermarked") == "not watermarked"
+    assert "file human1.txt" in browser.find_element(By.ID, "text-result").text
 
     _drop_file(browser, materials["bundles"]["good"], "bundle-drop")
     assert _verdict_after(browser, "bundle-verdict") == "verified"
