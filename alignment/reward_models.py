@@ -52,8 +52,8 @@ class RewardFamilyConfig:
                                                                  "(0 = only the pooling and the MLP on frozen states)"})
     head_hidden: int = field(default=128, metadata={"help": "finetune/policy: width of the MLP's hidden layer"})
     rm_max_length: int = field(default=128, metadata={"help": "finetune/policy: tokens of prompt + response read"})
-    rm_learning_rate: float = field(default=1e-3, metadata={"help": "finetune/policy: AdamW learning rate"})
-    rm_steps_per_round: int = field(default=60, metadata={"help": "finetune/policy: optimiser steps per round"})
+    rm_learning_rate: float = field(default=3e-4, metadata={"help": "finetune/policy: AdamW learning rate"})
+    rm_steps_per_round: int = field(default=30, metadata={"help": "finetune/policy: optimiser steps per round"})
     rm_batch_size: int = field(default=32, metadata={"help": "finetune/policy: labelled pairs per step"})
     rm_weight_decay: float = field(default=0.01, metadata={"help": "finetune/policy: AdamW weight decay"})
     warm_start: bool = field(default=True, metadata={"help": "finetune/policy: each round starts from the last "

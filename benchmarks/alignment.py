@@ -148,7 +148,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="the reward-model family every strategy uses; a trained family is also measured against "
                              "random + linear on the plain encoder (the system gain)")
     parser.add_argument("--trainable_layers", type=int, default=0, help="finetune/policy: top layers trained")
-    parser.add_argument("--rm_steps_per_round", type=int, default=60, help="finetune/policy: optimiser steps a round")
+    parser.add_argument("--rm_steps_per_round", type=int, default=30, help="finetune/policy: optimiser steps a round")
     parser.add_argument("--rm_stats", action="store_true", help="finetune/policy: text statistics in the head")
     parser.add_argument("--prior_pairs", type=Path, default=None,
                         help="finetune/policy: pre-train on these preference pairs first (e.g. hh-rlhf for the "
