@@ -36,7 +36,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+if not __package__:  # `python benchmarks/prepare.py`: this folder would shadow the packages; use the repo root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import contextlib
