@@ -80,7 +80,17 @@ def start() -> None:
     log_path = data_dir / "server.log"
     with open(log_path, "wb") as server_log:
         process = subprocess.Popen(
-            [str(binary), "start", "--no-browser", "--internal-host", HOST, "--port", str(port), "--data-dir", str(data_dir)],
+            [
+                str(binary),
+                "start",
+                "--no-browser",
+                "--internal-host",
+                HOST,
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
             env=env,
             stdout=server_log,
             stderr=subprocess.STDOUT,

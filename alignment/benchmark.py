@@ -29,7 +29,9 @@ log = logging.getLogger("alignment")
 
 @dataclass
 class BenchmarkConfig:
-    pairs: str = field(default=None, metadata={"help": "preference JSONL (.gz ok): prompt/chosen/rejected, or hh-rlhf dialogues"})
+    pairs: str = field(
+        default=None, metadata={"help": "preference JSONL (.gz ok): prompt/chosen/rejected, or hh-rlhf dialogues"}
+    )
     strategies: str = field(
         default="random,uncertainty,bald,disagreement,fisher,thompson,uncertainty+kcenter,adpo",
         metadata={"help": "comma-separated strategies; random (the baseline) is always included"},
@@ -37,15 +39,20 @@ class BenchmarkConfig:
     budget: int = field(default=400, metadata={"help": "human labels each strategy may ask for"})
     seeds: int = field(default=5, metadata={"help": "independent splits and runs; intervals are over these"})
     first_seed: int = field(
-        default=0, metadata={"help": "seeds are first_seed .. first_seed+seeds-1 (tune on one range, report on another)"}
+        default=0,
+        metadata={"help": "seeds are first_seed .. first_seed+seeds-1 (tune on one range, report on another)"},
     )
     features: str = field(default="minilm", metadata={"help": "reward-model features, identical for every strategy"})
     baseline_features: str = field(
-        default=None, metadata={"help": "also run random with these features and report the gain of --features over them"}
+        default=None,
+        metadata={"help": "also run random with these features and report the gain of --features over them"},
     )
     baseline_reward_model: str = field(
-        default=None, metadata={"help": "also run random with this reward-model family (e.g. 'linear') on --features, "
-                                        "and report the whole stage's gain over it (the system ratio)"}
+        default=None,
+        metadata={
+            "help": "also run random with this reward-model family (e.g. 'linear') on --features, "
+            "and report the whole stage's gain over it (the system ratio)"
+        },
     )
     ceiling: bool = field(default=True, metadata={"help": "also fit each seed's reward model on every pool label"})
     label_noise: float = field(default=0.0, metadata={"help": "probability that a revealed label is flipped"})
@@ -54,16 +61,22 @@ class BenchmarkConfig:
     pseudo_threshold: float = field(default=0.9, metadata={"help": "+pseudo: confidence needed for a pseudo-label"})
     pseudo_cap: int = field(default=0, metadata={"help": "+pseudo: pseudo-labels per round at most (0 = batch_size)"})
     policy_model: str = field(default=None, metadata={"help": "causal-LM directory for 'policy' features"})
-    cache_dir: str = field(default="~/.cache/mintline/features", metadata={"help": "cache of encoded texts ('' = none)"})
+    cache_dir: str = field(
+        default="~/.cache/mintline/features", metadata={"help": "cache of encoded texts ('' = none)"}
+    )
     plot: str = field(default="label_efficiency.png", metadata={"help": "PNG of the accuracy curves ('' = none)"})
-    label_noise_seed: int = field(default=12345, metadata={"help": "offset for the flip draws, so noise differs from the split"})
+    label_noise_seed: int = field(
+        default=12345, metadata={"help": "offset for the flip draws, so noise differs from the split"}
+    )
 
     def __post_init__(self):
         if not self.pairs:
             raise ValueError("pairs: required (a preference JSONL file)")
         if self.budget < 2 or self.seeds < 1 or self.first_seed < 0:
-            raise ValueError(f"budget >= 2, seeds >= 1 and first_seed >= 0 are required, got budget={self.budget}, "
-                             f"seeds={self.seeds}, first_seed={self.first_seed}")
+            raise ValueError(
+                f"budget >= 2, seeds >= 1 and first_seed >= 0 are required, got budget={self.budget}, "
+                f"seeds={self.seeds}, first_seed={self.first_seed}"
+            )
         if self.batch_size and self.budget < self.batch_size:
             raise ValueError(f"budget: {self.budget} labels is below one round of batch_size {self.batch_size}")
         if not 0 <= self.label_noise < 0.5:
@@ -90,8 +103,9 @@ class Dataset:
     skipped: dict[str, int]
 
 
-def load_dataset(config: BenchmarkConfig, features: str, rows=None, skipped=None,
-                 family: RewardFamilyConfig | None = None) -> Dataset:
+def load_dataset(
+    config: BenchmarkConfig, features: str, rows=None, skipped=None, family: RewardFamilyConfig | None = None
+) -> Dataset:
     if rows is None:
         preference_file = read_preference_file(config.pairs)
         rows, skipped = preference_file.rows, preference_file.skipped_by_reason()
@@ -109,11 +123,11 @@ def load_dataset(config: BenchmarkConfig, features: str, rows=None, skipped=None
 
 @dataclass
 class Split:
-    test: np.ndarray         # row indices
-    pool: np.ndarray         # row indices
+    test: np.ndarray  # row indices
+    pool: np.ndarray  # row indices
     chosen_is_a: np.ndarray  # per row: was chosen shown as a?
-    flipped: np.ndarray      # per row: would a noisy annotator flip this label?
-    warm_start: np.ndarray   # positions in pool shared by every strategy
+    flipped: np.ndarray  # per row: would a noisy annotator flip this label?
+    warm_start: np.ndarray  # positions in pool shared by every strategy
 
 
 def make_split(n_rows: int, config: BenchmarkConfig, seed: int, groups: list | None = None) -> Split:
@@ -132,12 +146,19 @@ def make_split(n_rows: int, config: BenchmarkConfig, seed: int, groups: list | N
         test_size = wanted
     pool_size = n_rows - test_size
     if config.budget > pool_size:
-        raise ConfigError(f"budget: {config.budget} labels asked but the pool holds only {pool_size} pairs "
-                          f"({n_rows} pairs minus a test split of {test_size})")
+        raise ConfigError(
+            f"budget: {config.budget} labels asked but the pool holds only {pool_size} pairs "
+            f"({n_rows} pairs minus a test split of {test_size})"
+        )
     noise_rng = np.random.default_rng(seed + config.label_noise_seed)
     warm = rng.choice(pool_size, size=min(config.round_size(), config.budget), replace=False)
-    return Split(test=order[:test_size], pool=order[test_size:], chosen_is_a=rng.random(n_rows) < 0.5,
-                 flipped=noise_rng.random(n_rows) < config.label_noise, warm_start=warm)
+    return Split(
+        test=order[:test_size],
+        pool=order[test_size:],
+        chosen_is_a=rng.random(n_rows) < 0.5,
+        flipped=noise_rng.random(n_rows) < config.label_noise,
+        warm_start=warm,
+    )
 
 
 def oriented_pairs(split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -150,8 +171,10 @@ def oriented_pairs(split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def length_matched(rows: list[PreferenceRow], tolerance: float = 0.1) -> np.ndarray:
     """Rows whose two responses differ in length by at most `tolerance` of the longer: length cannot decide them."""
-    return np.asarray([abs(len(r.chosen) - len(r.rejected)) <= tolerance * max(len(r.chosen), len(r.rejected), 1)
-                       for r in rows], dtype=bool)
+    return np.asarray(
+        [abs(len(r.chosen) - len(r.rejected)) <= tolerance * max(len(r.chosen), len(r.rejected), 1) for r in rows],
+        dtype=bool,
+    )
 
 
 @dataclass
@@ -164,8 +187,15 @@ class Curve:
     fit_seconds: list[float] = field(default_factory=list)  # the reward model's refit, per round
 
 
-def run_strategy(spec: StrategySpec, dataset: Dataset, split: Split, config: BenchmarkConfig,
-                 rm_config: RewardModelConfig, seed: int, matched: np.ndarray | None = None) -> Curve:
+def run_strategy(
+    spec: StrategySpec,
+    dataset: Dataset,
+    split: Split,
+    config: BenchmarkConfig,
+    rm_config: RewardModelConfig,
+    seed: int,
+    matched: np.ndarray | None = None,
+) -> Curve:
     rng = np.random.default_rng(seed * 7919 + sum(map(ord, spec.name)))
     strategy = spec.build()
     a, b, y_true = oriented_pairs(split)
@@ -207,10 +237,19 @@ def run_strategy(spec: StrategySpec, dataset: Dataset, split: Split, config: Ben
         asked.extend(batch.tolist())
         is_asked[batch] = True
     matched_test = None if matched is None else matched[split.test]
-    matched_accuracy = (model.head.accuracy(test_x[matched_test], test_y[matched_test])
-                        if matched_test is not None and matched_test.any() else None)
-    return Curve(labels=labels, accuracy=accuracy, seconds=seconds, pseudo_labels=pseudo_total,
-                 matched_accuracy=matched_accuracy, fit_seconds=list(model.fit_seconds))
+    matched_accuracy = (
+        model.head.accuracy(test_x[matched_test], test_y[matched_test])
+        if matched_test is not None and matched_test.any()
+        else None
+    )
+    return Curve(
+        labels=labels,
+        accuracy=accuracy,
+        seconds=seconds,
+        pseudo_labels=pseudo_total,
+        matched_accuracy=matched_accuracy,
+        fit_seconds=list(model.fit_seconds),
+    )
 
 
 def ceiling_accuracy(dataset: Dataset, split: Split, rm_config: RewardModelConfig, seed: int) -> float:
@@ -224,14 +263,20 @@ def ceiling_accuracy(dataset: Dataset, split: Split, rm_config: RewardModelConfi
     family = dataset.inputs.family_config
     if dataset.inputs.encoding is not None:
         passes = -(-3 * len(split.pool) // family.rm_batch_size)
-        model.family_config = RewardFamilyConfig(**{**family.__dict__,
-                                                    "rm_steps_per_round": max(20 * family.rm_steps_per_round, passes)})
+        model.family_config = RewardFamilyConfig(
+            **{**family.__dict__, "rm_steps_per_round": max(20 * family.rm_steps_per_round, passes)}
+        )
     model.fit(a[split.pool], b[split.pool], revealed)
     return model.head.accuracy(model.pair_features(a[split.test], b[split.test]), y_true[split.test])
 
 
-def run_benchmark(config: BenchmarkConfig, rm_config: RewardModelConfig | None = None, dataset: Dataset | None = None,
-                  baseline: Dataset | None = None, family: RewardFamilyConfig | None = None) -> dict:
+def run_benchmark(
+    config: BenchmarkConfig,
+    rm_config: RewardModelConfig | None = None,
+    dataset: Dataset | None = None,
+    baseline: Dataset | None = None,
+    family: RewardFamilyConfig | None = None,
+) -> dict:
     """Curves for every strategy and seed, the ceiling, and random with the baseline features or family
     (see report.summarise)."""
     from tqdm.auto import tqdm
@@ -241,16 +286,21 @@ def run_benchmark(config: BenchmarkConfig, rm_config: RewardModelConfig | None =
     specs = config.specs()  # unknown strategies, encoders and a budget beyond the pool fail before any encoding
     for encoder in filter(None, (config.features, config.baseline_features)):
         FeatureConfig(encoder=encoder, policy_model=config.policy_model).parts()
-    baseline_family = (RewardFamilyConfig(**{**family.__dict__, "reward_model": config.baseline_reward_model})
-                       if config.baseline_reward_model else family)
+    baseline_family = (
+        RewardFamilyConfig(**{**family.__dict__, "reward_model": config.baseline_reward_model})
+        if config.baseline_reward_model
+        else family
+    )
     if dataset is None:
         preference_file = read_preference_file(config.pairs)
         make_split(len(preference_file.rows), config, 0, [r.prompt for r in preference_file.rows])
-        dataset = load_dataset(config, config.features, preference_file.rows, preference_file.skipped_by_reason(),
-                               family=family)
+        dataset = load_dataset(
+            config, config.features, preference_file.rows, preference_file.skipped_by_reason(), family=family
+        )
     if (config.baseline_features or config.baseline_reward_model) and baseline is None:
-        baseline = load_dataset(config, config.baseline_features or config.features, dataset.rows, dataset.skipped,
-                                family=baseline_family)
+        baseline = load_dataset(
+            config, config.baseline_features or config.features, dataset.rows, dataset.skipped, family=baseline_family
+        )
     n_rows = len(dataset.rows)
     groups = [r.prompt for r in dataset.rows]
     matched = length_matched(dataset.rows)
@@ -263,15 +313,21 @@ def run_benchmark(config: BenchmarkConfig, rm_config: RewardModelConfig | None =
         for spec in specs:
             curves[spec.name].append(run_strategy(spec, dataset, split, config, rm_config, seed, matched))
         if baseline is not None:
-            baseline_curves.append(run_strategy(parse_strategy("random"), baseline, split, config, rm_config, seed, matched))
+            baseline_curves.append(
+                run_strategy(parse_strategy("random"), baseline, split, config, rm_config, seed, matched)
+            )
         if config.ceiling:
             ceilings.append(ceiling_accuracy(dataset, split, rm_config, seed))
     split = make_split(n_rows, config, 0, groups)
     return {
         "curves": curves,
         "baseline_curves": baseline_curves,
-        "baseline": {"features": config.baseline_features or config.features,
-                     "reward_model": baseline_family.reward_model} if baseline is not None else None,
+        "baseline": {
+            "features": config.baseline_features or config.features,
+            "reward_model": baseline_family.reward_model,
+        }
+        if baseline is not None
+        else None,
         "reward_model": family.reward_model,
         "ceilings": ceilings,
         "length_matched_test_pairs": int(matched[split.test].sum()),

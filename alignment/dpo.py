@@ -72,12 +72,23 @@ def main(script_args, training_args, model_args, dataset_args=None) -> dict:
         prompts, chosen, rejected = preference_columns(eval_dataset)
         figures["eval_pairs"] = len(prompts)
         figures["eval_implicit_reward_accuracy"] = implicit_reward_accuracy(
-            trainer.model, getattr(trainer, "ref_model", None), tokenizer, prompts, chosen, rejected,
+            trainer.model,
+            getattr(trainer, "ref_model", None),
+            tokenizer,
+            prompts,
+            chosen,
+            rejected,
             max_length=training_args.max_length or 512,
         )
     figures.update(save_trained(trainer, tokenizer, training_args.output_dir))
     write_figures(training_args.output_dir, "dpo_figures.json", figures)
-    log.info("DPO: %d steps, loss %.4f, saved %s to %s", figures["steps"], figures["train_loss"], figures["saved"], training_args.output_dir)
+    log.info(
+        "DPO: %d steps, loss %.4f, saved %s to %s",
+        figures["steps"],
+        figures["train_loss"],
+        figures["saved"],
+        training_args.output_dir,
+    )
     return figures
 
 

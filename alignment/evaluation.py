@@ -14,7 +14,9 @@ import math
 import numpy as np
 
 
-def response_logprobs(model, tokenizer, rows: list[tuple[str, str]], max_length: int = 512, batch_size: int = 64) -> np.ndarray:
+def response_logprobs(
+    model, tokenizer, rows: list[tuple[str, str]], max_length: int = 512, batch_size: int = 64
+) -> np.ndarray:
     """log π(response + end-of-text | prompt) for each (prompt, response), in right-padded batches.
 
     Tokens as DPO sees them: the prompt's ids, then the response's and end-of-text, cut from the left
@@ -69,8 +71,9 @@ def implicit_reward_accuracy(policy, ref_model, tokenizer, prompts, chosen, reje
     return round(score / max(len(prompts), 1), 4)
 
 
-def win_rate(scores_first: list[float], scores_second: list[float], seed: int = 0, draws: int = 2000,
-             groups: list | None = None) -> dict:
+def win_rate(
+    scores_first: list[float], scores_second: list[float], seed: int = 0, draws: int = 2000, groups: list | None = None
+) -> dict:
     """How often the first system's response beats the second's (ties half), with a bootstrap 95% interval.
 
     `groups` (e.g. the training seed of each comparison): the bootstrap then resamples whole groups and
@@ -92,8 +95,12 @@ def win_rate(scores_first: list[float], scores_second: list[float], seed: int = 
         samples.append(np.concatenate([outcome[rng.choice(m, size=len(m))] for m in picked]).mean())
     low, high = np.percentile(samples, [2.5, 97.5])
     rate = float(outcome.mean())
-    result = {"win_rate": round(rate, 4), "margin": round(rate - 0.5, 4),
-              "margin_ci": [round(float(low) - 0.5, 4), round(float(high) - 0.5, 4)], "n": n}
+    result = {
+        "win_rate": round(rate, 4),
+        "margin": round(rate - 0.5, 4),
+        "margin_ci": [round(float(low) - 0.5, 4), round(float(high) - 0.5, 4)],
+        "n": n,
+    }
     if groups is not None:
         result["win_rate_by_group"] = {str(g): round(float(outcome[m].mean()), 4) for g, m in zip(names, members)}
     return result

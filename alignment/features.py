@@ -135,7 +135,9 @@ def _cached(config: FeatureConfig, kind: str, extra: str, texts: list[str], comp
     return np.stack([known[d] for d in digests]).astype(np.float32)
 
 
-def encode_sentences(model_dir: Path, texts: list[str], config: FeatureConfig, truncate_left: bool = False) -> np.ndarray:
+def encode_sentences(
+    model_dir: Path, texts: list[str], config: FeatureConfig, truncate_left: bool = False
+) -> np.ndarray:
     """Mean-pooled, L2-normalised sentence embeddings with plain transformers (as sentence-transformers does)."""
     import torch
     from tqdm.auto import tqdm
@@ -149,8 +151,9 @@ def encode_sentences(model_dir: Path, texts: list[str], config: FeatureConfig, t
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     for start in tqdm(range(0, len(texts), config.encode_batch_size), desc="encode", unit="batch"):
         index = order[start : start + config.encode_batch_size]
-        batch = tokenizer([texts[i] for i in index], padding=True, truncation=True,
-                          max_length=config.max_length, return_tensors="pt")
+        batch = tokenizer(
+            [texts[i] for i in index], padding=True, truncation=True, max_length=config.max_length, return_tensors="pt"
+        )
         with torch.inference_mode():
             hidden = model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -169,8 +172,9 @@ def policy_features(model_dir: str, prompts: list[str], responses: list[str], co
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     rows = []
     for start in tqdm(range(0, len(prompts), config.encode_batch_size), desc="policy features", unit="batch"):
-        for prompt, response in zip(prompts[start : start + config.encode_batch_size],
-                                    responses[start : start + config.encode_batch_size]):
+        for prompt, response in zip(
+            prompts[start : start + config.encode_batch_size], responses[start : start + config.encode_batch_size]
+        ):
             prompt_ids = tokenizer(prompt)["input_ids"][-config.max_length // 2 :]
             response_ids = tokenizer(response, add_special_tokens=False)["input_ids"][: config.max_length // 2]
             response_ids = response_ids or [tokenizer.eos_token_id]
@@ -208,28 +212,55 @@ def feature_blocks(prompts: list[str], responses: list[str], config: FeatureConf
             continue
         joint = part == "minilm-joint" or part.endswith(":joint")
         directory = part[: -len(":joint")] if part.endswith(":joint") else part
-        model_dir = (Path(config.policy_model) if part == "policy"
-                     else minilm_path() if part in ("minilm", "minilm-joint") else Path(directory))
+        model_dir = (
+            Path(config.policy_model)
+            if part == "policy"
+            else minilm_path()
+            if part in ("minilm", "minilm-joint")
+            else Path(directory)
+        )
         is_causal = part == "policy" or _is_causal_lm(model_dir)
         digest_of_model = model_digest(model_dir)
         extra = digest_of_model + str(config.max_length)
         if joint and not is_causal:
             texts = [f"{p.rstrip()}\n{r.strip()}" for p, r in zip(prompts, responses)]
-            blocks.append(_cached(config, "sentence-joint", extra, texts,
-                                  lambda t: encode_sentences(model_dir, t, config, truncate_left=True)))
+            blocks.append(
+                _cached(
+                    config,
+                    "sentence-joint",
+                    extra,
+                    texts,
+                    lambda t: encode_sentences(model_dir, t, config, truncate_left=True),
+                )
+            )
             continue
         if is_causal:
             keys = [p + "\0" + r for p, r in zip(prompts, responses)]
-            blocks.append(_cached(config, "policy", extra, keys, lambda k: policy_features(
-                str(model_dir), [x.split("\0", 1)[0] for x in k], [x.split("\0", 1)[1] for x in k], config)))
+            blocks.append(
+                _cached(
+                    config,
+                    "policy",
+                    extra,
+                    keys,
+                    lambda k: policy_features(
+                        str(model_dir), [x.split("\0", 1)[0] for x in k], [x.split("\0", 1)[1] for x in k], config
+                    ),
+                )
+            )
             continue
         unique_prompts = sorted(set(prompts))
         # Pairs share responses (K samples per prompt make K(K-1)/2 pairs): encode each text once.
         unique_responses = list(dict.fromkeys(responses))
-        prompt_vectors = _cached(config, "sentence-left", extra, unique_prompts,
-                                 lambda t: encode_sentences(model_dir, t, config, truncate_left=True))
-        response_vectors = _cached(config, "sentence", extra, unique_responses,
-                                   lambda t: encode_sentences(model_dir, t, config))
+        prompt_vectors = _cached(
+            config,
+            "sentence-left",
+            extra,
+            unique_prompts,
+            lambda t: encode_sentences(model_dir, t, config, truncate_left=True),
+        )
+        response_vectors = _cached(
+            config, "sentence", extra, unique_responses, lambda t: encode_sentences(model_dir, t, config)
+        )
         lookup = {p: i for i, p in enumerate(unique_prompts)}
         prompt_rows = prompt_vectors[[lookup[p] for p in prompts]]
         response_lookup = {r: i for i, r in enumerate(unique_responses)}

@@ -49,7 +49,12 @@ def gold_components(prompt: str, response: str) -> dict[str, float]:
     repetition = 1.0 - len(set(trigrams)) / len(trigrams) if trigrams else 0.0
     substance = min(math.log1p(len(words)) / math.log1p(30), 1.0)
     clean_end = 0.5 if response.rstrip().endswith((".", ":", ")", "!", "?")) else 0.0
-    return {"topicality": topicality, "substance": 1.5 * substance, "clean_end": clean_end, "repetition": -3.0 * repetition}
+    return {
+        "topicality": topicality,
+        "substance": 1.5 * substance,
+        "clean_end": clean_end,
+        "repetition": -3.0 * repetition,
+    }
 
 
 def gold_score(prompt: str, response: str) -> float:

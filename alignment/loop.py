@@ -29,7 +29,9 @@ log = logging.getLogger("alignment")
 class ActiveLoopConfig:
     budget: int = field(default=100, metadata={"help": "human labels to ask for in all"})
     batch_size: int = field(default=20, metadata={"help": "pairs asked per round"})
-    strategy: str = field(default="uncertainty+kcenter", metadata={"help": "acquisition strategy (see `mintline align benchmark`)"})
+    strategy: str = field(
+        default="uncertainty+kcenter", metadata={"help": "acquisition strategy (see `mintline align benchmark`)"}
+    )
     pseudo_threshold: float = field(default=0.9, metadata={"help": "+pseudo: confidence needed for a pseudo-label"})
     pseudo_cap: int = field(default=0, metadata={"help": "+pseudo: pseudo-labels at most (0 = half the budget)"})
     selection_seed: int = field(default=0, metadata={"help": "seed of the acquisition's random choices"})
@@ -38,8 +40,10 @@ class ActiveLoopConfig:
         if self.budget < 1 or self.batch_size < 1:
             raise ConfigError(f"budget and batch_size: must be >= 1, got {self.budget} and {self.batch_size}")
         if self.budget < self.batch_size:
-            raise ConfigError(f"budget: {self.budget} labels is below one round of batch_size {self.batch_size}; "
-                              "raise the budget or lower the batch size")
+            raise ConfigError(
+                f"budget: {self.budget} labels is below one round of batch_size {self.batch_size}; "
+                "raise the budget or lower the batch size"
+            )
         if not 0.5 < self.pseudo_threshold <= 1:
             raise ConfigError(f"pseudo_threshold: must be in (0.5, 1], got {self.pseudo_threshold}")
         parse_strategy(self.strategy)  # unknown names fail before any work
@@ -65,9 +69,16 @@ def training_set(ledger, ids: list[str], index: dict[str, int]):
     return np.asarray(positions, dtype=int), np.asarray(targets, dtype=float)
 
 
-def run_active_loop(pairs: list[PreferencePair], x, backend, config: ActiveLoopConfig,
-                    rm_config: RewardModelConfig | None = None, model_id: str = "bt-reward-model",
-                    eval_x=None, eval_y: np.ndarray | None = None) -> dict:
+def run_active_loop(
+    pairs: list[PreferencePair],
+    x,
+    backend,
+    config: ActiveLoopConfig,
+    rm_config: RewardModelConfig | None = None,
+    model_id: str = "bt-reward-model",
+    eval_x=None,
+    eval_y: np.ndarray | None = None,
+) -> dict:
     """Run rounds until `budget` pairs have been requested and answered; returns figures and a state.
 
     `x`: the pool's fixed pair-difference features (n_pairs, d), or a reward model of any family
@@ -82,7 +93,11 @@ def run_active_loop(pairs: list[PreferencePair], x, backend, config: ActiveLoopC
     strategy = spec.build()
     rm_config = rm_config or RewardModelConfig()
     if isinstance(x, np.ndarray):
-        reward_model, pair_a, pair_b = FixedPairFeatures(x, rm_config, seed=config.selection_seed), np.arange(len(x)), None
+        reward_model, pair_a, pair_b = (
+            FixedPairFeatures(x, rm_config, seed=config.selection_seed),
+            np.arange(len(x)),
+            None,
+        )
         evaluation = EvalSet(eval_y, features=eval_x)
     else:
         reward_model, pair_a, pair_b = x, 2 * np.arange(len(pairs)), 2 * np.arange(len(pairs)) + 1
@@ -110,9 +125,20 @@ def run_active_loop(pairs: list[PreferencePair], x, backend, config: ActiveLoopC
         elif pool_x is None:
             pool_x = reward_model.pair_features(pair_a, pair_b)
         if outstanding:
-            return _figures("waiting", ledger=ledger, reward_model=reward_model, positions=positions, targets=targets,
-                            pool_x=pool_x, config=config, rounds=rounds_this_call, started=started,
-                            waiting_for=len(outstanding), evaluation=evaluation, curve=curve)
+            return _figures(
+                "waiting",
+                ledger=ledger,
+                reward_model=reward_model,
+                positions=positions,
+                targets=targets,
+                pool_x=pool_x,
+                config=config,
+                rounds=rounds_this_call,
+                started=started,
+                waiting_for=len(outstanding),
+                evaluation=evaluation,
+                curve=curve,
+            )
         if len(requested) >= config.budget:
             break
         candidates = np.asarray([i for i, pair_id in enumerate(ids) if pair_id not in requested], dtype=int)
@@ -125,22 +151,46 @@ def run_active_loop(pairs: list[PreferencePair], x, backend, config: ActiveLoopC
         backend.request([_with_prediction(pairs[i], model, pool_x[i]) for i in batch], round=round_number)
         backend.collect()
         rounds_this_call += 1
-        log.info("round %d: asked %d pairs (%d of %d requested)", round_number, len(batch), len(requested) + len(batch), config.budget)
+        log.info(
+            "round %d: asked %d pairs (%d of %d requested)",
+            round_number,
+            len(batch),
+            len(requested) + len(batch),
+            config.budget,
+        )
 
     pseudo_count = 0
     if spec.pseudo and model.fitted:
         requested_positions = {index[p] for p in requested}
         unrequested = np.asarray([i for i in range(len(ids)) if i not in requested_positions], dtype=int)
-        pseudo = pseudo_label(model, pool_x, unrequested, config.pseudo_threshold, config.pseudo_cap or max(1, config.budget // 2))
+        pseudo = pseudo_label(
+            model, pool_x, unrequested, config.pseudo_threshold, config.pseudo_cap or max(1, config.budget // 2)
+        )
         if len(pseudo.indices):
             pseudo_count = ledger.record_pseudo_labels(
-                [(ids[i], "a" if prefer else "b", float(c)) for i, prefer, c in zip(pseudo.indices, pseudo.prefer_a, pseudo.confidence)],
+                [
+                    (ids[i], "a" if prefer else "b", float(c))
+                    for i, prefer, c in zip(pseudo.indices, pseudo.prefer_a, pseudo.confidence)
+                ],
                 model=model_id,
-                pairs=[pairs[i] for i in pseudo.indices],  # their text, so export_trl(include_pseudo=True) can write them
+                pairs=[
+                    pairs[i] for i in pseudo.indices
+                ],  # their text, so export_trl(include_pseudo=True) can write them
             )
-    return _figures("done", ledger=ledger, reward_model=reward_model, positions=positions, targets=targets,
-                    pool_x=pool_x, config=config, rounds=rounds_this_call, started=started,
-                    pseudo_recorded=pseudo_count, evaluation=evaluation, curve=curve)
+    return _figures(
+        "done",
+        ledger=ledger,
+        reward_model=reward_model,
+        positions=positions,
+        targets=targets,
+        pool_x=pool_x,
+        config=config,
+        rounds=rounds_this_call,
+        started=started,
+        pseudo_recorded=pseudo_count,
+        evaluation=evaluation,
+        curve=curve,
+    )
 
 
 class EvalSet:
@@ -150,7 +200,11 @@ class EvalSet:
         self.targets, self.features, self.pairs = targets, features, pairs
 
     def __bool__(self) -> bool:
-        return self.targets is not None and len(self.targets) > 0 and (self.features is not None or self.pairs is not None)
+        return (
+            self.targets is not None
+            and len(self.targets) > 0
+            and (self.features is not None or self.pairs is not None)
+        )
 
     def accuracy(self, reward_model) -> float:
         x = self.features if self.features is not None else reward_model.pair_features(*self.pairs)
@@ -169,14 +223,34 @@ def _with_prediction(pair: PreferencePair, model: BradleyTerryModel, x_row: np.n
         return pair
     p_a = float(model.prob(x_row[None, :])[0])
     predicted, confidence = ("a", p_a) if p_a >= 0.5 else ("b", 1.0 - p_a)
-    return PreferencePair(prompt=pair.prompt, response_a=pair.response_a, response_b=pair.response_b,
-                          pair_id=pair.pair_id, model=pair.model, predicted=predicted,
-                          confidence=min(max(confidence, 0.5), 1.0), metadata=dict(pair.metadata))
+    return PreferencePair(
+        prompt=pair.prompt,
+        response_a=pair.response_a,
+        response_b=pair.response_b,
+        pair_id=pair.pair_id,
+        model=pair.model,
+        predicted=predicted,
+        confidence=min(max(confidence, 0.5), 1.0),
+        metadata=dict(pair.metadata),
+    )
 
 
-def _figures(state: str, *, ledger, reward_model, positions: np.ndarray, targets: np.ndarray, pool_x: np.ndarray,
-             config: ActiveLoopConfig, rounds: int, started: float, waiting_for: int = 0, pseudo_recorded: int = 0,
-             evaluation: EvalSet | None = None, curve: list[dict] | None = None) -> dict:
+def _figures(
+    state: str,
+    *,
+    ledger,
+    reward_model,
+    positions: np.ndarray,
+    targets: np.ndarray,
+    pool_x: np.ndarray,
+    config: ActiveLoopConfig,
+    rounds: int,
+    started: float,
+    waiting_for: int = 0,
+    pseudo_recorded: int = 0,
+    evaluation: EvalSet | None = None,
+    curve: list[dict] | None = None,
+) -> dict:
     """What a call of the loop did and where it stands (`state` "waiting" or "done"), for run.json and the CLI.
 
     `positions`/`targets`: the pool rows labelled so far and their answers; `pool_x`: the pool's current
@@ -200,7 +274,9 @@ def _figures(state: str, *, ledger, reward_model, positions: np.ndarray, targets
         "labels_used_for_reward_model": int(len(positions)),
         "ledger_counts": counts,
         "loop_seconds": round(time.perf_counter() - started, 3),
-        "reward_model_seconds_per_round": round(float(np.mean(reward_model.fit_seconds)), 3) if reward_model.fit_seconds else None,
+        "reward_model_seconds_per_round": round(float(np.mean(reward_model.fit_seconds)), 3)
+        if reward_model.fit_seconds
+        else None,
         "curve": curve or [],
     }
     if model.fitted:

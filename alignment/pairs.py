@@ -27,7 +27,9 @@ log = logging.getLogger("alignment")
 class CandidateConfig:
     samples_per_prompt: int = field(default=4, metadata={"help": "K responses sampled per prompt"})
     max_pairs_per_prompt: int = field(default=6, metadata={"help": "pairs kept per prompt (of K(K-1)/2)"})
-    cross_prompt_pairs: int = field(default=0, metadata={"help": "extra pairs per prompt against another prompt's response"})
+    cross_prompt_pairs: int = field(
+        default=0, metadata={"help": "extra pairs per prompt against another prompt's response"}
+    )
     max_new_tokens: int = field(default=48, metadata={"help": "tokens per response"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass"})
@@ -76,7 +78,9 @@ def prompts_from_documents(texts: list[str], count: int, seed: int = 0, words: t
     return [" ".join(p.split()[: rng.randint(*words)]) for p in picked]
 
 
-def sample_responses(model, tokenizer, prompts: list[str], config: CandidateConfig, logits_processor=None) -> list[list[str]]:
+def sample_responses(
+    model, tokenizer, prompts: list[str], config: CandidateConfig, logits_processor=None
+) -> list[list[str]]:
     """K sampled continuations per prompt, batched."""
     import torch
     from tqdm.auto import tqdm
@@ -90,9 +94,15 @@ def sample_responses(model, tokenizer, prompts: list[str], config: CandidateConf
         encoded = tokenizer(batch, return_tensors="pt", padding=True)
         with torch.inference_mode():
             generated = model.generate(
-                **encoded, do_sample=True, num_return_sequences=k, max_new_tokens=config.max_new_tokens,
-                temperature=config.temperature, top_p=config.top_p, top_k=config.top_k or None,
-                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                **encoded,
+                do_sample=True,
+                num_return_sequences=k,
+                max_new_tokens=config.max_new_tokens,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                top_k=config.top_k or None,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
                 logits_processor=logits_processor,
             )
         texts = tokenizer.batch_decode(generated[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
@@ -100,7 +110,9 @@ def sample_responses(model, tokenizer, prompts: list[str], config: CandidateConf
     return out
 
 
-def form_pairs(prompts: list[str], responses: list[list[str]], config: CandidateConfig, model_id: str = "") -> list[PreferencePair]:
+def form_pairs(
+    prompts: list[str], responses: list[list[str]], config: CandidateConfig, model_id: str = ""
+) -> list[PreferencePair]:
     """Within-prompt pairs of distinct, non-empty responses (and optional cross-prompt pairs), deduplicated."""
     rng = random.Random(config.sample_seed)
     pairs: dict[str, PreferencePair] = {}
@@ -109,8 +121,13 @@ def form_pairs(prompts: list[str], responses: list[list[str]], config: Candidate
         combos = list(itertools.combinations(distinct, 2))
         rng.shuffle(combos)
         for a, b in combos[: config.max_pairs_per_prompt]:
-            pair = PreferencePair(prompt=prompt, response_a=a, response_b=b, model=model_id,
-                                  metadata={"kind": "within_prompt", "prompt_index": index})
+            pair = PreferencePair(
+                prompt=prompt,
+                response_a=a,
+                response_b=b,
+                model=model_id,
+                metadata={"kind": "within_prompt", "prompt_index": index},
+            )
             pairs.setdefault(pair.pair_id, pair)
         for _ in range(config.cross_prompt_pairs if len(prompts) > 1 and distinct else 0):
             other = rng.choice([j for j in range(len(prompts)) if j != index])
@@ -118,14 +135,25 @@ def form_pairs(prompts: list[str], responses: list[list[str]], config: Candidate
             if foreign:
                 a, b = rng.choice(distinct), rng.choice(foreign)
                 a, b = (a, b) if rng.random() < 0.5 else (b, a)
-                pair = PreferencePair(prompt=prompt, response_a=a, response_b=b, model=model_id,
-                                      metadata={"kind": "cross_prompt", "prompt_index": index, "other_prompt": other})
+                pair = PreferencePair(
+                    prompt=prompt,
+                    response_a=a,
+                    response_b=b,
+                    model=model_id,
+                    metadata={"kind": "cross_prompt", "prompt_index": index, "other_prompt": other},
+                )
                 pairs.setdefault(pair.pair_id, pair)
     return list(pairs.values())
 
 
-def generate_candidate_pairs(model, tokenizer, prompts: list[str], config: CandidateConfig | None = None,
-                             logits_processor=None, model_id: str = "") -> list[PreferencePair]:
+def generate_candidate_pairs(
+    model,
+    tokenizer,
+    prompts: list[str],
+    config: CandidateConfig | None = None,
+    logits_processor=None,
+    model_id: str = "",
+) -> list[PreferencePair]:
     config = config or CandidateConfig()
     if not prompts:
         raise PreferenceDataError("prompts: no prompts to generate pairs for")

@@ -19,8 +19,23 @@ import numpy as np
 
 BOOTSTRAP_DRAWS = 2000
 # Two-sided 95% Student-t quantiles by degrees of freedom (scipy is not a dependency).
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-         12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}
+_T975 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    12: 2.179,
+    15: 2.131,
+    20: 2.086,
+    25: 2.060,
+    30: 2.042,
+}
 
 
 def t975(df: int) -> float:
@@ -62,8 +77,12 @@ def flatness(reference) -> dict:
     labels, acc = _matrix(reference)
     half = int(np.argmin(np.abs(labels - labels[-1] / 2)))
     gain, low, high = mean_interval(acc[:, -1] - acc[:, half])
-    return {"half_budget": int(labels[half]), "gain_half_to_full": round(gain, 4),
-            "gain_ci": [round(low, 4), round(high, 4)], "flat": not low > 0}
+    return {
+        "half_budget": int(labels[half]),
+        "gain_half_to_full": round(gain, 4),
+        "gain_ci": [round(low, 4), round(high, 4)],
+        "flat": not low > 0,
+    }
 
 
 def label_ratio(reference, curves, seed: int = 0) -> dict:
@@ -83,8 +102,12 @@ def label_ratio(reference, curves, seed: int = 0) -> dict:
         # "never reached" sorts above every finite ratio; percentile arithmetic needs a finite stand-in.
         finite = np.where(np.isfinite(draws), draws, 1e9)
         low, high = (v if v < 1e8 else math.inf for v in np.percentile(finite, [2.5, 97.5], method="lower"))
-    return {"ratio": _finite(point), "ci": [_finite(low), _finite(high)], "target_accuracy": round(target, 4),
-            "reached": math.isfinite(point)}
+    return {
+        "ratio": _finite(point),
+        "ci": [_finite(low), _finite(high)],
+        "target_accuracy": round(target, 4),
+        "reached": math.isfinite(point),
+    }
 
 
 def _finite(value: float):
@@ -103,9 +126,11 @@ def summarise(results: dict, budget: int) -> dict:
         summary["label_ratio_ci"][name] = None if flat["flat"] else ratio["ci"]
         summary["target_accuracy"] = ratio["target_accuracy"]
     if flat["flat"]:
-        summary["refused"] = (f"random's curve is flat: at {flat['half_budget']} labels it is not significantly below its "
-                              f"{budget}-label accuracy (gain {flat['gain_half_to_full']:+.3f}, 95% CI {flat['gain_ci']}); "
-                              "a label ratio would be noise")
+        summary["refused"] = (
+            f"random's curve is flat: at {flat['half_budget']} labels it is not significantly below its "
+            f"{budget}-label accuracy (gain {flat['gain_half_to_full']:+.3f}, 95% CI {flat['gain_ci']}); "
+            "a label ratio would be noise"
+        )
     summary["curves"] = {}
     for name, runs in curves.items():
         labels, acc = _matrix(runs)
@@ -118,19 +143,28 @@ def summarise(results: dict, budget: int) -> dict:
     summary["seconds_per_label"] = {
         name: round(sum(c.seconds for c in runs) / sum(c.labels[-1] for c in runs), 5) for name, runs in curves.items()
     }
-    pseudo = {name: int(np.mean([c.pseudo_labels for c in runs])) for name, runs in curves.items() if "pseudo" in name or name == "adpo"}
+    pseudo = {
+        name: int(np.mean([c.pseudo_labels for c in runs]))
+        for name, runs in curves.items()
+        if "pseudo" in name or name == "adpo"
+    }
     if pseudo:
         summary["pseudo_labels_per_seed"] = pseudo
     summary["seconds_per_round"] = {
         name: round(float(np.mean([s for c in runs for s in c.fit_seconds])), 3) if runs[0].fit_seconds else None
         for name, runs in curves.items()
     }
-    matched = {name: [c.matched_accuracy for c in runs if c.matched_accuracy is not None] for name, runs in curves.items()}
+    matched = {
+        name: [c.matched_accuracy for c in runs if c.matched_accuracy is not None] for name, runs in curves.items()
+    }
     summary["length_matched_accuracy"] = {name: round(float(np.mean(v)), 4) for name, v in matched.items() if v}
     if results.get("ceilings"):
         mean, low, high = mean_interval(np.asarray(results["ceilings"]))
-        summary["ceiling"] = {"accuracy": round(mean, 4), "ci": [round(low, 4), round(high, 4)] if len(results["ceilings"]) > 1 else None,
-                              "full_budget_random": round(float(_matrix(reference)[1][:, -1].mean()), 4)}
+        summary["ceiling"] = {
+            "accuracy": round(mean, 4),
+            "ci": [round(low, 4), round(high, 4)] if len(results["ceilings"]) > 1 else None,
+            "full_budget_random": round(float(_matrix(reference)[1][:, -1].mean()), 4),
+        }
     ratios = {name: r for name, r in summary["label_ratio"].items() if name != "random" and r is not None}
     summary["best_strategy"] = min(ratios, key=ratios.get) if ratios else None
     baseline = results.get("baseline_curves") or []
@@ -142,7 +176,9 @@ def summarise(results: dict, budget: int) -> dict:
         base_flat = flatness(baseline)
         system = label_ratio(baseline, curves[best])
         summary["system_gain"] = {
-            "strategy": best, "reward_model": results.get("reward_model"), "baseline": results["baseline"],
+            "strategy": best,
+            "reward_model": results.get("reward_model"),
+            "baseline": results["baseline"],
             "label_ratio": None if base_flat["flat"] else system["ratio"],
             "label_ratio_ci": None if base_flat["flat"] else system["ci"],
             "baseline_flat": base_flat["flat"],

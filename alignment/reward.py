@@ -82,8 +82,9 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str 
 
     dataclass_types = (ScriptArguments, RewardConfig, ModelConfig, DatasetMixtureConfig)
     if subparsers is not None:
-        parser = subparsers.add_parser("reward", help="full-model reward model with TRL's RewardTrainer",
-                                       dataclass_types=dataclass_types)
+        parser = subparsers.add_parser(
+            "reward", help="full-model reward model with TRL's RewardTrainer", dataclass_types=dataclass_types
+        )
     else:
         parser = TrlParser(dataclass_types, prog=prog or "python -m alignment.reward")
     cpu_defaults(parser)

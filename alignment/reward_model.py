@@ -30,7 +30,8 @@ class RewardModelConfig:
     posterior: str = field(default="laplace", metadata={"help": "epistemic posterior: 'laplace' or 'ensemble'"})
     n_heads: int = field(default=8, metadata={"help": "bootstrapped heads when posterior is 'ensemble'"})
     prior_precision: float = field(
-        default=0.0, metadata={"help": "Gaussian prior precision λ on the weights (0 = choose by evidence maximisation)"}
+        default=0.0,
+        metadata={"help": "Gaussian prior precision λ on the weights (0 = choose by evidence maximisation)"},
     )
     feature_dim: int = field(default=64, metadata={"help": "principal components kept per feature source"})
 

@@ -45,31 +45,52 @@ REWARD_MODEL_FAMILIES = ("linear", "finetune", "policy")
 @dataclass
 class RewardFamilyConfig:
     reward_model: str = field(
-        default="linear", metadata={"help": "reward-model family: 'linear' (BT on fixed features), 'finetune' "
-                                            "(a trained encoder top) or 'policy' (the policy's own top layers)"})
+        default="linear",
+        metadata={
+            "help": "reward-model family: 'linear' (BT on fixed features), 'finetune' "
+            "(a trained encoder top) or 'policy' (the policy's own top layers)"
+        },
+    )
     encoder: str = field(default="minilm", metadata={"help": "finetune: 'minilm' or a local encoder directory"})
-    trainable_layers: int = field(default=0, metadata={"help": "finetune/policy: top transformer layers trained "
-                                                                 "(0 = only the pooling and the MLP on frozen states)"})
+    trainable_layers: int = field(
+        default=0,
+        metadata={
+            "help": "finetune/policy: top transformer layers trained "
+            "(0 = only the pooling and the MLP on frozen states)"
+        },
+    )
     head_hidden: int = field(default=128, metadata={"help": "finetune/policy: width of the MLP's hidden layer"})
     rm_max_length: int = field(default=128, metadata={"help": "finetune/policy: tokens of prompt + response read"})
     rm_learning_rate: float = field(default=3e-4, metadata={"help": "finetune/policy: AdamW learning rate"})
     rm_steps_per_round: int = field(default=30, metadata={"help": "finetune/policy: optimiser steps per round"})
     rm_batch_size: int = field(default=32, metadata={"help": "finetune/policy: labelled pairs per step"})
     rm_weight_decay: float = field(default=0.01, metadata={"help": "finetune/policy: AdamW weight decay"})
-    warm_start: bool = field(default=True, metadata={"help": "finetune/policy: each round starts from the last "
-                                                               "(off: from the pretrained encoder every round)"})
-    prior_pairs: str = field(default=None, metadata={"help": "finetune/policy: other preference data (JSONL) to "
-                                                             "pre-train on before the first round"})
+    warm_start: bool = field(
+        default=True,
+        metadata={
+            "help": "finetune/policy: each round starts from the last (off: from the pretrained encoder every round)"
+        },
+    )
+    prior_pairs: str = field(
+        default=None,
+        metadata={"help": "finetune/policy: other preference data (JSONL) to pre-train on before the first round"},
+    )
     prior_steps: int = field(default=300, metadata={"help": "finetune/policy: steps of pre-training on prior_pairs"})
     stats: bool = field(default=False, metadata={"help": "finetune/policy: add text statistics to the head"})
-    length_penalty: float = field(default=1.0, metadata={"help": "prior precision multiplier on the head's length "
-                                                                 "statistics (> 1 keeps it from learning length alone)"})
+    length_penalty: float = field(
+        default=1.0,
+        metadata={
+            "help": "prior precision multiplier on the head's length "
+            "statistics (> 1 keeps it from learning length alone)"
+        },
+    )
     rm_cache_dir: str = field(default=None, metadata={"help": "directory to cache the frozen layers' outputs"})
 
     def __post_init__(self):
         if self.reward_model not in REWARD_MODEL_FAMILIES:
-            raise ConfigError(f"reward_model: unknown family {self.reward_model!r} "
-                              f"(choose from {', '.join(REWARD_MODEL_FAMILIES)})")
+            raise ConfigError(
+                f"reward_model: unknown family {self.reward_model!r} (choose from {', '.join(REWARD_MODEL_FAMILIES)})"
+            )
         if self.trainable_layers < 0 or self.head_hidden < 1 or self.rm_max_length < 8:
             raise ConfigError("trainable_layers >= 0, head_hidden >= 1 and rm_max_length >= 8 are required")
         if self.rm_steps_per_round < 1 or self.rm_batch_size < 1 or self.rm_learning_rate <= 0:
@@ -101,8 +122,14 @@ class LinearRewardModel:
 
     family = "linear"
 
-    def __init__(self, blocks: list[np.ndarray], pool_a: np.ndarray, pool_b: np.ndarray, config: RewardModelConfig,
-                 seed: int = 0):
+    def __init__(
+        self,
+        blocks: list[np.ndarray],
+        pool_a: np.ndarray,
+        pool_b: np.ndarray,
+        config: RewardModelConfig,
+        seed: int = 0,
+    ):
         self.z = PairFeatureSpace(config.feature_dim).fit(blocks, pool_a, pool_b).transform(blocks)
         self.head = BradleyTerryModel(config, seed=seed)
         self.fit_seconds: list[float] = []
@@ -143,8 +170,9 @@ class TrainedTopRewardModel:
     what makes a round cost seconds rather than minutes here.
     """
 
-    def __init__(self, encoding: "FrozenEncoding", config: RewardModelConfig, family_config: RewardFamilyConfig,
-                 seed: int = 0):
+    def __init__(
+        self, encoding: "FrozenEncoding", config: RewardModelConfig, family_config: RewardFamilyConfig, seed: int = 0
+    ):
         import torch
 
         self.family, self.config, self.family_config, self.seed = encoding.family, config, family_config, seed
@@ -181,9 +209,11 @@ class TrainedTopRewardModel:
         return [p for m in self._modules() for p in m.parameters()] + self.top.parameters()
 
     def _state(self):
-        return {"top": [layer.state_dict() for layer in self.top.layers],
-                "norm": self.top.norm.state_dict() if self.top.norm is not None else None,
-                "head": [m.state_dict() for m in self._modules()]}
+        return {
+            "top": [layer.state_dict() for layer in self.top.layers],
+            "norm": self.top.norm.state_dict() if self.top.norm is not None else None,
+            "head": [m.state_dict() for m in self._modules()],
+        }
 
     def _load_state(self, state) -> None:
         for layer, saved in zip(self.top.layers, state["top"]):
@@ -196,8 +226,9 @@ class TrainedTopRewardModel:
     def _new_optimizer(self):
         import torch
 
-        return torch.optim.AdamW(self._parameters(), lr=self.family_config.rm_learning_rate,
-                                 weight_decay=self.family_config.rm_weight_decay)
+        return torch.optim.AdamW(
+            self._parameters(), lr=self.family_config.rm_learning_rate, weight_decay=self.family_config.rm_weight_decay
+        )
 
     # -- the network -----------------------------------------------------------------------------
     def _embed(self, index: np.ndarray, train: bool):
@@ -229,7 +260,7 @@ class TrainedTopRewardModel:
         for _ in range(steps):
             pick = self.generator.choice(len(a), size=min(self.family_config.rm_batch_size, len(a)), replace=False)
             rewards = self.reward(np.concatenate([a[pick], b[pick]]), train=True)
-            margin = (rewards[: len(pick)] - rewards[len(pick):]) * sign[pick]
+            margin = (rewards[: len(pick)] - rewards[len(pick) :]) * sign[pick]
             loss = -(torch.nn.functional.logsigmoid(margin) * weight_t[pick]).sum() / weight_t[pick].sum()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -291,8 +322,14 @@ def _length_scaled_statistics(prompts, responses, length_penalty: float) -> np.n
 class FrozenEncoding:
     """Every response the run will score, read once through the encoder's frozen lower layers."""
 
-    def __init__(self, model_dir: Path, prompts: list[str], responses: list[str], family_config: RewardFamilyConfig,
-                 family: str = "finetune"):
+    def __init__(
+        self,
+        model_dir: Path,
+        prompts: list[str],
+        responses: list[str],
+        family_config: RewardFamilyConfig,
+        family: str = "finetune",
+    ):
         from alignment.top_layers import TopLayers, load_backbone, tokenize_pairs
 
         self.family, self.family_config, self.model_dir = family, family_config, Path(model_dir)
@@ -301,8 +338,11 @@ class FrozenEncoding:
         texts = tokenize_pairs(self.tokenizer, prompts, responses, family_config.rm_max_length, self.is_causal)
         self.states = self.lower_states(texts)
         self.attention, self.scored = texts.attention, texts.scored
-        self.stats = (_length_scaled_statistics(prompts, responses, family_config.length_penalty)
-                      if family_config.stats else None)
+        self.stats = (
+            _length_scaled_statistics(prompts, responses, family_config.length_penalty)
+            if family_config.stats
+            else None
+        )
         self.pretrained_head = None
 
     def new_top(self):
@@ -340,8 +380,13 @@ class RewardInputs:
     prior: tuple | None = None  # (states, attention, scored) of the prior preference data, chosen first
 
 
-def prepare_reward_inputs(family_config: RewardFamilyConfig, prompts: list[str], responses: list[str],
-                          feature_config=None, policy_model: str | None = None) -> RewardInputs:
+def prepare_reward_inputs(
+    family_config: RewardFamilyConfig,
+    prompts: list[str],
+    responses: list[str],
+    feature_config=None,
+    policy_model: str | None = None,
+) -> RewardInputs:
     """Encode every response once: the linear family's feature blocks, or the frozen lower layers' states."""
     family = family_config.reward_model
     if family == "linear":
@@ -363,8 +408,9 @@ def prepare_reward_inputs(family_config: RewardFamilyConfig, prompts: list[str],
     return inputs
 
 
-def new_reward_model(inputs: RewardInputs, config: RewardModelConfig, pool_a: np.ndarray, pool_b: np.ndarray,
-                     seed: int = 0):
+def new_reward_model(
+    inputs: RewardInputs, config: RewardModelConfig, pool_a: np.ndarray, pool_b: np.ndarray, seed: int = 0
+):
     """A fresh, untrained reward model of the inputs' family; `pool_a`/`pool_b` are the unlabelled pool's pairs
     (the linear family fits its feature reduction on them, never on labels)."""
     if inputs.blocks is not None:

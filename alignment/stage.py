@@ -34,9 +34,14 @@ BACKENDS = ("simulated", "labelstudio")
 @dataclass
 class AlignStageConfig:
     policy_model: str = field(default=None, metadata={"help": "the policy: a causal-LM directory with its tokenizer"})
-    output_dir: str = field(default=None, metadata={"help": "where pairs, labels and the aligned model go (default RUN_DIR/align)"})
+    output_dir: str = field(
+        default=None, metadata={"help": "where pairs, labels and the aligned model go (default RUN_DIR/align)"}
+    )
     prompts_file: str = field(default=None, metadata={"help": "prompts, one per line (or JSONL with 'prompt'/'text')"})
-    corpus: str = field(default=None, metadata={"help": "held-out documents (JSONL with 'text', file or directory) to cut prompts from"})
+    corpus: str = field(
+        default=None,
+        metadata={"help": "held-out documents (JSONL with 'text', file or directory) to cut prompts from"},
+    )
     num_prompts: int = field(default=64, metadata={"help": "prompts to draw from the corpus"})
     ledger: str = field(default=None, metadata={"help": "label ledger (SQLite); default OUTPUT_DIR/ledger.sqlite"})
     backend: str = field(default="simulated", metadata={"help": "who labels: 'simulated' or 'labelstudio'"})
@@ -44,17 +49,25 @@ class AlignStageConfig:
     annotators: int = field(default=1, metadata={"help": "simulated annotators"})
     annotators_per_pair: int = field(default=1, metadata={"help": "votes asked per pair"})
     flip_rate: float = field(default=0.25, metadata={"help": "simulated label flips (AlpacaFarm: 0.25)"})
-    annotator_temperature: float = field(default=0.0, metadata={"help": "simulated Bradley-Terry choice noise on the gold score"})
+    annotator_temperature: float = field(
+        default=0.0, metadata={"help": "simulated Bradley-Terry choice noise on the gold score"}
+    )
     features: str = field(default="policy+stats", metadata={"help": "reward-model features (see FeatureConfig)"})
     feature_cache: str = field(default=None, metadata={"help": "cache directory for encoded texts"})
     gold_eval_pairs: int = field(
         default=100,
-        metadata={"help": "simulated backend: candidate pairs kept out of the pool and judged by the noise-free gold "
-                          "judge, to draw the reward model's label-efficiency curve (0 = off)"},
+        metadata={
+            "help": "simulated backend: candidate pairs kept out of the pool and judged by the noise-free gold "
+            "judge, to draw the reward model's label-efficiency curve (0 = off)"
+        },
     )
     gold_win_prompts: int = field(
-        default=64, metadata={"help": "simulated backend: held-out corpus prompts on which the gold judge compares "
-                                      "the DPO'd policy's answers with the pre-DPO policy's (0 = off)"})
+        default=64,
+        metadata={
+            "help": "simulated backend: held-out corpus prompts on which the gold judge compares "
+            "the DPO'd policy's answers with the pre-DPO policy's (0 = off)"
+        },
+    )
     include_pseudo: bool = field(default=False, metadata={"help": "train DPO on pseudo-labels too"})
     eval_fraction: float = field(default=0.15, metadata={"help": "labelled pairs held out from DPO to measure it"})
     dpo_beta: float = field(default=0.1, metadata={"help": "DPO β"})
@@ -62,7 +75,9 @@ class AlignStageConfig:
     dpo_epochs: float = field(default=2.0, metadata={"help": "DPO epochs"})
     dpo_batch_size: int = field(default=8, metadata={"help": "DPO per-device batch size"})
     dpo_max_length: int = field(default=128, metadata={"help": "tokens per prompt+response in DPO"})
-    use_peft: bool = field(default=True, metadata={"help": "train a LoRA adapter (saved on its own) instead of all weights"})
+    use_peft: bool = field(
+        default=True, metadata={"help": "train a LoRA adapter (saved on its own) instead of all weights"}
+    )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
 
     def __post_init__(self):
@@ -91,7 +106,9 @@ def load_prompts(config: AlignStageConfig, seed: int) -> list[str]:
     texts = []
     for file in files:
         try:
-            texts.extend(json.loads(line)["text"] for line in file.read_text(encoding="utf-8").splitlines() if line.strip())
+            texts.extend(
+                json.loads(line)["text"] for line in file.read_text(encoding="utf-8").splitlines() if line.strip()
+            )
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise PreferenceDataError(f"corpus: cannot read documents from {file}: {exc}") from None
     return prompts_from_documents(texts, config.num_prompts, seed=seed)
@@ -102,10 +119,18 @@ def make_backend(config: AlignStageConfig, ledger, seed: int, gold=None):
     from annotation.simulated import SimulatedAnnotators
 
     if config.backend == "labelstudio":
-        return LabelStudioBackend(ledger, url=config.label_studio_url or os.environ.get("LABEL_STUDIO_URL"),
-                                  api_key=os.environ.get("LABEL_STUDIO_API_KEY"))
-    annotators = SimulatedAnnotators(gold or gold_score, n_annotators=config.annotators, temperature=config.annotator_temperature,
-                                     flip_rate=config.flip_rate, seed=seed)
+        return LabelStudioBackend(
+            ledger,
+            url=config.label_studio_url or os.environ.get("LABEL_STUDIO_URL"),
+            api_key=os.environ.get("LABEL_STUDIO_API_KEY"),
+        )
+    annotators = SimulatedAnnotators(
+        gold or gold_score,
+        n_annotators=config.annotators,
+        temperature=config.annotator_temperature,
+        flip_rate=config.flip_rate,
+        seed=seed,
+    )
     return SimulatedBackend(ledger, annotators, annotators_per_pair=config.annotators_per_pair)
 
 
@@ -121,8 +146,9 @@ def candidate_pairs(config: AlignStageConfig, candidates: CandidateConfig, logit
     tokenizer = AutoTokenizer.from_pretrained(config.policy_model)
     model = AutoModelForCausalLM.from_pretrained(config.policy_model).eval()
     prompts = load_prompts(config, candidates.sample_seed)
-    pairs = generate_candidate_pairs(model, tokenizer, prompts, candidates, logits_processor,
-                                     model_id=Path(config.policy_model).name)
+    pairs = generate_candidate_pairs(
+        model, tokenizer, prompts, candidates, logits_processor, model_id=Path(config.policy_model).name
+    )
     write_pairs_jsonl(path, pairs)
     return pairs
 
@@ -135,13 +161,24 @@ def train_dpo(policy_model: str, preferences: str, output_dir: str, config: Alig
 
     script_args = ScriptArguments(dataset_name=preferences)
     training_args = DPOConfig(
-        output_dir=output_dir, beta=config.dpo_beta, learning_rate=config.dpo_learning_rate,
-        num_train_epochs=config.dpo_epochs, per_device_train_batch_size=config.dpo_batch_size,
-        max_length=config.dpo_max_length, gradient_checkpointing=False, use_cpu=_no_gpu(), bf16=False,
-        report_to="none", save_strategy="no", logging_steps=10, seed=seed, disable_tqdm=True,
+        output_dir=output_dir,
+        beta=config.dpo_beta,
+        learning_rate=config.dpo_learning_rate,
+        num_train_epochs=config.dpo_epochs,
+        per_device_train_batch_size=config.dpo_batch_size,
+        max_length=config.dpo_max_length,
+        gradient_checkpointing=False,
+        use_cpu=_no_gpu(),
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=10,
+        seed=seed,
+        disable_tqdm=True,
     )
-    model_args = ModelConfig(model_name_or_path=policy_model, use_peft=config.use_peft, lora_r=config.lora_r,
-                             lora_alpha=2 * config.lora_r)
+    model_args = ModelConfig(
+        model_name_or_path=policy_model, use_peft=config.use_peft, lora_r=config.lora_r, lora_alpha=2 * config.lora_r
+    )
     return dpo_main(script_args, training_args, model_args)
 
 
@@ -166,13 +203,23 @@ def split_preferences(path: Path, eval_fraction: float, seed: int) -> tuple[Path
     return train_path, eval_path
 
 
-def run_align_stage(config: AlignStageConfig, candidates: CandidateConfig | None = None,
-                    loop: ActiveLoopConfig | None = None, rm_config: RewardModelConfig | None = None,
-                    logits_processor=None, gold=None, family: RewardFamilyConfig | None = None) -> dict:
+def run_align_stage(
+    config: AlignStageConfig,
+    candidates: CandidateConfig | None = None,
+    loop: ActiveLoopConfig | None = None,
+    rm_config: RewardModelConfig | None = None,
+    logits_processor=None,
+    gold=None,
+    family: RewardFamilyConfig | None = None,
+) -> dict:
     """`gold`: the simulated annotators' judge (default `alignment.gold.gold_score`); unused with Label Studio."""
     from annotation.ledger import Ledger
 
-    candidates, loop, rm_config = candidates or CandidateConfig(), loop or ActiveLoopConfig(), rm_config or RewardModelConfig()
+    candidates, loop, rm_config = (
+        candidates or CandidateConfig(),
+        loop or ActiveLoopConfig(),
+        rm_config or RewardModelConfig(),
+    )
     family = family or RewardFamilyConfig()
     if not config.output_dir:
         raise ConfigError("output_dir: required (where pairs, labels and the aligned model go)")
@@ -188,7 +235,9 @@ def run_align_stage(config: AlignStageConfig, candidates: CandidateConfig | None
         figures = {
             "candidate_pairs": len(pairs),
             "gold_eval_pairs": 0 if eval_y is None else len(eval_y),
-            **run_active_loop([pairs[i] for i in pool], reward_model, backend, loop, rm_config, eval_x=eval_x, eval_y=eval_y),
+            **run_active_loop(
+                [pairs[i] for i in pool], reward_model, backend, loop, rm_config, eval_x=eval_x, eval_y=eval_y
+            ),
         }
         if figures["state"] != "done":
             log.info("waiting for %d labels; run again when they are in", figures["waiting_for"])
@@ -212,8 +261,9 @@ def run_align_stage(config: AlignStageConfig, candidates: CandidateConfig | None
     if eval_path is not None:
         figures["dpo"]["heldout_pairs"] = len(held_out["heldout_implicit_reward_accuracy"])
     if config.backend == "simulated" and config.gold_win_prompts and not config.prompts_file:
-        figures["dpo"]["gold_win_rate"] = gold_win_rate(config, pairs, out / "model", gold or gold_score,
-                                                        candidates, loop.selection_seed)
+        figures["dpo"]["gold_win_rate"] = gold_win_rate(
+            config, pairs, out / "model", gold or gold_score, candidates, loop.selection_seed
+        )
     figures["dpo"]["verdict"] = dpo_verdict(figures["dpo"])
     if not figures["dpo"]["verdict"]["helped"]:
         log.warning("%s", figures["dpo"]["verdict"]["text"])
@@ -222,8 +272,15 @@ def run_align_stage(config: AlignStageConfig, candidates: CandidateConfig | None
     return figures
 
 
-def pool_reward_model(pairs, pool, eval_index, config: AlignStageConfig, rm_config: RewardModelConfig,
-                      family: RewardFamilyConfig, seed: int):
+def pool_reward_model(
+    pairs,
+    pool,
+    eval_index,
+    config: AlignStageConfig,
+    rm_config: RewardModelConfig,
+    family: RewardFamilyConfig,
+    seed: int,
+):
     """The loop's reward model over the pool (pair i = responses 2i, 2i+1) and the gold-judged pairs after it.
 
     The linear family keeps its fixed feature matrix (reduced on every candidate pair, unlabelled); a trained
@@ -232,7 +289,9 @@ def pool_reward_model(pairs, pool, eval_index, config: AlignStageConfig, rm_conf
     import numpy as np
 
     if family.reward_model == "linear":
-        features = FeatureConfig(encoder=config.features, policy_model=config.policy_model, cache_dir=config.feature_cache)
+        features = FeatureConfig(
+            encoder=config.features, policy_model=config.policy_model, cache_dir=config.feature_cache
+        )
         x = pair_feature_matrix(pairs, features, rm_config.feature_dim)
         return x[pool], None if eval_index is None else x[eval_index]
     ordered_pairs = [pairs[i] for i in pool] + [pairs[i] for i in (eval_index or [])]
@@ -241,12 +300,13 @@ def pool_reward_model(pairs, pool, eval_index, config: AlignStageConfig, rm_conf
     inputs = prepare_reward_inputs(family, prompts, responses, policy_model=config.policy_model)
     a, b = 2 * np.arange(len(ordered_pairs)), 2 * np.arange(len(ordered_pairs)) + 1
     model = new_reward_model(inputs, rm_config, a[: len(pool)], b[: len(pool)], seed=seed)
-    eval_x = None if eval_index is None else (a[len(pool):], b[len(pool):])
+    eval_x = None if eval_index is None else (a[len(pool) :], b[len(pool) :])
     return model, eval_x
 
 
-def gold_win_rate(config: AlignStageConfig, pairs, model_dir: Path, gold, candidates: CandidateConfig,
-                  seed: int) -> dict:
+def gold_win_rate(
+    config: AlignStageConfig, pairs, model_dir: Path, gold, candidates: CandidateConfig, seed: int
+) -> dict:
     """The gold judge's win rate of the DPO'd policy's answers over the pre-DPO policy's, on corpus prompts that
     no candidate pair used (the same sampling seed for both, so they differ only in the weights)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -262,8 +322,10 @@ def gold_win_rate(config: AlignStageConfig, pairs, model_dir: Path, gold, candid
     tokenizer = AutoTokenizer.from_pretrained(config.policy_model)
     sampling = CandidateConfig(**{**asdict(candidates), "samples_per_prompt": 2, "sample_seed": 1000 + seed})
     scores = {}
-    for name, model in (("dpo", load_aligned(config.policy_model, model_dir)),
-                        ("pre_dpo", AutoModelForCausalLM.from_pretrained(config.policy_model).eval())):
+    for name, model in (
+        ("dpo", load_aligned(config.policy_model, model_dir)),
+        ("pre_dpo", AutoModelForCausalLM.from_pretrained(config.policy_model).eval()),
+    ):
         responses = sample_responses(model, tokenizer, prompts, sampling)
         scores[name] = [sum(gold(p, r) for r in rs) / len(rs) for p, rs in zip(prompts, responses)]
     result = win_rate(scores["dpo"], scores["pre_dpo"], seed=seed)
@@ -293,26 +355,47 @@ def dpo_verdict(dpo: dict) -> dict:
         low, high = (round(0.5 + m, 4) for m in win["margin_ci"])
         helped = low > 0.5
         interval = f"{win['win_rate']:.3f} (95% CI {low:.3f} to {high:.3f}) on {win['n']} held-out prompts"
-        text = (f"DPO beat the pre-DPO policy on the gold judge: win rate {interval}" if helped else
-                f"DPO did not measurably beat the pre-DPO policy on the gold judge: win rate {interval} "
-                "(0.5 = no change); more labels, or a better reward model, are needed")
-        return {"helped": helped, "accuracy": win["win_rate"], "ci": [low, high], "pairs": win["n"],
-                "measured_on": "held-out prompts (gold win rate vs pre-DPO)", "text": text}
+        text = (
+            f"DPO beat the pre-DPO policy on the gold judge: win rate {interval}"
+            if helped
+            else f"DPO did not measurably beat the pre-DPO policy on the gold judge: win rate {interval} "
+            "(0.5 = no change); more labels, or a better reward model, are needed"
+        )
+        return {
+            "helped": helped,
+            "accuracy": win["win_rate"],
+            "ci": [low, high],
+            "pairs": win["n"],
+            "measured_on": "held-out prompts (gold win rate vs pre-DPO)",
+            "text": text,
+        }
     if dpo.get("gold_implicit_reward_accuracy") is not None:
         accuracy, pairs, where = dpo["gold_implicit_reward_accuracy"], dpo.get("gold_eval_pairs") or 0, "gold pairs"
     elif dpo.get("heldout_implicit_reward_accuracy") is not None:
-        accuracy, pairs, where = dpo["heldout_implicit_reward_accuracy"], dpo.get("heldout_pairs") or 0, "held-out labels"
+        accuracy, pairs, where = (
+            dpo["heldout_implicit_reward_accuracy"],
+            dpo.get("heldout_pairs") or 0,
+            "held-out labels",
+        )
     else:
         return {"helped": False, "text": "DPO's effect was not measured: no pairs were held out of it"}
     low, high = wilson_interval(accuracy * pairs, pairs)
     helped = low > 0.5
     interval = f"{accuracy:.3f} (95% CI {low:.3f} to {high:.3f}) on {pairs} {where}"
-    text = (f"DPO moved the policy toward the preferred responses: implicit-reward accuracy {interval}"
-            if helped else
-            f"DPO did not measurably beat the pre-DPO policy: implicit-reward accuracy {interval}, and the "
-            "pre-DPO policy scores 0.5 (chance); more labels, or a better reward model, are needed")
-    return {"helped": helped, "accuracy": accuracy, "ci": [round(low, 4), round(high, 4)], "pairs": pairs,
-            "measured_on": where, "text": text}
+    text = (
+        f"DPO moved the policy toward the preferred responses: implicit-reward accuracy {interval}"
+        if helped
+        else f"DPO did not measurably beat the pre-DPO policy: implicit-reward accuracy {interval}, and the "
+        "pre-DPO policy scores 0.5 (chance); more labels, or a better reward model, are needed"
+    )
+    return {
+        "helped": helped,
+        "accuracy": accuracy,
+        "ci": [round(low, 4), round(high, 4)],
+        "pairs": pairs,
+        "measured_on": where,
+        "text": text,
+    }
 
 
 def gold_held_out(pairs, config: AlignStageConfig, loop: ActiveLoopConfig, gold):
@@ -372,7 +455,9 @@ def implicit_reward_accuracies(policy_model: str, model_dir: Path, named_rows: d
 
     tokenizer = AutoTokenizer.from_pretrained(policy_model)
     policy = load_aligned(policy_model, model_dir)
-    reference = None if hasattr(policy, "disable_adapter") else AutoModelForCausalLM.from_pretrained(policy_model).eval()
+    reference = (
+        None if hasattr(policy, "disable_adapter") else AutoModelForCausalLM.from_pretrained(policy_model).eval()
+    )
     return {
         name: implicit_reward_accuracy(policy, reference, tokenizer, *map(list, zip(*rows)))
         for name, rows in named_rows.items()

@@ -24,9 +24,9 @@ log = logging.getLogger("alignment")
 class TokenizedTexts:
     """Right-padded token ids of every text and, per token, whether it belongs to the scored response."""
 
-    input_ids: np.ndarray     # (n, length)
-    attention: np.ndarray     # (n, length) bool: a real token
-    scored: np.ndarray        # (n, length) bool: a response token (pooled into the reward)
+    input_ids: np.ndarray  # (n, length)
+    attention: np.ndarray  # (n, length) bool: a real token
+    scored: np.ndarray  # (n, length) bool: a response token (pooled into the reward)
     token_type_ids: np.ndarray | None = None
 
 
@@ -52,7 +52,9 @@ def load_backbone(model_dir: str | Path):
     return tokenizer, model.eval(), is_causal
 
 
-def tokenize_pairs(tokenizer, prompts: list[str], responses: list[str], max_length: int, is_causal: bool) -> TokenizedTexts:
+def tokenize_pairs(
+    tokenizer, prompts: list[str], responses: list[str], max_length: int, is_causal: bool
+) -> TokenizedTexts:
     """Prompt and response read together, the end of the prompt kept when it is too long.
 
     An encoder gets BERT's text-pair input (token types tell prompt from response); a decoder reads
@@ -66,7 +68,7 @@ def tokenize_pairs(tokenizer, prompts: list[str], responses: list[str], max_leng
             room = max_length - len(response_ids)
             prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"][-room:] if room > 0 else []
             if tokenizer.bos_token_id is not None:
-                prompt_ids = [tokenizer.bos_token_id, *prompt_ids][-max(room, 0):] if room > 0 else []
+                prompt_ids = [tokenizer.bos_token_id, *prompt_ids][-max(room, 0) :] if room > 0 else []
             row = prompt_ids + response_ids
             ids.append(row)
             scored.append([False] * len(prompt_ids) + [True] * len(response_ids))
@@ -102,7 +104,7 @@ class TopLayers:
         if not 0 <= k <= len(layers):
             raise UnknownEncoderError(f"reward model: trainable_layers must be in 0..{len(layers)}, got {k}")
         self.k, self.depth = k, len(layers)
-        self.layers = torch.nn.ModuleList(list(layers)[len(layers) - k:])
+        self.layers = torch.nn.ModuleList(list(layers)[len(layers) - k :])
         self.norm = getattr(model, "norm", None) if is_causal else None
         self.hidden_size = model.config.hidden_size
 
@@ -123,8 +125,10 @@ class TopLayers:
         for start in tqdm(range(0, n, batch_size), desc="encode (frozen layers)", unit="batch"):
             index = order[start : start + batch_size]
             width = int(texts.attention[index].sum(1).max())
-            inputs = {"input_ids": torch.from_numpy(texts.input_ids[index, :width]),
-                      "attention_mask": torch.from_numpy(texts.attention[index, :width].astype(np.int64))}
+            inputs = {
+                "input_ids": torch.from_numpy(texts.input_ids[index, :width]),
+                "attention_mask": torch.from_numpy(texts.attention[index, :width].astype(np.int64)),
+            }
             if texts.token_type_ids is not None:
                 inputs["token_type_ids"] = torch.from_numpy(texts.token_type_ids[index, :width])
             with torch.inference_mode():
@@ -144,8 +148,13 @@ class TopLayers:
         hidden = states
         if self.is_causal:
             position_ids = torch.arange(hidden.shape[1]).unsqueeze(0)
-            mask = create_causal_mask(config=self.model.config, inputs_embeds=hidden, attention_mask=mask_2d,
-                                      cache=None, position_ids=position_ids)
+            mask = create_causal_mask(
+                config=self.model.config,
+                inputs_embeds=hidden,
+                attention_mask=mask_2d,
+                cache=None,
+                position_ids=position_ids,
+            )
             rotary = self.model.rotary_emb(hidden, position_ids=position_ids)
             for layer in self.layers:
                 hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=position_ids)

@@ -181,9 +181,13 @@ def _preference_file_dataset(path: Path):
     from datasets import Dataset
 
     rows = read_preference_file(path).rows
-    return Dataset.from_dict({
-        "prompt": [r.prompt for r in rows], "chosen": [r.chosen for r in rows], "rejected": [r.rejected for r in rows],
-    })
+    return Dataset.from_dict(
+        {
+            "prompt": [r.prompt for r in rows],
+            "chosen": [r.chosen for r in rows],
+            "rejected": [r.rejected for r in rows],
+        }
+    )
 
 
 def _first_line(exc: BaseException) -> str:

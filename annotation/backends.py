@@ -1,8 +1,8 @@
 """How the alignment loop and `mintline run` ask for labels: one protocol, two backends.
 
-    backend.request(pairs, round=k)   # record in the ledger; push (Label Studio) or label now (simulated)
-    backend.collect()                 # bring whatever arrived into the ledger; returns new annotations
-    backend.ledger.labels()           # aggregated labels, whichever backend produced them
+backend.request(pairs, round=k)   # record in the ledger; push (Label Studio) or label now (simulated)
+backend.collect()                 # bring whatever arrived into the ledger; returns new annotations
+backend.ledger.labels()           # aggregated labels, whichever backend produced them
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ class SimulatedBackend:
 
     def __init__(self, ledger: Ledger, annotators: SimulatedAnnotators, annotators_per_pair: int = 1):
         if not 1 <= annotators_per_pair <= annotators.n_annotators:
-            raise ValueError(f"annotators_per_pair: must be in [1, {annotators.n_annotators}], got {annotators_per_pair}")
+            raise ValueError(
+                f"annotators_per_pair: must be in [1, {annotators.n_annotators}], got {annotators_per_pair}"
+            )
         self.ledger = ledger
         self.annotators = annotators
         self.annotators_per_pair = annotators_per_pair
@@ -78,15 +80,24 @@ class LabelStudioBackend:
             from annotation.project import bind_project
 
             self._client = connect(self.settings, self._api_key)
-            self.project_id, _ = bind_project(self._client, self.ledger, self.settings, self.model_version, self.overlap)
+            self.project_id, _ = bind_project(
+                self._client, self.ledger, self.settings, self.model_version, self.overlap
+            )
         return self._client
 
     def request(self, pairs: list[PreferencePair], round: int | None = None) -> None:
         from annotation.push import push_pairs
 
         client = self._connect()
-        self.last_figures = push_pairs(client, self.ledger, self.project_id, list(pairs), seed=self.seed,
-                                       model_version=self.model_version, round=round)
+        self.last_figures = push_pairs(
+            client,
+            self.ledger,
+            self.project_id,
+            list(pairs),
+            seed=self.seed,
+            model_version=self.model_version,
+            round=round,
+        )
 
     def collect(self) -> int:
         from annotation.pull import pull_annotations

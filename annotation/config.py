@@ -51,8 +51,12 @@ class LabelStudioSettings:
     api_key_file: str | None = field(
         default=None, metadata={"help": f"a file (mode 0600) holding only the API key (default: ${KEY_VARIABLE})"}
     )
-    project_title: str = field(default="mintline preferences", metadata={"help": "project to find by title, or create"})
-    project_id: int | None = field(default=None, metadata={"help": "use this project id instead of finding one by title"})
+    project_title: str = field(
+        default="mintline preferences", metadata={"help": "project to find by title, or create"}
+    )
+    project_id: int | None = field(
+        default=None, metadata={"help": "use this project id instead of finding one by title"}
+    )
     timeout: float = field(default=30.0, metadata={"help": "seconds to wait for each request"})
     retries: int = field(default=4, metadata={"help": "further tries after a failed request (exponential back-off)"})
     backoff: float = field(default=0.5, metadata={"help": "first back-off delay in seconds; doubles each retry"})
@@ -92,7 +96,9 @@ def resolve_api_key(api_key: str | Secret | None = None, api_key_file: str | os.
         return Secret(read_key_file(api_key_file))
     value = os.environ.get(KEY_VARIABLE, "").strip()
     if not value:
-        raise CredentialsError(f"no Label Studio API key: set {KEY_VARIABLE} or give api_key_file (a file holding only the key)")
+        raise CredentialsError(
+            f"no Label Studio API key: set {KEY_VARIABLE} or give api_key_file (a file holding only the key)"
+        )
     return Secret(value)
 
 
@@ -106,7 +112,9 @@ def read_key_file(path: str | os.PathLike) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         raise CredentialsError(f"api_key_file: cannot read {path} ({type(exc).__name__})") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise CredentialsError(f"api_key_file: {path} is readable by others (mode {stat.S_IMODE(mode):o}); run chmod 600 {path}")
+        raise CredentialsError(
+            f"api_key_file: {path} is readable by others (mode {stat.S_IMODE(mode):o}); run chmod 600 {path}"
+        )
     key = text.strip()
     if not key or "\n" in key:
         raise CredentialsError(f"api_key_file: {path} must hold the key alone on one line")

@@ -50,6 +50,10 @@ def write_trl_jsonl(ledger, path: str | os.PathLike, include_pseudo: bool = Fals
             handle.write(json.dumps(trl_row(ledger.pair(label.pair_id), label), ensure_ascii=False) + "\n")
             written += 1
     if textless:
-        log.warning("%s: %d pseudo labels left out: their pairs' text is not in the ledger "
-                    "(pass pairs= to record_pseudo_labels)", path, textless)
+        log.warning(
+            "%s: %d pseudo labels left out: their pairs' text is not in the ledger "
+            "(pass pairs= to record_pseudo_labels)",
+            path,
+            textless,
+        )
     return written

@@ -88,7 +88,9 @@ class LabelStudioClient:
         try:
             self.sdk = LabelStudio(base_url=self.url, api_key=key.reveal(), timeout=timeout, max_retries=0)
         except ApiError as exc:  # the SDK checks a personal access token's expiry up front
-            raise LabelStudioError(f"Label Studio API key for {self.url} refused: {_detail(exc.body)}", exc.status_code) from None
+            raise LabelStudioError(
+                f"Label Studio API key for {self.url} refused: {_detail(exc.body)}", exc.status_code
+            ) from None
 
     def __repr__(self) -> str:
         return f"LabelStudioClient({self.url!r})"
@@ -134,9 +136,13 @@ class LabelStudioClient:
             if status >= 500 or status in (408, 429):
                 return f"HTTP {status}"
             if status in (401, 403):
-                raise LabelStudioError(f"Label Studio at {self.url} refused the API key (HTTP {status}) for {what}", status) from None
+                raise LabelStudioError(
+                    f"Label Studio at {self.url} refused the API key (HTTP {status}) for {what}", status
+                ) from None
             detail = _detail(exc.body)
-            raise LabelStudioError(f"Label Studio at {self.url} refused {what} (HTTP {status}{': ' + detail if detail else ''})", status) from None
+            raise LabelStudioError(
+                f"Label Studio at {self.url} refused {what} (HTTP {status}{': ' + detail if detail else ''})", status
+            ) from None
         if type(exc).__name__ in ("ParsingError", "ValidationError"):
             return "the answer did not have the expected shape"
         raise exc
@@ -186,8 +192,11 @@ class LabelStudioClient:
 
         # A lost answer to a create could leave a project behind: look before creating again.
         found: list[int] = []
-        project_id = self.retrying(f"creating project {title!r}", lambda: found[0] if found else call(),
-                                   before_retry=lambda: found.extend(self.find_projects(title)[:1]))
+        project_id = self.retrying(
+            f"creating project {title!r}",
+            lambda: found[0] if found else call(),
+            before_retry=lambda: found.extend(self.find_projects(title)[:1]),
+        )
         return int(project_id)
 
     def hide_predictions(self, project_id: int, model_version: str | None) -> None:
@@ -199,8 +208,9 @@ class LabelStudioClient:
         fields = {"show_collab_predictions": False}
         if model_version:
             fields["model_version"] = model_version
-        self.retrying(f"hiding predictions in project {project_id}",
-                      lambda: self.sdk.projects.update(project_id, **fields))
+        self.retrying(
+            f"hiding predictions in project {project_id}", lambda: self.sdk.projects.update(project_id, **fields)
+        )
 
     def ensure_queue_view(self, project_id: int) -> bool:
         """Give the project a first Data Manager tab ordered by prediction score; True if it was made now.
@@ -210,9 +220,11 @@ class LabelStudioClient:
         `/next/` API follows. Ordered by ascending score, the tab serves the least certain pair
         first there too; its prediction columns are hidden, so the table shows no model answer.
         """
+
         def tabs() -> list[dict]:
-            return self.get_json(f"the Data Manager tabs of project {project_id}", "api/dm/views/",
-                                 {"project": project_id})
+            return self.get_json(
+                f"the Data Manager tabs of project {project_id}", "api/dm/views/", {"project": project_id}
+            )
 
         def has_queue_view(views: list[dict]) -> bool:
             return any((view.get("data") or {}).get("title") == QUEUE_VIEW for view in views)
@@ -220,25 +232,37 @@ class LabelStudioClient:
         views = tabs()
         if has_queue_view(views):
             return False
-        data = {"title": QUEUE_VIEW, "ordering": ["tasks:predictions_score"],
-                "hiddenColumns": {"explore": PREDICTION_COLUMNS, "labeling": PREDICTION_COLUMNS}}
-        body = {"project": project_id, "data": data,
-                "order": min([view.get("order") or 0 for view in views], default=0) - 1}  # before any other tab
+        data = {
+            "title": QUEUE_VIEW,
+            "ordering": ["tasks:predictions_score"],
+            "hiddenColumns": {"explore": PREDICTION_COLUMNS, "labeling": PREDICTION_COLUMNS},
+        }
+        body = {
+            "project": project_id,
+            "data": data,
+            "order": min([view.get("order") or 0 for view in views], default=0) - 1,
+        }  # before any other tab
         arrived: list[bool] = []  # a retry first looks again: the lost answer may have been a success
-        self.retrying(f"creating the queue tab of project {project_id}",
-                      lambda: arrived or self.request_json("POST", "api/dm/views/", body=body),
-                      before_retry=lambda: arrived.extend([True] if has_queue_view(tabs()) else []))
+        self.retrying(
+            f"creating the queue tab of project {project_id}",
+            lambda: arrived or self.request_json("POST", "api/dm/views/", body=body),
+            before_retry=lambda: arrived.extend([True] if has_queue_view(tabs()) else []),
+        )
         return True
 
     def set_model_version(self, project_id: int, model_version: str) -> None:
-        self.retrying(f"setting model_version of project {project_id}",
-                      lambda: self.sdk.projects.update(project_id, model_version=model_version))
+        self.retrying(
+            f"setting model_version of project {project_id}",
+            lambda: self.sdk.projects.update(project_id, model_version=model_version),
+        )
 
     def next_task(self, project_id: int) -> dict | None:
         """The task Label Studio's queue serves next to this user (None when the queue is empty)."""
         try:
-            return self.retrying(f"the next task of project {project_id}",
-                                 lambda: self.request_json("GET", f"api/projects/{project_id}/next/"))
+            return self.retrying(
+                f"the next task of project {project_id}",
+                lambda: self.request_json("GET", f"api/projects/{project_id}/next/"),
+            )
         except LabelStudioError as exc:
             if exc.status == 404:
                 return None
@@ -267,7 +291,9 @@ class LabelStudioClient:
             page += 1
         return tasks
 
-    def tasks_by_ids(self, project_id: int, task_ids: Iterable[int], batch: int = 200, include: str | None = None) -> list[dict]:
+    def tasks_by_ids(
+        self, project_id: int, task_ids: Iterable[int], batch: int = 200, include: str | None = None
+    ) -> list[dict]:
         """Tasks with the given ids (in full, or only the `include`d fields); missing ids are absent."""
         ids = sorted({int(t) for t in task_ids})
         tasks: list[dict] = []
@@ -280,7 +306,6 @@ class LabelStudioClient:
             tasks.extend(answer.get("tasks", []))
         return tasks
 
-
     def export_tasks(self, project_id: int, task_ids: Iterable[int], batch: int = 400) -> list[dict]:
         """Full tasks (data, meta, annotations) for the given ids; ids that do not exist are absent."""
         ids = sorted({int(t) for t in task_ids})
@@ -289,7 +314,11 @@ class LabelStudioClient:
             chunk = ids[start : start + batch]
             params = {"exportType": "JSON", "download_all_tasks": "true", "ids[]": chunk}
             try:
-                tasks.extend(self.get_json(f"{len(chunk)} tasks of project {project_id}", f"api/projects/{project_id}/export", params))
+                tasks.extend(
+                    self.get_json(
+                        f"{len(chunk)} tasks of project {project_id}", f"api/projects/{project_id}/export", params
+                    )
+                )
             except LabelStudioError as exc:
                 if exc.status not in (404, 405):
                     raise
@@ -297,7 +326,9 @@ class LabelStudioClient:
         return tasks
 
 
-def connect(settings, api_key: str | Secret | None = None, sleep: Callable[[float], None] = time.sleep) -> LabelStudioClient:
+def connect(
+    settings, api_key: str | Secret | None = None, sleep: Callable[[float], None] = time.sleep
+) -> LabelStudioClient:
     """A client from LabelStudioSettings (URL and key resolved as config.py describes)."""
     return LabelStudioClient(
         settings.url,

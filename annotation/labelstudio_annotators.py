@@ -29,10 +29,15 @@ def ensure_simulated_users(client: LabelStudioClient, annotators: SimulatedAnnot
     for profile in annotators.profiles:
         email = simulated_email(profile.name)
         if email not in existing:
+
             def create(profile=profile, email=email):
                 # a retry first looks again: the lost answer may have been a success
-                return existing.get(email) or client.sdk.users.create(
-                    email=email, username=profile.name, first_name="Simulated", last_name=profile.name).id
+                return (
+                    existing.get(email)
+                    or client.sdk.users.create(
+                        email=email, username=profile.name, first_name="Simulated", last_name=profile.name
+                    ).id
+                )
 
             def look_again():
                 existing.update({e: i for i, e in client.user_emails().items()})
@@ -72,21 +77,35 @@ def annotate_project(
             if rng.random() < skip_rate:
                 jobs.append((task["id"], user_ids[index], None, rng.uniform(2, 20)))
                 continue
-            verdict = annotators.vote(data.get("prompt", ""), data.get("shown_a", ""), data.get("shown_b", ""), index, key)
+            verdict = annotators.vote(
+                data.get("prompt", ""), data.get("shown_a", ""), data.get("shown_b", ""), index, key
+            )
             jobs.append((task["id"], user_ids[index], VERDICT_LABEL[verdict], rng.uniform(5, 90)))
 
     def submit(job):
         task_id, user_id, label, lead_time = job
         if label is None:  # the Skip button: a cancelled annotation with an empty result
-            call = lambda: client.sdk.annotations.create(task_id, result=[], was_cancelled=True,  # noqa: E731
-                                                         completed_by=user_id, lead_time=lead_time)
+            call = lambda: client.sdk.annotations.create(
+                task_id,
+                result=[],
+                was_cancelled=True,  # noqa: E731
+                completed_by=user_id,
+                lead_time=lead_time,
+            )
         else:
-            call = lambda: client.sdk.annotations.create(task_id, result=choice_result(label),  # noqa: E731
-                                                         completed_by=user_id, lead_time=lead_time)
+            call = lambda: client.sdk.annotations.create(
+                task_id,
+                result=choice_result(label),  # noqa: E731
+                completed_by=user_id,
+                lead_time=lead_time,
+            )
         client.retrying(f"annotating task {task_id}", call)
         return label
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         labels = list(pool.map(submit, jobs))
-    return {"tasks": len({j[0] for j in jobs}), "annotations": sum(label is not None for label in labels),
-            "skips": sum(label is None for label in labels)}
+    return {
+        "tasks": len({j[0] for j in jobs}),
+        "annotations": sum(label is not None for label in labels),
+        "skips": sum(label is None for label in labels),
+    }

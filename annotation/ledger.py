@@ -156,7 +156,10 @@ class Ledger:
                 self.set_meta(values, tx)
             return
         for key, value in values.items():
-            db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, str(value)))
+            db.execute(
+                "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, str(value)),
+            )
 
     # -- pairs ---------------------------------------------------------------------------
     def add_pairs(self, pairs: Iterable[PreferencePair], round: int | None = None, requested: bool = True) -> int:
@@ -172,19 +175,39 @@ class Ledger:
         """Inside a transaction: add_pairs."""
         added = 0
         for pair in pairs:
-            existing = db.execute("SELECT prompt, response_a, response_b, requested FROM pairs WHERE pair_id = ?", (pair.pair_id,)).fetchone()
+            existing = db.execute(
+                "SELECT prompt, response_a, response_b, requested FROM pairs WHERE pair_id = ?", (pair.pair_id,)
+            ).fetchone()
             if existing is None:
                 db.execute(
                     "INSERT INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (pair.pair_id, pair.prompt, pair.response_a, pair.response_b, pair.model, pair.predicted,
-                     pair.confidence, json.dumps(pair.metadata, ensure_ascii=False), round, int(requested), now_iso()),
+                    (
+                        pair.pair_id,
+                        pair.prompt,
+                        pair.response_a,
+                        pair.response_b,
+                        pair.model,
+                        pair.predicted,
+                        pair.confidence,
+                        json.dumps(pair.metadata, ensure_ascii=False),
+                        round,
+                        int(requested),
+                        now_iso(),
+                    ),
                 )
                 added += 1
                 continue
-            if (existing["prompt"], existing["response_a"], existing["response_b"]) != (pair.prompt, pair.response_a, pair.response_b):
+            if (existing["prompt"], existing["response_a"], existing["response_b"]) != (
+                pair.prompt,
+                pair.response_a,
+                pair.response_b,
+            ):
                 raise LedgerError(f"pair_id {pair.pair_id!r} already names a different pair in {self.path}")
             if requested and not existing["requested"]:
-                db.execute("UPDATE pairs SET requested = 1, round = COALESCE(?, round) WHERE pair_id = ?", (round, pair.pair_id))
+                db.execute(
+                    "UPDATE pairs SET requested = 1, round = COALESCE(?, round) WHERE pair_id = ?",
+                    (round, pair.pair_id),
+                )
                 added += 1
         return added
 
@@ -215,8 +238,21 @@ class Ledger:
         cursor = db.execute(
             "INSERT OR IGNORE INTO annotations (external_id, version, pair_id, annotator, choice, kind, source, lead_time,"
             " created_at, task_id, shown_order, revision, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (a.external_id, int(a.version), a.pair_id, a.annotator, a.choice, a.kind, a.source, a.lead_time,
-             a.created_at, a.task_id, a.shown_order, a.revision, now_iso()),
+            (
+                a.external_id,
+                int(a.version),
+                a.pair_id,
+                a.annotator,
+                a.choice,
+                a.kind,
+                a.source,
+                a.lead_time,
+                a.created_at,
+                a.task_id,
+                a.shown_order,
+                a.revision,
+                now_iso(),
+            ),
         )
         return cursor.rowcount
 
@@ -229,7 +265,8 @@ class Ledger:
         figures = {"new": 0, "edited": 0, "unchanged": 0, "skips": 0}
         for a in annotations:
             latest = db.execute(
-                "SELECT version, revision FROM annotations WHERE external_id = ? ORDER BY version DESC LIMIT 1", (a.external_id,)
+                "SELECT version, revision FROM annotations WHERE external_id = ? ORDER BY version DESC LIMIT 1",
+                (a.external_id,),
             ).fetchone()
             if latest is not None and latest["revision"] == a.revision:
                 figures["unchanged"] += 1
@@ -261,8 +298,9 @@ class Ledger:
         rows = self._db.execute("SELECT external_id, reason, recorded_at FROM rejected ORDER BY id").fetchall()
         return [dict(r) for r in rows]
 
-    def record_pseudo_labels(self, labels: Iterable[tuple[str, str, float]], model: str,
-                             pairs: Iterable[PreferencePair] = ()) -> int:
+    def record_pseudo_labels(
+        self, labels: Iterable[tuple[str, str, float]], model: str, pairs: Iterable[PreferencePair] = ()
+    ) -> int:
         """Model-made labels (pair_id, "a"|"b", confidence), kept apart from human/simulated votes.
 
         The pairs need not be in the ledger; give them as `pairs` (stored as not requested) so
@@ -274,7 +312,9 @@ class Ledger:
             for pair_id, choice, confidence in labels:
                 if choice not in ("a", "b"):
                     raise LedgerError(f"pseudo label for {pair_id!r}: choice must be 'a' or 'b', got {choice!r}")
-                before = db.execute("SELECT choice, confidence FROM pseudo_labels WHERE pair_id = ? AND model = ?", (pair_id, model)).fetchone()
+                before = db.execute(
+                    "SELECT choice, confidence FROM pseudo_labels WHERE pair_id = ? AND model = ?", (pair_id, model)
+                ).fetchone()
                 if before is not None and (before["choice"], before["confidence"]) == (choice, float(confidence)):
                     continue
                 db.execute(
@@ -317,8 +357,11 @@ class Ledger:
         order = [r[0] for r in self._db.execute("SELECT pair_id FROM pairs ORDER BY rowid")]
         if include_pseudo:  # pseudo labels may name pairs whose text the ledger was never given
             known = set(order)
-            order += [r[0] for r in self._db.execute("SELECT DISTINCT pair_id FROM pseudo_labels ORDER BY rowid")
-                      if r[0] not in known]
+            order += [
+                r[0]
+                for r in self._db.execute("SELECT DISTINCT pair_id FROM pseudo_labels ORDER BY rowid")
+                if r[0] not in known
+            ]
         for pair_id in order:
             if wanted is not None and pair_id not in wanted:
                 continue
@@ -334,7 +377,16 @@ class Ledger:
                 ).fetchone()
                 if pseudo is not None:
                     tally = count_votes([pseudo["choice"]])
-                    result.append(AggregatedLabel(pair_id, pseudo["choice"], tally, [f"model:{pseudo['model']}"], "pseudo", pseudo["confidence"]))
+                    result.append(
+                        AggregatedLabel(
+                            pair_id,
+                            pseudo["choice"],
+                            tally,
+                            [f"model:{pseudo['model']}"],
+                            "pseudo",
+                            pseudo["confidence"],
+                        )
+                    )
         return result
 
     def pending(self, include_skipped: bool = True) -> list[str]:
@@ -378,8 +430,10 @@ class Ledger:
             "skipped": len(self.skipped_pairs()),
             "skips": one("SELECT COUNT(*) FROM latest WHERE choice = 'skip'"),
             "rejected": one("SELECT COUNT(*) FROM rejected"),
-            "pseudo": one("SELECT COUNT(DISTINCT pair_id) FROM pseudo_labels WHERE pair_id NOT IN "
-                          "(SELECT pair_id FROM latest WHERE choice != 'skip')"),
+            "pseudo": one(
+                "SELECT COUNT(DISTINCT pair_id) FROM pseudo_labels WHERE pair_id NOT IN "
+                "(SELECT pair_id FROM latest WHERE choice != 'skip')"
+            ),
             "annotations": one("SELECT COUNT(*) FROM latest"),
             "edits": one("SELECT COUNT(*) FROM annotations WHERE version > 1"),
             "votes": one("SELECT COUNT(*) FROM latest WHERE choice != 'skip'"),
@@ -414,12 +468,30 @@ class Ledger:
 
 def _pair_from_row(row: sqlite3.Row) -> PreferencePair:
     return PreferencePair(
-        prompt=row["prompt"], response_a=row["response_a"], response_b=row["response_b"], pair_id=row["pair_id"],
-        model=row["model"], predicted=row["predicted"], confidence=row["confidence"], metadata=json.loads(row["metadata"]),
+        prompt=row["prompt"],
+        response_a=row["response_a"],
+        response_b=row["response_b"],
+        pair_id=row["pair_id"],
+        model=row["model"],
+        predicted=row["predicted"],
+        confidence=row["confidence"],
+        metadata=json.loads(row["metadata"]),
     )
 
 
 def _annotation_from_row(row: sqlite3.Row) -> Annotation:
-    names = ("pair_id", "annotator", "choice", "kind", "source", "external_id", "version", "lead_time",
-             "created_at", "task_id", "shown_order", "revision")
+    names = (
+        "pair_id",
+        "annotator",
+        "choice",
+        "kind",
+        "source",
+        "external_id",
+        "version",
+        "lead_time",
+        "created_at",
+        "task_id",
+        "shown_order",
+        "revision",
+    )
     return Annotation(**{name: row[name] for name in names})

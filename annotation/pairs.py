@@ -58,7 +58,9 @@ class PreferencePair:
             except (TypeError, ValueError):
                 raise InvalidPairError(f"confidence: must be a number in [0.5, 1], got {self.confidence!r}") from None
             if not (0.5 - _EPS <= self.confidence <= 1 + _EPS):
-                raise InvalidPairError(f"confidence: must be in [0.5, 1] (P(predicted is better)), got {self.confidence}")
+                raise InvalidPairError(
+                    f"confidence: must be in [0.5, 1] (P(predicted is better)), got {self.confidence}"
+                )
             self.confidence = min(1.0, max(0.5, self.confidence))
             if self.predicted is None:
                 raise InvalidPairError("confidence: given without 'predicted' (which response it is about)")
@@ -125,7 +127,11 @@ def read_pairs_jsonl(path: str | os.PathLike) -> list[PreferencePair]:
                 seen = first_line.get(pair.pair_id)
                 if seen is not None:
                     earlier_line, earlier = seen
-                    if (earlier.prompt, earlier.response_a, earlier.response_b) != (pair.prompt, pair.response_a, pair.response_b):
+                    if (earlier.prompt, earlier.response_a, earlier.response_b) != (
+                        pair.prompt,
+                        pair.response_a,
+                        pair.response_b,
+                    ):
                         raise PairsFileError(
                             f"{path} line {number}: pair_id {pair.pair_id!r} already names a different pair on line {earlier_line}"
                         )

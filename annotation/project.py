@@ -28,7 +28,11 @@ def bound_project(ledger: Ledger) -> tuple[str | None, int | None]:
 
 
 def bind_project(
-    client: LabelStudioClient, ledger: Ledger, settings: LabelStudioSettings, model_version: str, overlap: int = 1,
+    client: LabelStudioClient,
+    ledger: Ledger,
+    settings: LabelStudioSettings,
+    model_version: str,
+    overlap: int = 1,
     create: bool = True,
 ) -> tuple[int, bool]:
     """(project id, created?) for this ledger: the bound one, the one named, found by title, or a new one."""
@@ -38,8 +42,14 @@ def bind_project(
         project_id = settings.project_id
         title = _check_existing(client, project_id).get("title", "")
         if bound_id is not None and (bound_id, bound_url) != (project_id, client.url):
-            log.warning("ledger %s: re-bound from project %s at %s to project %s at %s",
-                        ledger.path, bound_id, bound_url, project_id, client.url)
+            log.warning(
+                "ledger %s: re-bound from project %s at %s to project %s at %s",
+                ledger.path,
+                bound_id,
+                bound_url,
+                project_id,
+                client.url,
+            )
     elif bound_id is not None:
         if bound_url != client.url:
             raise LedgerError(
@@ -69,7 +79,9 @@ def bind_project(
             client.ensure_queue_view(project_id)
             created = True
     if (bound_id, bound_url) != (project_id, client.url):
-        ledger.set_meta({"labelstudio_url": client.url, "labelstudio_project": str(project_id), "labelstudio_title": title})
+        ledger.set_meta(
+            {"labelstudio_url": client.url, "labelstudio_project": str(project_id), "labelstudio_title": title}
+        )
     return project_id, created
 
 
@@ -84,7 +96,10 @@ def _check_existing(client: LabelStudioClient, project_id: int) -> dict:
     if project.get("show_collab_predictions"):
         # Projects made before predictions were hidden (or changed by hand): predictions are for the queue only.
         client.hide_predictions(project_id, project.get("model_version"))
-        log.warning("project %s at %s showed the reward model's predictions to annotators; they are hidden now",
-                    project_id, client.url)
+        log.warning(
+            "project %s at %s showed the reward model's predictions to annotators; they are hidden now",
+            project_id,
+            client.url,
+        )
     client.ensure_queue_view(project_id)
     return project

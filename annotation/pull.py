@@ -52,7 +52,9 @@ def read_choice(annotation: dict) -> tuple[str | None, str | None]:
     return values[0], None
 
 
-def interpret(task: dict, annotation: dict, pair_id: str, order: str | None, emails: dict[int, str]) -> Annotation | Rejection:
+def interpret(
+    task: dict, annotation: dict, pair_id: str, order: str | None, emails: dict[int, str]
+) -> Annotation | Rejection:
     """One Label Studio annotation as a ledger Annotation (original a/b terms) or a Rejection."""
     external_id = f"labelstudio:{annotation['id']}"
     user = annotation.get("completed_by")
@@ -75,7 +77,9 @@ def interpret(task: dict, annotation: dict, pair_id: str, order: str | None, ema
     if problem:
         return Rejection(external_id, f"task {task['id']}: {problem}", _raw(task, annotation))
     if order not in ("ab", "ba"):
-        return Rejection(external_id, f"task {task['id']}: the displayed order of the responses is unknown", _raw(task, annotation))
+        return Rejection(
+            external_id, f"task {task['id']}: the displayed order of the responses is unknown", _raw(task, annotation)
+        )
     verdict = CHOICE_LABELS[label]
     if verdict == "tie":
         choice = "tie"
@@ -100,7 +104,11 @@ def pull_annotations(client: LabelStudioClient, ledger: Ledger, project_id: int)
         if has_annotations and row.get("updated_at") != seen:
             to_fetch.add(task_id)
     vanished = {task_id for task_id, row in known.items() if row["deleted_at"] is None and task_id not in listing}
-    full = {str(t["id"]): t for t in client.export_tasks(project_id, to_fetch | vanished)} if (to_fetch | vanished) else {}
+    full = (
+        {str(t["id"]): t for t in client.export_tasks(project_id, to_fetch | vanished)}
+        if (to_fetch | vanished)
+        else {}
+    )
     deleted = sorted(vanished - set(full), key=int)
     emails = client.user_emails() if full else {}
 
@@ -116,8 +124,13 @@ def pull_annotations(client: LabelStudioClient, ledger: Ledger, project_id: int)
             adopted.append((task_id, pair_id, str(project_id), order, None))
         else:
             for annotation in task.get("annotations") or []:
-                rejections.append(Rejection(f"labelstudio:{annotation['id']}",
-                                            f"task {task_id}: unknown task (no pair of this ledger)", _raw(task, annotation)))
+                rejections.append(
+                    Rejection(
+                        f"labelstudio:{annotation['id']}",
+                        f"task {task_id}: unknown task (no pair of this ledger)",
+                        _raw(task, annotation),
+                    )
+                )
             continue
         for annotation in task.get("annotations") or []:
             result = interpret(task, annotation, pair_id, order, emails)
@@ -129,8 +142,9 @@ def pull_annotations(client: LabelStudioClient, ledger: Ledger, project_id: int)
         rejected = sum(ledger.record_rejected(r.external_id, r.reason, r.raw, db=db) for r in rejections)
         for task_id in deleted:
             db.execute("UPDATE tasks SET deleted_at = ? WHERE task_id = ?", (now_iso(), task_id))
-            rejected += ledger.record_rejected(f"task:{task_id}", f"task {task_id} was deleted in Label Studio",
-                                               {"task": task_id}, db=db)
+            rejected += ledger.record_rejected(
+                f"task:{task_id}", f"task {task_id} was deleted in Label Studio", {"task": task_id}, db=db
+            )
         updates = [(row.get("updated_at"), task_id) for task_id, row in listing.items()]
         updates += [(task.get("updated_at"), task_id) for task_id, task in full.items()]
         db.executemany("UPDATE tasks SET seen_updated_at = ? WHERE task_id = ?", updates)

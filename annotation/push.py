@@ -32,7 +32,7 @@ LISTING_FIELDS = "id,meta,total_predictions"
 
 
 def shown_order(seed: int, pair_id: str) -> str:
-    """"ab" (response_a shown as A) or "ba", a fair coin keyed by (seed, pair_id)."""
+    """ "ab" (response_a shown as A) or "ba", a fair coin keyed by (seed, pair_id)."""
     digest = hashlib.sha256(f"order\0{seed}\0{pair_id}".encode()).digest()
     return "ab" if digest[0] & 1 == 0 else "ba"
 
@@ -48,15 +48,27 @@ def prediction_for(pair: PreferencePair, order: str, model_version: str) -> dict
     return {
         "model_version": model_version,
         "score": float(pair.confidence),
-        "result": [{"from_name": CONTROL, "to_name": TO_NAME, "type": "choices",
-                    "value": {"choices": [displayed_label(pair.predicted, order)]}}],
+        "result": [
+            {
+                "from_name": CONTROL,
+                "to_name": TO_NAME,
+                "type": "choices",
+                "value": {"choices": [displayed_label(pair.predicted, order)]},
+            }
+        ],
     }
 
 
 def task_payload(pair: PreferencePair, order: str, model_version: str) -> dict:
     first, second = (pair.response_a, pair.response_b) if order == "ab" else (pair.response_b, pair.response_a)
     task = {
-        "data": {"prompt": pair.prompt, "shown_a": first, "shown_b": second, "pair_id": pair.pair_id, "model": pair.model},
+        "data": {
+            "prompt": pair.prompt,
+            "shown_a": first,
+            "shown_b": second,
+            "pair_id": pair.pair_id,
+            "model": pair.model,
+        },
         "meta": {"mintline_pair_id": pair.pair_id, "shown_order": order},
     }
     prediction = prediction_for(pair, order, model_version)
@@ -95,7 +107,9 @@ def push_pairs(
     present = [p for p in unique if p.pair_id in on_server]
     figures["already_there"] = len(present)
     _record(ledger, project_id, model_version, round, [(p, on_server[p.pair_id]) for p in present])
-    figures["predictions_repaired"] += _repair_predictions(client, [(p, on_server[p.pair_id]) for p in present], model_version)
+    figures["predictions_repaired"] += _repair_predictions(
+        client, [(p, on_server[p.pair_id]) for p in present], model_version
+    )
 
     missing = [p for p in unique if p.pair_id not in on_server]
     with tqdm(total=len(missing), desc="push", unit="task") as bar:
@@ -132,7 +146,9 @@ def _import_batch(client, project_id, batch, seed, model_version) -> dict[str, d
             answer = client.sdk.projects.import_tasks(project_id, request=payload, return_task_ids=True)
             task_ids = list(answer.task_ids or [])
             if len(task_ids) != len(todo):
-                raise LabelStudioError(f"Label Studio at {client.url} created {len(task_ids)} tasks for {len(todo)} pairs")
+                raise LabelStudioError(
+                    f"Label Studio at {client.url} created {len(task_ids)} tasks for {len(todo)} pairs"
+                )
             listing = client.tasks_by_ids(project_id, task_ids, include=LISTING_FIELDS)
             for task in listing:
                 pair_id = (task.get("meta") or {}).get("mintline_pair_id")
@@ -140,7 +156,9 @@ def _import_batch(client, project_id, batch, seed, model_version) -> dict[str, d
                     arrived[pair_id] = task
         lost = wanted - set(arrived)
         if lost:
-            raise LabelStudioError(f"Label Studio at {client.url} did not keep {len(lost)} imported tasks of project {project_id}")
+            raise LabelStudioError(
+                f"Label Studio at {client.url} did not keep {len(lost)} imported tasks of project {project_id}"
+            )
         return dict(arrived)
 
     return client.retrying(f"importing {len(batch)} tasks into project {project_id}", attempt, before_retry=look_again)
@@ -156,8 +174,9 @@ def _repair_predictions(client, rows, model_version) -> int:
             continue
         client.retrying(
             f"creating the prediction of task {task['id']}",
-            lambda: client.sdk.predictions.create(task=task["id"], result=prediction["result"], score=prediction["score"],
-                                                  model_version=model_version),
+            lambda: client.sdk.predictions.create(
+                task=task["id"], result=prediction["result"], score=prediction["score"], model_version=model_version
+            ),
         )
         repaired += 1
     if repaired:
@@ -172,6 +191,14 @@ def _record(ledger: Ledger, project_id, model_version, round, rows) -> None:
         ledger.record_pairs(db, [p for p, _ in rows], round)
         ledger.record_tasks(
             db,
-            [(str(task["id"]), p.pair_id, str(project_id), (task.get("meta") or {}).get("shown_order"), model_version)
-             for p, task in rows],
+            [
+                (
+                    str(task["id"]),
+                    p.pair_id,
+                    str(project_id),
+                    (task.get("meta") or {}).get("shown_order"),
+                    model_version,
+                )
+                for p, task in rows
+            ],
         )

@@ -114,7 +114,9 @@ class SimulatedAnnotators:
         for pair in pairs:
             for index in self.annotators_for(pair.pair_id, annotators_per_pair):
                 order = self.shown_order(pair.pair_id, index)
-                first, second = (pair.response_a, pair.response_b) if order == "ab" else (pair.response_b, pair.response_a)
+                first, second = (
+                    (pair.response_a, pair.response_b) if order == "ab" else (pair.response_b, pair.response_a)
+                )
                 verdict = self.vote(pair.prompt, first, second, index, pair.pair_id)
                 choice = "tie" if verdict == "tie" else _original_side(verdict, order)
                 name = self.profiles[index].name

@@ -28,7 +28,9 @@ class AnnotationOptions:
         default="mintline-reward-model", metadata={"help": "Label Studio model_version of the pushed predictions"}
     )
     overlap: int = field(default=1, metadata={"help": "annotators per task (the project's maximum_annotations)"})
-    label_budget: int | None = field(default=None, metadata={"help": "labels the run may use; status shows the share used"})
+    label_budget: int | None = field(
+        default=None, metadata={"help": "labels the run may use; status shows the share used"}
+    )
     batch_size: int = field(default=250, metadata={"help": "tasks per import request"})
 
     def __post_init__(self):
@@ -68,7 +70,9 @@ def _connect(config: AnnotationConfig, ledger: Ledger, api_key: str | Secret | N
     from annotation.project import bind_project
 
     client = connect(config.labelstudio, api_key)
-    project_id, created = bind_project(client, ledger, config.labelstudio, config.model_version, config.overlap, create)
+    project_id, created = bind_project(
+        client, ledger, config.labelstudio, config.model_version, config.overlap, create
+    )
     return client, project_id, created
 
 
@@ -76,18 +80,35 @@ def init_project(config: AnnotationConfig, api_key: str | Secret | None = None) 
     """Create (or find by title) the Label Studio project and bind the ledger to it."""
     with open_ledger(config) as ledger:
         client, project_id, created = _connect(config, ledger, api_key)
-        return {"url": client.url, "project_id": project_id, "project_title": config.labelstudio.project_title,
-                "created": created, "ledger": os.fspath(config.ledger_path)}
+        return {
+            "url": client.url,
+            "project_id": project_id,
+            "project_title": config.labelstudio.project_title,
+            "created": created,
+            "ledger": os.fspath(config.ledger_path),
+        }
 
 
-def push(config: AnnotationConfig, pairs: list[PreferencePair], round: int | None = None,
-         api_key: str | Secret | None = None) -> dict:
+def push(
+    config: AnnotationConfig,
+    pairs: list[PreferencePair],
+    round: int | None = None,
+    api_key: str | Secret | None = None,
+) -> dict:
     from annotation.push import push_pairs
 
     with open_ledger(config) as ledger:
         client, project_id, _ = _connect(config, ledger, api_key)
-        figures = push_pairs(client, ledger, project_id, pairs, seed=config.seed, model_version=config.model_version,
-                             round=round, batch_size=config.batch_size)
+        figures = push_pairs(
+            client,
+            ledger,
+            project_id,
+            pairs,
+            seed=config.seed,
+            model_version=config.model_version,
+            round=round,
+            batch_size=config.batch_size,
+        )
         return {"url": client.url, "project_id": project_id, **figures}
 
 
@@ -100,8 +121,12 @@ def pull(config: AnnotationConfig, api_key: str | Secret | None = None) -> dict:
         return {"url": client.url, "project_id": project_id, **figures, "totals": ledger.counts()}
 
 
-def export(config: AnnotationConfig, output: str | os.PathLike | None = None, include_pseudo: bool = False,
-           include_ties: bool = False) -> dict:
+def export(
+    config: AnnotationConfig,
+    output: str | os.PathLike | None = None,
+    include_pseudo: bool = False,
+    include_ties: bool = False,
+) -> dict:
     path = Path(output) if output else config.export_path
     with open_ledger(config, must_exist=True) as ledger:
         rows = ledger.export_trl(path, include_pseudo=include_pseudo, include_ties=include_ties)

@@ -46,10 +46,18 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
     held_out = _held_out_prompts(pairs, args.eval_prompts)
     x, rm_config = _pipeline_features(policy, pairs, args)
     tokenizer = AutoTokenizer.from_pretrained(policy)
-    stage = AlignStageConfig(policy_model=str(policy), output_dir="unused", dpo_epochs=args.dpo_epochs,
-                             dpo_learning_rate=args.dpo_lr, dpo_max_length=96)
+    stage = AlignStageConfig(
+        policy_model=str(policy),
+        output_dir="unused",
+        dpo_epochs=args.dpo_epochs,
+        dpo_learning_rate=args.dpo_lr,
+        dpo_max_length=96,
+    )
     # With --dpo_pairs the reward model labels DPO's own pairs, so the arms need no pseudo-labels in the ledger.
-    arms = {name: name if args.dpo_pairs or parse_strategy(name).pseudo else f"{name}+pseudo" for name in (strategy, "random")}
+    arms = {
+        name: name if args.dpo_pairs or parse_strategy(name).pseudo else f"{name}+pseudo"
+        for name in (strategy, "random")
+    }
 
     scores: dict[str, list[float]] = {strategy: [], "random": []}
     base_scores: list[float] = []
@@ -74,13 +82,28 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
                 work = Path(work)
                 with Ledger(work / "ledger.sqlite") as ledger:
                     annotators = SimulatedAnnotators(gold_score, flip_rate=0.25, temperature=0.0, seed=seed)
-                    loop = ActiveLoopConfig(budget=args.dpo_budget, batch_size=args.dpo_batch, strategy=arm,
-                                            selection_seed=seed, pseudo_threshold=args.dpo_pseudo_threshold,
-                                            pseudo_cap=args.dpo_pseudo_cap or len(pairs))
+                    loop = ActiveLoopConfig(
+                        budget=args.dpo_budget,
+                        batch_size=args.dpo_batch,
+                        strategy=arm,
+                        selection_seed=seed,
+                        pseudo_threshold=args.dpo_pseudo_threshold,
+                        pseudo_cap=args.dpo_pseudo_cap or len(pairs),
+                    )
                     if args.dpo_pairs:
-                        run_active_loop(annotator_pairs, x[pool], SimulatedBackend(ledger, annotators), loop, rm_config)
-                        _write_reward_model_preferences(ledger, annotator_pairs, x[pool], held_apart, x[dpo_set],
-                                                        rm_config, seed, work / "prefs.jsonl")
+                        run_active_loop(
+                            annotator_pairs, x[pool], SimulatedBackend(ledger, annotators), loop, rm_config
+                        )
+                        _write_reward_model_preferences(
+                            ledger,
+                            annotator_pairs,
+                            x[pool],
+                            held_apart,
+                            x[dpo_set],
+                            rm_config,
+                            seed,
+                            work / "prefs.jsonl",
+                        )
                     else:
                         run_active_loop(pairs, x, SimulatedBackend(ledger, annotators), loop, rm_config)
                         ledger.export_trl(work / "prefs.jsonl", include_pseudo=True)
@@ -91,21 +114,32 @@ def dpo_win_rate(policy: Path, pairs, strategy: str, args) -> dict:
                 train_dpo(str(policy), str(work / "prefs.jsonl"), str(work / "model"), stage, seed=seed)
                 aligned = load_aligned(str(policy), work / "model")
                 scores[name].extend(_judge(aligned, tokenizer, held_out, args.eval_samples, seed, components[name]))
-        print(f"DPO seed {seed}: {strategy} gold {np.mean(scores[strategy]):.3f} (DPO labels {label_accuracy[strategy][-1]:.3f} "
-              f"right) vs random {np.mean(scores['random']):.3f} ({label_accuracy['random'][-1]:.3f}); "
-              f"no DPO {np.mean(base_scores):.3f}", flush=True)
+        print(
+            f"DPO seed {seed}: {strategy} gold {np.mean(scores[strategy]):.3f} (DPO labels {label_accuracy[strategy][-1]:.3f} "
+            f"right) vs random {np.mean(scores['random']):.3f} ({label_accuracy['random'][-1]:.3f}); "
+            f"no DPO {np.mean(base_scores):.3f}",
+            flush=True,
+        )
     result = win_rate(scores[strategy], scores["random"], groups=seed_of_prompt)  # the interval spans training seeds
-    result.update({"strategy": strategy, "arms": arms, "budget": args.dpo_budget, "seeds": args.dpo_seeds,
-                   "eval_prompts": len(held_out), "samples_per_prompt": args.eval_samples,
-                   "dpo_pairs": args.dpo_pairs or "human labels + pseudo-labels",
-                   "mean_gold_active": round(float(np.mean(scores[strategy])), 4),
-                   "mean_gold_random": round(float(np.mean(scores["random"])), 4),
-                   "mean_gold_no_dpo": round(float(np.mean(base_scores)), 4),
-                   "dpo_label_gold_agreement": {k: round(float(np.mean(v)), 4) for k, v in label_accuracy.items()},
-                   "dpo_label_gold_agreement_by_gap": {k: _mean_terms(v) for k, v in agreement_by_gap.items()},
-                   "dpo_data_gold_push": {k: _mean_terms(v) for k, v in data_push.items()},
-                   "generated_gold_terms": {k: _mean_terms(v) for k, v in components.items()},
-                   "win_rate_random_vs_no_dpo": win_rate(scores["random"], base_scores)["win_rate"]})
+    result.update(
+        {
+            "strategy": strategy,
+            "arms": arms,
+            "budget": args.dpo_budget,
+            "seeds": args.dpo_seeds,
+            "eval_prompts": len(held_out),
+            "samples_per_prompt": args.eval_samples,
+            "dpo_pairs": args.dpo_pairs or "human labels + pseudo-labels",
+            "mean_gold_active": round(float(np.mean(scores[strategy])), 4),
+            "mean_gold_random": round(float(np.mean(scores["random"])), 4),
+            "mean_gold_no_dpo": round(float(np.mean(base_scores)), 4),
+            "dpo_label_gold_agreement": {k: round(float(np.mean(v)), 4) for k, v in label_accuracy.items()},
+            "dpo_label_gold_agreement_by_gap": {k: _mean_terms(v) for k, v in agreement_by_gap.items()},
+            "dpo_data_gold_push": {k: _mean_terms(v) for k, v in data_push.items()},
+            "generated_gold_terms": {k: _mean_terms(v) for k, v in components.items()},
+            "win_rate_random_vs_no_dpo": win_rate(scores["random"], base_scores)["win_rate"],
+        }
+    )
     if not args.dpo_pairs:
         result.update({"pseudo_cap": args.dpo_pseudo_cap or "all", "pseudo_threshold": args.dpo_pseudo_threshold})
     return result
@@ -149,13 +183,20 @@ def human_label_win_rate(policy: Path, pairs, args) -> dict:
     held_out = _held_out_prompts(pairs, args.eval_prompts)
     tokenizer = AutoTokenizer.from_pretrained(policy)
     base_policy = AutoModelForCausalLM.from_pretrained(policy).eval()
-    stage = AlignStageConfig(policy_model=str(policy), output_dir="unused", dpo_epochs=args.dpo_epochs,
-                             dpo_learning_rate=args.dpo_lr, dpo_max_length=96)
+    stage = AlignStageConfig(
+        policy_model=str(policy),
+        output_dir="unused",
+        dpo_epochs=args.dpo_epochs,
+        dpo_learning_rate=args.dpo_lr,
+        dpo_max_length=96,
+    )
     n, ids = len(pairs), [p.pair_id for p in pairs]
     index = {pair_id: i for i, pair_id in enumerate(ids)}
     gold_gap = np.array([gold_score(p.prompt, p.response_a) - gold_score(p.prompt, p.response_b) for p in pairs])
     if args.dpo_design in POLICY_QUERY_KEYS:
-        ask_more = _policy_margin_asker(policy, pairs, base_policy, tokenizer, stage, POLICY_QUERY_KEYS[args.dpo_design], args)
+        ask_more = _policy_margin_asker(
+            policy, pairs, base_policy, tokenizer, stage, POLICY_QUERY_KEYS[args.dpo_design], args
+        )
     else:
         ask_more = _reward_model_asker(policy, pairs, REWARD_MODEL_QUERY_STRATEGIES[args.dpo_design], args)
     arms = (args.dpo_design, "random")
@@ -171,7 +212,9 @@ def human_label_win_rate(policy: Path, pairs, args) -> dict:
         for arm in arms:
             with tempfile.TemporaryDirectory() as work, Ledger(Path(work) / "ledger.sqlite") as ledger:
                 work = Path(work)
-                backend = SimulatedBackend(ledger, SimulatedAnnotators(gold_score, flip_rate=0.25, temperature=0.0, seed=seed))
+                backend = SimulatedBackend(
+                    ledger, SimulatedAnnotators(gold_score, flip_rate=0.25, temperature=0.0, seed=seed)
+                )
                 first_batch = args.dpo_budget if arm == "random" else min(args.dpo_round, args.dpo_budget)
                 asked = [int(i) for i in order[:first_batch]]
                 backend.request([pairs[i] for i in asked])
@@ -182,22 +225,39 @@ def human_label_win_rate(policy: Path, pairs, args) -> dict:
                 positions, prefer_a = training_set(ledger, ids, index)
                 right = (prefer_a > 0.5) == (gold_gap[positions] > 0)
                 gap = np.abs(gold_gap[positions])
-                profile[arm].append({"labels_right": float(right.mean()), "mean_abs_gold_gap": float(gap.mean()),
-                                     "gold_gap_taught": float(np.where(right, gap, -gap).mean())})
+                profile[arm].append(
+                    {
+                        "labels_right": float(right.mean()),
+                        "mean_abs_gold_gap": float(gap.mean()),
+                        "gold_gap_taught": float(np.where(right, gap, -gap).mean()),
+                    }
+                )
                 aligned = load_aligned(str(policy), work / "model")
                 scores[arm].extend(_judge(aligned, tokenizer, held_out, args.eval_samples, seed, components[arm]))
-        print(f"DPO seed {seed}: {arms[0]} gold {np.mean(scores[arms[0]]):.3f} vs random "
-              f"{np.mean(scores['random']):.3f}; no DPO {np.mean(base_scores):.3f}", flush=True)
+        print(
+            f"DPO seed {seed}: {arms[0]} gold {np.mean(scores[arms[0]]):.3f} vs random "
+            f"{np.mean(scores['random']):.3f}; no DPO {np.mean(base_scores):.3f}",
+            flush=True,
+        )
     result = win_rate(scores[arms[0]], scores["random"], groups=seed_of_prompt)
-    result.update({"strategy": arms[0], "design": arms[0], "budget": args.dpo_budget,
-                   "round": args.dpo_round, "seeds": args.dpo_seeds, "eval_prompts": len(held_out),
-                   "samples_per_prompt": args.eval_samples, "dpo_pairs": "the human labels",
-                   "mean_gold_active": round(float(np.mean(scores[arms[0]])), 4),
-                   "mean_gold_random": round(float(np.mean(scores["random"])), 4),
-                   "mean_gold_no_dpo": round(float(np.mean(base_scores)), 4),
-                   "dpo_label_profile": {arm: _mean_terms(rows) for arm, rows in profile.items()},
-                   "generated_gold_terms": {arm: _mean_terms(rows) for arm, rows in components.items()},
-                   "win_rate_random_vs_no_dpo": win_rate(scores["random"], base_scores)["win_rate"]})
+    result.update(
+        {
+            "strategy": arms[0],
+            "design": arms[0],
+            "budget": args.dpo_budget,
+            "round": args.dpo_round,
+            "seeds": args.dpo_seeds,
+            "eval_prompts": len(held_out),
+            "samples_per_prompt": args.eval_samples,
+            "dpo_pairs": "the human labels",
+            "mean_gold_active": round(float(np.mean(scores[arms[0]])), 4),
+            "mean_gold_random": round(float(np.mean(scores["random"])), 4),
+            "mean_gold_no_dpo": round(float(np.mean(base_scores)), 4),
+            "dpo_label_profile": {arm: _mean_terms(rows) for arm, rows in profile.items()},
+            "generated_gold_terms": {arm: _mean_terms(rows) for arm, rows in components.items()},
+            "win_rate_random_vs_no_dpo": win_rate(scores["random"], base_scores)["win_rate"],
+        }
+    )
     return result
 
 
@@ -214,8 +274,9 @@ def _policy_margin_asker(policy: Path, pairs, base_policy, tokenizer, stage, que
         while len(asked) < args.dpo_budget:
             backend.ledger.export_trl(work / "prefs.jsonl")
             train_dpo(str(policy), str(work / "prefs.jsonl"), str(work / "model"), stage, seed=seed)
-            logprobs = response_logprobs(load_aligned(str(policy), work / "model"), tokenizer, texts,
-                                         max_length=stage.dpo_max_length)
+            logprobs = response_logprobs(
+                load_aligned(str(policy), work / "model"), tokenizer, texts, max_length=stage.dpo_max_length
+            )
             key = query_key((logprobs[:n] - reference[:n]) - (logprobs[n:] - reference[n:]))
             key[asked] = np.inf
             batch = np.argsort(key, kind="stable")[: min(args.dpo_round, args.dpo_budget - len(asked))]
@@ -232,7 +293,9 @@ def _reward_model_asker(policy: Path, pairs, strategy: str, args):
     x, rm_config = _pipeline_features(policy, pairs, args)
 
     def ask_more(backend, asked: list[int], seed: int, work: Path) -> None:
-        loop = ActiveLoopConfig(budget=args.dpo_budget, batch_size=args.dpo_batch, strategy=strategy, selection_seed=seed)
+        loop = ActiveLoopConfig(
+            budget=args.dpo_budget, batch_size=args.dpo_batch, strategy=strategy, selection_seed=seed
+        )
         run_active_loop(pairs, x, backend, loop, rm_config)
 
     return ask_more
@@ -245,8 +308,13 @@ def _pipeline_features(policy: Path, pairs, args):
     from alignment.reward_model import RewardModelConfig
 
     rm_config = RewardModelConfig(feature_dim=args.pipeline_dim)
-    x = pair_feature_matrix(pairs, FeatureConfig(encoder=args.pipeline_features, policy_model=str(policy),
-                                                  cache_dir=str(args.cache / "features")), dim=rm_config.feature_dim)
+    x = pair_feature_matrix(
+        pairs,
+        FeatureConfig(
+            encoder=args.pipeline_features, policy_model=str(policy), cache_dir=str(args.cache / "features")
+        ),
+        dim=rm_config.feature_dim,
+    )
     return x, rm_config
 
 
@@ -256,7 +324,9 @@ def _held_out_prompts(pairs, n: int) -> list[str]:
     from pretrain.corpus.builtin import iter_builtin_corpus
 
     used = {p.prompt for p in pairs}
-    return [p for p in prompts_from_documents([d.text for d in iter_builtin_corpus()], 4 * n, seed=99) if p not in used][:n]
+    return [
+        p for p in prompts_from_documents([d.text for d in iter_builtin_corpus()], 4 * n, seed=99) if p not in used
+    ][:n]
 
 
 def _gold_terms(model, tokenizer, prompts: list[str], samples: int, seed: int) -> list[list[dict]]:
@@ -312,8 +382,11 @@ def _dpo_data_profile(preferences: Path) -> tuple[float, dict[str, float], dict[
     right = gap > 0
     third = np.empty(len(gap), dtype=int)  # 0: the third nearest a tie; by rank, so ties in |gap| split evenly
     third[np.argsort(np.abs(gap), kind="stable")] = np.arange(len(gap)) * 3 // len(gap)
-    by_gap = {name: float(right[third == i].mean()) for i, name in enumerate(("near_ties", "middle", "clear"))
-              if np.any(third == i)}
+    by_gap = {
+        name: float(right[third == i].mean())
+        for i, name in enumerate(("near_ties", "middle", "clear"))
+        if np.any(third == i)
+    }
     push = {term: float(np.mean([c[term] - r[term] for c, r in zip(chosen, rejected)])) for term in chosen[0]}
     return float(right.mean()), push, by_gap
 
@@ -323,8 +396,10 @@ def _mean_terms(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 def print_dpo_summary(dpo: dict) -> None:
-    print(f"\n== DPO win rate ({dpo['strategy']} vs random, {dpo['budget']} labels, {dpo['seeds']} seeds) ==\n"
-          f"win rate {dpo['win_rate']} margin {dpo['margin']} 95% CI {dpo['margin_ci']} on {dpo['n']} prompt-seeds")
+    print(
+        f"\n== DPO win rate ({dpo['strategy']} vs random, {dpo['budget']} labels, {dpo['seeds']} seeds) ==\n"
+        f"win rate {dpo['win_rate']} margin {dpo['margin']} 95% CI {dpo['margin_ci']} on {dpo['n']} prompt-seeds"
+    )
     for arm, right in dpo.get("dpo_label_gold_agreement", {}).items():
         thirds = " / ".join(f"{k} {v}" for k, v in dpo["dpo_label_gold_agreement_by_gap"][arm].items())
         print(f"{arm}: DPO labels right {right} ({thirds})")

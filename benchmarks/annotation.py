@@ -59,16 +59,31 @@ def load_pairs(n: int, seed: int = 0) -> tuple[list[PreferencePair], dict[str, s
         with gzip.open(DATA, "rt", encoding="utf-8") as handle:
             rows = [json.loads(line) for line in handle]
     else:  # the shared data is absent: synthetic dialogues of similar length
-        rows = [{"chosen": f"\n\nHuman: q{i}{MARK} helpful answer {i} " * 8, "rejected": f"\n\nHuman: q{i}{MARK} no {i} " * 8}
-                for i in range(n)]
+        rows = [
+            {
+                "chosen": f"\n\nHuman: q{i}{MARK} helpful answer {i} " * 8,
+                "rejected": f"\n\nHuman: q{i}{MARK} no {i} " * 8,
+            }
+            for i in range(n)
+        ]
     for row in rows:
         cut_c, cut_r = row["chosen"].rfind(MARK), row["rejected"].rfind(MARK)
-        prompt, chosen, rejected = row["chosen"][: cut_c + len(MARK)], row["chosen"][cut_c + len(MARK):], row["rejected"][cut_r + len(MARK):]
+        prompt, chosen, rejected = (
+            row["chosen"][: cut_c + len(MARK)],
+            row["chosen"][cut_c + len(MARK) :],
+            row["rejected"][cut_r + len(MARK) :],
+        )
         if cut_c < 0 or chosen == rejected:
             continue
         a, b = (chosen, rejected) if rng.random() < 0.5 else (rejected, chosen)
-        pair = PreferencePair(prompt.strip(), a.strip(), b.strip(), model="hh-rlhf", predicted=rng.choice("ab"),
-                              confidence=round(rng.uniform(0.5, 1.0), 4))
+        pair = PreferencePair(
+            prompt.strip(),
+            a.strip(),
+            b.strip(),
+            model="hh-rlhf",
+            predicted=rng.choice("ab"),
+            confidence=round(rng.uniform(0.5, 1.0), 4),
+        )
         if pair.pair_id in human_choice:
             continue
         human_choice[pair.pair_id] = chosen.strip()
@@ -78,15 +93,20 @@ def load_pairs(n: int, seed: int = 0) -> tuple[list[PreferencePair], dict[str, s
     return pairs, human_choice
 
 
-SERVER_ENV = dict(os.environ, LABEL_STUDIO_STATE=os.path.join(tempfile.gettempdir(), f"mintline-bench-ls-{os.getpid()}.json"))
+SERVER_ENV = dict(
+    os.environ, LABEL_STUDIO_STATE=os.path.join(tempfile.gettempdir(), f"mintline-bench-ls-{os.getpid()}.json")
+)
 
 
 def start_server() -> tuple[str, str]:
     """A server of our own, with its own state file, so a CI or development server is left alone."""
     script = ROOT / ".ci" / "labelstudio.py"
-    exports = subprocess.run([sys.executable, str(script), "start"], check=True, capture_output=True, text=True,
-                             env=SERVER_ENV).stdout
-    env = dict(line.removeprefix("export ").split("=", 1) for line in exports.splitlines() if line.startswith("export "))
+    exports = subprocess.run(
+        [sys.executable, str(script), "start"], check=True, capture_output=True, text=True, env=SERVER_ENV
+    ).stdout
+    env = dict(
+        line.removeprefix("export ").split("=", 1) for line in exports.splitlines() if line.startswith("export ")
+    )
     subprocess.run([sys.executable, str(script), "wait"], check=True, env=SERVER_ENV)
     return env["LABEL_STUDIO_URL"], env["LABEL_STUDIO_API_KEY"]
 
@@ -143,7 +163,9 @@ def run(url: str, key: str, work: Path, n_tasks: int, rounds: int) -> dict:
         assert figures["pushed"] == len(batch), figures
         ours.append(seconds)
         payload = [task_payload(p, shown_order(0, p.pair_id), "bench-rm") for p in batch]
-        seconds, answer = timed(lambda: client.sdk.projects.import_tasks(baseline_id, request=payload, return_task_ids=True))
+        seconds, answer = timed(
+            lambda: client.sdk.projects.import_tasks(baseline_id, request=payload, return_task_ids=True)
+        )
         assert len(answer.task_ids) == len(batch)
         bare.append(seconds)
     push_rate, bare_rate = len(pairs) / sum(ours), len(pairs) / sum(bare)
@@ -152,9 +174,16 @@ def run(url: str, key: str, work: Path, n_tasks: int, rounds: int) -> dict:
 
     # 2. simulated annotators through the API (gold: the HH-RLHF human choice)
     chosen = {(p.prompt, human_choice[p.pair_id]) for p in pairs}
-    sim = SimulatedAnnotators(lambda prompt, response: float((prompt, response) in chosen),
-                              n_annotators=3, temperature=0.0, flip_rate=0.25, seed=1)
-    annotate_seconds, made = timed(lambda: annotate_project(client, project_id, sim, annotators_per_task=1, skip_rate=0.02))
+    sim = SimulatedAnnotators(
+        lambda prompt, response: float((prompt, response) in chosen),
+        n_annotators=3,
+        temperature=0.0,
+        flip_rate=0.25,
+        seed=1,
+    )
+    annotate_seconds, made = timed(
+        lambda: annotate_project(client, project_id, sim, annotators_per_task=1, skip_rate=0.02)
+    )
     n_annotations = made["annotations"] + made["skips"]
 
     # 3. pull into a fresh ledger vs a full export, interleaved, 3 times each
@@ -167,7 +196,9 @@ def run(url: str, key: str, work: Path, n_tasks: int, rounds: int) -> dict:
         seconds, figures = timed(lambda: pull(fresh_config, key))
         assert figures["new"] == n_annotations, (figures, n_annotations)
         pulls.append(seconds)
-        seconds, exported = timed(lambda: client.request_json("GET", f"api/projects/{project_id}/export", {"exportType": "JSON"}))
+        seconds, exported = timed(
+            lambda: client.request_json("GET", f"api/projects/{project_id}/export", {"exportType": "JSON"})
+        )
         assert sum(len(t["annotations"]) for t in exported) == n_annotations
         exports.append(seconds)
     repull_seconds, figures = timed(lambda: pull(fresh_config, key))
@@ -177,7 +208,10 @@ def run(url: str, key: str, work: Path, n_tasks: int, rounds: int) -> dict:
     table = [
         ("push (mintline: dedupe listing, inline predictions, verify, ledger)", f"{push_rate:8.1f} tasks/s"),
         ("push baseline (bare import_tasks, same payload)", f"{bare_rate:8.1f} tasks/s"),
-        ("annotate (simulated annotators via API, 1 per task)", f"{n_annotations / annotate_seconds:8.1f} annotations/s"),
+        (
+            "annotate (simulated annotators via API, 1 per task)",
+            f"{n_annotations / annotate_seconds:8.1f} annotations/s",
+        ),
         ("pull (mintline, fresh ledger, median of 3)", f"{n_annotations / pull_s:8.1f} annotations/s"),
         ("pull baseline (full JSON export, median of 3)", f"{n_annotations / export_s:8.1f} annotations/s"),
         ("incremental re-pull, nothing new", f"{repull_seconds:8.2f} s"),

@@ -76,7 +76,9 @@ _WORD = re.compile(r"\b[A-Za-z]{3,}\b")
 
 def perturb(text: str, rng: random.Random, vocabulary: list[str]) -> str:
     paragraphs = [p for p in text.split("\n\n") if rng.random() >= 0.10] or [text]
-    swapped = _WORD.sub(lambda m: rng.choice(vocabulary) if rng.random() < 0.03 else m.group(0), "\n\n".join(paragraphs))
+    swapped = _WORD.sub(
+        lambda m: rng.choice(vocabulary) if rng.random() < 0.03 else m.group(0), "\n\n".join(paragraphs)
+    )
     return swapped
 
 
@@ -111,7 +113,9 @@ def build_corpus(root: Path, target_bytes: int, chunks: int) -> dict:
 def mintline_config(profile: str, workers: int, **extra):
     from pretrain.corpus.config import PrepareConfig
 
-    overrides = dict(filters=FILTERS, exact_dedup=False, near_dedup=False, train_tokenizer=False, validation_fraction=0)
+    overrides = dict(
+        filters=FILTERS, exact_dedup=False, near_dedup=False, train_tokenizer=False, validation_fraction=0
+    )
     overrides.update(extra)
     config = PrepareConfig.from_profile(profile, inputs=["benchmark"], num_workers=workers, **overrides)
     config.c4.keep_line_indentation = False  # datatrove has no such option
@@ -220,7 +224,9 @@ def per_filter_agreement(chunk: Path, config, sample: int) -> list[dict]:
 
     from pretrain.corpus.document import Document
 
-    records = [json.loads(line) for path in sorted(chunk.glob("*.jsonl")) for line in path.open(encoding="utf-8")][:sample]
+    records = [json.loads(line) for path in sorted(chunk.glob("*.jsonl")) for line in path.open(encoding="utf-8")][
+        :sample
+    ]
     ours = config.build_filters()
     theirs = datatrove_filters(config)
     rows = []
@@ -269,7 +275,9 @@ def executor_comparison(corpus: Path, out: Path) -> dict:
     for workers in (1, 2):
         from dataclasses import replace
 
-        config = mintline_config("datatrove", workers, filters=["normalize", *FILTERS, "pii"], exact_dedup=True, near_dedup=True)
+        config = mintline_config(
+            "datatrove", workers, filters=["normalize", *FILTERS, "pii"], exact_dedup=True, near_dedup=True
+        )
         config = replace(config, corpus=replace(config.corpus, inputs=[str(corpus)]))
         for executor in ("local", "ray"):
             name = f"{executor}-{workers}"
@@ -277,8 +285,14 @@ def executor_comparison(corpus: Path, out: Path) -> dict:
             run: dict = {}
             if executor == "ray":
                 started = time.perf_counter()
-                ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=workers, include_dashboard=False,
-                         log_to_driver=False, logging_level=logging.WARNING)
+                ray.init(
+                    address="local",
+                    _node_ip_address="127.0.0.1",
+                    num_cpus=workers,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                )
                 run["startup_s"] = time.perf_counter() - started
             try:
                 started = time.perf_counter()
@@ -292,9 +306,14 @@ def executor_comparison(corpus: Path, out: Path) -> dict:
             if executor == "ray":
                 run["stage_seconds"] = figures["stage_seconds"]  # filter, dedup (shuffle + clusters + split), write
             runs[name] = run
-            kept[name] = sorted((r["id"], _digest(r["text"])) for r in iter_shard_records(sorted((target / "data").glob("*"))))
+            kept[name] = sorted(
+                (r["id"], _digest(r["text"])) for r in iter_shard_records(sorted((target / "data").glob("*")))
+            )
             shutil.rmtree(target.parent, ignore_errors=True)
-            print(f"  {name:<8} {run['seconds']:7.1f} s, {run['docs_per_s']:7.1f} docs/s, kept {run['docs_kept']:,}", flush=True)
+            print(
+                f"  {name:<8} {run['seconds']:7.1f} s, {run['docs_per_s']:7.1f} docs/s, kept {run['docs_kept']:,}",
+                flush=True,
+            )
     rate = {name: run["docs_per_s"] for name, run in runs.items()}
     return {
         "runs": runs,
@@ -308,13 +327,26 @@ def executor_comparison(corpus: Path, out: Path) -> dict:
 def print_executor_comparison(result: dict) -> None:
     from mintline.console import format_table
 
-    print("\nfull prepare (normalise, 3 filters, PII, exact + MinHash dedup), whole corpus, local processes vs Ray Data:")
-    rows = [{"run": name, "seconds": round(run["seconds"], 1), "docs/s": round(run["docs_per_s"], 1), "kept": run["docs_kept"],
-             "ray start-up s": round(run["startup_s"], 1) if "startup_s" in run else ""} for name, run in result["runs"].items()]
+    print(
+        "\nfull prepare (normalise, 3 filters, PII, exact + MinHash dedup), whole corpus, local processes vs Ray Data:"
+    )
+    rows = [
+        {
+            "run": name,
+            "seconds": round(run["seconds"], 1),
+            "docs/s": round(run["docs_per_s"], 1),
+            "kept": run["docs_kept"],
+            "ray start-up s": round(run["startup_s"], 1) if "startup_s" in run else "",
+        }
+        for name, run in result["runs"].items()
+    ]
     print(format_table(rows))
     for name, run in result["runs"].items():
         if "stage_seconds" in run:
-            print(f"  {name} stages: " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in run["stage_seconds"].items()))
+            print(
+                f"  {name} stages: "
+                + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in run["stage_seconds"].items())
+            )
     print(
         f"scaling 1 -> 2 workers: Ray {result['ray_scaling_efficiency']:.0%}, local {result['local_scaling_efficiency']:.0%} efficiency; "
         f"Ray / local at 2 workers: {result['ray_vs_local']:.2f}x; same documents, ids and text in every run: {result['identical']}"
@@ -327,9 +359,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a >= 6 MB corpus instead of >= 50 MB (under 5 minutes)")
     parser.add_argument("--workers", type=int, default=2, help="processes per contender")
     parser.add_argument("--sample", type=int, default=300, help="documents in the untimed filter-by-filter pass")
-    parser.add_argument("--workdir", default=None, help="where the corpus and outputs go (a temporary directory inside)")
-    parser.add_argument("--executor", choices=["local", "ray"], default="local",
-                        help="ray: also time the full prepare on local processes vs Ray Data with 1 and 2 workers")
+    parser.add_argument(
+        "--workdir", default=None, help="where the corpus and outputs go (a temporary directory inside)"
+    )
+    parser.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="ray: also time the full prepare on local processes vs Ray Data with 1 and 2 workers",
+    )
     args = parser.parse_args()
     if args.executor == "ray":
         from pretrain.ray_executor import RayUnavailableError, require_ray
@@ -384,7 +422,9 @@ def main() -> None:
         ratio = rate["mintline"] / rate["datatrove"]
 
         # the full `mintline prepare` (normalise, filters, PII, dedup) on the same corpus, for reference
-        full = mintline_config("datatrove", args.workers, filters=["normalize", *FILTERS, "pii"], exact_dedup=True, near_dedup=True)
+        full = mintline_config(
+            "datatrove", args.workers, filters=["normalize", *FILTERS, "pii"], exact_dedup=True, near_dedup=True
+        )
         from dataclasses import replace
 
         from pretrain.prepare import prepare_corpus
@@ -394,7 +434,9 @@ def main() -> None:
         full_figures = prepare_corpus(full, root / "out" / "full" / "prepare")
         full_seconds = time.perf_counter() - started
 
-        executors = executor_comparison(root / "corpus", root / "out" / "executors") if args.executor == "ray" else None
+        executors = (
+            executor_comparison(root / "corpus", root / "out" / "executors") if args.executor == "ray" else None
+        )
         rows_default = per_filter_agreement(root / "corpus" / "chunk_0", mintline_config("datatrove", 1), args.sample)
         rows_docs = per_filter_agreement(root / "corpus" / "chunk_0", mintline_config("python-docs", 1), args.sample)
     finally:
@@ -404,9 +446,24 @@ def main() -> None:
     print(
         format_table(
             [
-                {"": "docs/s", "mintline": round(rate["mintline"], 1), "datatrove": round(rate["datatrove"], 1), "ratio": round(ratio, 2)},
-                {"": "MB/s", "mintline": round(mb_rate["mintline"], 2), "datatrove": round(mb_rate["datatrove"], 2), "ratio": round(ratio, 2)},
-                {"": "seconds", "mintline": round(seconds["mintline"], 1), "datatrove": round(seconds["datatrove"], 1), "ratio": ""},
+                {
+                    "": "docs/s",
+                    "mintline": round(rate["mintline"], 1),
+                    "datatrove": round(rate["datatrove"], 1),
+                    "ratio": round(ratio, 2),
+                },
+                {
+                    "": "MB/s",
+                    "mintline": round(mb_rate["mintline"], 2),
+                    "datatrove": round(mb_rate["datatrove"], 2),
+                    "ratio": round(ratio, 2),
+                },
+                {
+                    "": "seconds",
+                    "mintline": round(seconds["mintline"], 1),
+                    "datatrove": round(seconds["datatrove"], 1),
+                    "ratio": "",
+                },
                 {"": "docs kept", "mintline": len(kept["mintline"]), "datatrove": len(kept["datatrove"]), "ratio": ""},
             ]
         )
@@ -430,9 +487,13 @@ def main() -> None:
             "ray_scaling_efficiency": round(executors["ray_scaling_efficiency"], 3),
             "local_scaling_efficiency": round(executors["local_scaling_efficiency"], 3),
             "ray_vs_local_2_workers": round(executors["ray_vs_local"], 3),
-            "ray_startup_s": {name: round(run["startup_s"], 1) for name, run in executors["runs"].items() if "startup_s" in run},
+            "ray_startup_s": {
+                name: round(run["startup_s"], 1) for name, run in executors["runs"].items() if "startup_s" in run
+            },
             "executors_identical": executors["identical"],
-            "ray_stage_seconds": {name: run["stage_seconds"] for name, run in executors["runs"].items() if "stage_seconds" in run},
+            "ray_stage_seconds": {
+                name: run["stage_seconds"] for name, run in executors["runs"].items() if "stage_seconds" in run
+            },
         }
     print(
         json.dumps(

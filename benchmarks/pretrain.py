@@ -46,7 +46,7 @@ def build_data(root: Path) -> tuple[Path, Path]:
     return data, tokenizer
 
 
-RAW_LOOP = r'''
+RAW_LOOP = r"""
 import json, math, sys, time, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from pretrain.data import PackedBlocks, find_shards, tokenize_split
@@ -82,9 +82,9 @@ for step in range(steps):
 warm = cfg["warmup"]
 tokens = (steps - 1 - warm) * cfg["batch"] * cfg["block"]
 print(json.dumps({"tokens_per_second": tokens / (times[-1] - times[warm]), "tokens_per_cpu_second": tokens / (cpu[-1] - cpu[warm]), "final_loss": loss.item()}))
-'''
+"""
 
-ENGINE = r'''
+ENGINE = r"""
 import json, sys, logging
 from pretrain.config import PretrainArguments
 from pretrain.engine import pretrain
@@ -94,7 +94,7 @@ args = PretrainArguments(model=cfg["model"], data_dir=cfg["data"], tokenizer=cfg
     logging_steps=10**6, eval_blocks=16, precision=cfg["precision"], compile=cfg["compile"], num_threads=cfg["threads"])
 figures = pretrain(args, cfg["out"])
 print(json.dumps({"tokens_per_second": figures["tokens_per_second"], "tokens_per_cpu_second": figures["tokens_per_cpu_second"], "final_loss": figures["train_loss"]}))
-'''
+"""
 
 
 def run_contender(code: str, config: dict) -> dict:
@@ -127,21 +127,32 @@ def main() -> None:
             raw, engine = [], []
             for repeat in range(repeats):
                 config = {
-                    "model": model, "data": str(data), "tokenizer": str(tokenizer), "cache": str(root / "cache"),
-                    "block": 128, "batch": 16, "steps": steps, "warmup": 5 if compiled else 2, "precision": precision,
-                    "compile": compiled, "threads": options.threads, "out": str(root / f"engine-{precision}-{repeat}"),
+                    "model": model,
+                    "data": str(data),
+                    "tokenizer": str(tokenizer),
+                    "cache": str(root / "cache"),
+                    "block": 128,
+                    "batch": 16,
+                    "steps": steps,
+                    "warmup": 5 if compiled else 2,
+                    "precision": precision,
+                    "compile": compiled,
+                    "threads": options.threads,
+                    "out": str(root / f"engine-{precision}-{repeat}"),
                 }
                 raw.append(run_contender(RAW_LOOP, config))
                 engine.append(run_contender(ENGINE, config))
             label = precision + ("+compile" if compiled else "")
             median = lambda runs, key: statistics.median(r[key] for r in runs)
-            rows.append({
-                "precision": label,
-                "raw_tokens_per_s": median(raw, "tokens_per_second"),
-                "engine_tokens_per_s": median(engine, "tokens_per_second"),
-                "ratio": median(engine, "tokens_per_second") / median(raw, "tokens_per_second"),
-                "cpu_ratio": median(engine, "tokens_per_cpu_second") / median(raw, "tokens_per_cpu_second"),
-            })
+            rows.append(
+                {
+                    "precision": label,
+                    "raw_tokens_per_s": median(raw, "tokens_per_second"),
+                    "engine_tokens_per_s": median(engine, "tokens_per_second"),
+                    "ratio": median(engine, "tokens_per_second") / median(raw, "tokens_per_second"),
+                    "cpu_ratio": median(engine, "tokens_per_cpu_second") / median(raw, "tokens_per_cpu_second"),
+                }
+            )
 
     print(f"model={model} block=128 batch=16 steps={steps} repeats={repeats} threads={options.threads}")
     print(f"{'precision':<14}{'raw loop tok/s':>16}{'engine tok/s':>16}{'engine/raw':>12}{'per CPU-s':>11}")
@@ -150,14 +161,21 @@ def main() -> None:
             f"{row['precision']:<14}{row['raw_tokens_per_s']:>16,.0f}{row['engine_tokens_per_s']:>16,.0f}"
             f"{row['ratio']:>12.3f}{row['cpu_ratio']:>11.3f}"
         )
-    print("engine/raw: wall-clock tokens/s ratio (the target); per CPU-s: the same per process CPU second,"
-          " which other load on the machine disturbs less")
+    print(
+        "engine/raw: wall-clock tokens/s ratio (the target); per CPU-s: the same per process CPU second,"
+        " which other load on the machine disturbs less"
+    )
     result = {
         "model": model,
         **{f"engine_vs_raw_{row['precision'].replace('+', '_')}": round(row["ratio"], 3) for row in rows},
         **{f"engine_vs_raw_cpu_time_{row['precision'].replace('+', '_')}": round(row["cpu_ratio"], 3) for row in rows},
-        **{f"engine_tokens_per_s_{row['precision'].replace('+', '_')}": round(row["engine_tokens_per_s"], 1) for row in rows},
-        **{f"raw_tokens_per_s_{row['precision'].replace('+', '_')}": round(row["raw_tokens_per_s"], 1) for row in rows},
+        **{
+            f"engine_tokens_per_s_{row['precision'].replace('+', '_')}": round(row["engine_tokens_per_s"], 1)
+            for row in rows
+        },
+        **{
+            f"raw_tokens_per_s_{row['precision'].replace('+', '_')}": round(row["raw_tokens_per_s"], 1) for row in rows
+        },
     }
     print(json.dumps(result))
 

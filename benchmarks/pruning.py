@@ -124,8 +124,12 @@ def train_one(role: str, config: dict, mine, theirs, done, results) -> None:
 
     torch.set_num_threads(config["threads"])
     tokenizer = AutoTokenizer.from_pretrained(config["tokenizer"])
-    model_config = build_config(config["model"], len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
-    sparsity = SparsityArguments(**config["pruning"], measure_throughput=False) if role == "pruned" else SparsityArguments()
+    model_config = build_config(
+        config["model"], len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    )
+    sparsity = (
+        SparsityArguments(**config["pruning"], measure_throughput=False) if role == "pruned" else SparsityArguments()
+    )
     baton = make_baton_callback(mine, theirs, done, 0 if role == "dense" else 1)
     out = Path(config["out"]) / role
     if config["trainer"] == "engine":
@@ -258,13 +262,20 @@ def inference_speed(dense_dir: str, pruned_dir: str, block: int, threads: int, r
     from pretrain.sparsity.accounting import measure_inference_tokens_per_second
 
     torch.set_num_threads(threads)
-    models = {name: AutoModelForCausalLM.from_pretrained(path).eval() for name, path in (("dense", dense_dir), ("pruned", pruned_dir))}
+    models = {
+        name: AutoModelForCausalLM.from_pretrained(path).eval()
+        for name, path in (("dense", dense_dir), ("pruned", pruned_dir))
+    }
     speeds: dict[str, list[float]] = {"dense": [], "pruned": []}
     for _ in range(rounds):  # alternate so load changes hit both
         for name, model in models.items():
             speeds[name].append(measure_inference_tokens_per_second(model, 16, block, repeats=3, warmup=1))
     dense, pruned = statistics.median(speeds["dense"]), statistics.median(speeds["pruned"])
-    return {"dense": dense, "pruned": pruned, "ratio": statistics.median(p / d for p, d in zip(speeds["pruned"], speeds["dense"]))}
+    return {
+        "dense": dense,
+        "pruned": pruned,
+        "ratio": statistics.median(p / d for p, d in zip(speeds["pruned"], speeds["dense"])),
+    }
 
 
 def post_training(dense_dir: str, data: Path, threads: int, quick: bool) -> dict:
@@ -300,7 +311,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps (under 5 minutes on 2 quiet cores)")
     parser.add_argument("--model", default="tiny", help="preset (default tiny, ~5M parameters)")
-    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default 1200, the default pipeline's budget; 120 with --quick)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="optimizer steps per run (default 1200, the default pipeline's budget; 120 with --quick)",
+    )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--block", type=int, default=128)
     parser.add_argument("--learning_rate", type=float, default=3e-3)
@@ -313,8 +329,12 @@ def main() -> None:
     parser.add_argument("--importance", default="taylor", choices=["taylor", "activation"])
     parser.add_argument("--fp32", action="store_true", help="train in fp32 instead of bf16 autocast")
     parser.add_argument("--workdir", default=None, help="keep data, runs and final models here (default: a temp dir)")
-    parser.add_argument("--trainer", default="engine", choices=["engine", "stock"],
-                        help="engine: pretrain/engine.py (what mintline pretrain runs); stock: transformers.Trainer")
+    parser.add_argument(
+        "--trainer",
+        default="engine",
+        choices=["engine", "stock"],
+        help="engine: pretrain/engine.py (what mintline pretrain runs); stock: transformers.Trainer",
+    )
     options = parser.parse_args()
     steps = options.steps or (120 if options.quick else 1200)
 
@@ -332,14 +352,27 @@ def main() -> None:
             "importance_window": max(5, steps // 40),
         }
         config = {
-            "model": options.model, "data": str(data), "tokenizer": str(tokenizer), "out": str(root / "runs"),
-            "steps": steps, "batch": options.batch, "block": options.block, "learning_rate": options.learning_rate,
-            "warmup": max(1, steps // 20), "threads": options.threads, "seed": 42, "bf16": not options.fp32,
-            "pruning": pruning, "trainer": options.trainer, "eval_blocks": 64 if options.quick else 128,
+            "model": options.model,
+            "data": str(data),
+            "tokenizer": str(tokenizer),
+            "out": str(root / "runs"),
+            "steps": steps,
+            "batch": options.batch,
+            "block": options.block,
+            "learning_rate": options.learning_rate,
+            "warmup": max(1, steps // 20),
+            "threads": options.threads,
+            "seed": 42,
+            "bf16": not options.fp32,
+            "pruning": pruning,
+            "trainer": options.trainer,
+            "eval_blocks": 64 if options.quick else 128,
         }
         runs = train_both(config)
         dense, pruned = runs["dense"], runs["pruned"]
-        speed = inference_speed(dense["model_dir"], pruned["model_dir"], options.block, options.threads, 5 if options.quick else 9)
+        speed = inference_speed(
+            dense["model_dir"], pruned["model_dir"], options.block, options.threads, 5 if options.quick else 9
+        )
         post = post_training(dense["model_dir"], data, options.threads, options.quick)
         post_pruned = post_training(pruned["model_dir"], data, options.threads, options.quick)
 
@@ -377,30 +410,58 @@ def main() -> None:
         "wanda_beats_magnitude": result["wanda_beats_magnitude"],
     }
 
-    print(f"model={options.model} steps={steps} batch={options.batch} block={options.block} threads={options.threads} "
-          f"trainer={options.trainer}")
+    print(
+        f"model={options.model} steps={steps} batch={options.batch} block={options.block} threads={options.threads} "
+        f"trainer={options.trainer}"
+    )
     print(f"pruning: {json.dumps(result['pruning'])}")
     rows = [
-        ("heads / MLP neurons per layer", f"{runs['dense']['heads']} / {runs['dense']['intermediate_size']}",
-         f"{pruned['heads']} / {pruned['intermediate_size']}", ""),
-        ("train FLOPs per token (end)", f"{figures['train_flops_per_token_before']:.3g}",
-         f"{figures['train_flops_per_token_after']:.3g}", f"-{result['fewer_flops_per_token']:.1%}"),
-        ("train tokens/s (own turns)", f"{dense['train_tokens_per_s']:,.0f}", f"{pruned['train_tokens_per_s']:,.0f}",
-         f"{result['train_tokens_per_s_speedup']:.2f}x"),
-        ("train tokens/CPU-s", f"{dense['train_tokens_per_cpu_s']:,.0f}", f"{pruned['train_tokens_per_cpu_s']:,.0f}",
-         f"{result['train_tokens_per_cpu_s_speedup']:.2f}x"),
-        ("inference tokens/s (final)", f"{speed['dense']:,.0f}", f"{speed['pruned']:,.0f}",
-         f"{result['inference_tokens_per_s_speedup']:.2f}x"),
-        ("final validation loss", f"{dense['val_loss']:.4f}", f"{pruned['val_loss']:.4f}",
-         f"{result['final_val_loss_vs_dense']:+.2%}"),
+        (
+            "heads / MLP neurons per layer",
+            f"{runs['dense']['heads']} / {runs['dense']['intermediate_size']}",
+            f"{pruned['heads']} / {pruned['intermediate_size']}",
+            "",
+        ),
+        (
+            "train FLOPs per token (end)",
+            f"{figures['train_flops_per_token_before']:.3g}",
+            f"{figures['train_flops_per_token_after']:.3g}",
+            f"-{result['fewer_flops_per_token']:.1%}",
+        ),
+        (
+            "train tokens/s (own turns)",
+            f"{dense['train_tokens_per_s']:,.0f}",
+            f"{pruned['train_tokens_per_s']:,.0f}",
+            f"{result['train_tokens_per_s_speedup']:.2f}x",
+        ),
+        (
+            "train tokens/CPU-s",
+            f"{dense['train_tokens_per_cpu_s']:,.0f}",
+            f"{pruned['train_tokens_per_cpu_s']:,.0f}",
+            f"{result['train_tokens_per_cpu_s_speedup']:.2f}x",
+        ),
+        (
+            "inference tokens/s (final)",
+            f"{speed['dense']:,.0f}",
+            f"{speed['pruned']:,.0f}",
+            f"{result['inference_tokens_per_s_speedup']:.2f}x",
+        ),
+        (
+            "final validation loss",
+            f"{dense['val_loss']:.4f}",
+            f"{pruned['val_loss']:.4f}",
+            f"{result['final_val_loss_vs_dense']:+.2%}",
+        ),
     ]
     print(f"{'':32}{'dense':>14}{'pruned':>14}{'change':>10}")
     for label, a, b, change in rows:
         print(f"{label:32}{a:>14}{b:>14}{change:>10}")
     for label, figures_post in (("dense", post), ("dynamically pruned", post_pruned)):
-        print(f"post-training 50% on the {label} model: perplexity +{figures_post['magnitude_ppl_increase']:.1%} "
-              f"magnitude, +{figures_post['wanda_ppl_increase']:.1%} Wanda (per row), "
-              f"+{figures_post['wanda_layer_ppl_increase']:.1%} Wanda compared over the layer")
+        print(
+            f"post-training 50% on the {label} model: perplexity +{figures_post['magnitude_ppl_increase']:.1%} "
+            f"magnitude, +{figures_post['wanda_ppl_increase']:.1%} Wanda (per row), "
+            f"+{figures_post['wanda_layer_ppl_increase']:.1%} Wanda compared over the layer"
+        )
     print(json.dumps(result))
 
 

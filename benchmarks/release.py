@@ -111,16 +111,21 @@ def stock_sign_verify(directory: Path, key_prefix: Path, signature: Path) -> flo
     signing.Config().use_elliptic_key_signer(private_key=f"{key_prefix}.key").set_hashing_config(hashing_config).sign(
         directory, signature
     )
-    verifying.Config().use_elliptic_key_verifier(public_key=f"{key_prefix}.pub").set_hashing_config(hashing_config).verify(
-        directory, signature
-    )
+    verifying.Config().use_elliptic_key_verifier(public_key=f"{key_prefix}.pub").set_hashing_config(
+        hashing_config
+    ).verify(directory, signature)
     return time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="~300 MB instead of 2 GB")
-    parser.add_argument("--size_gb", type=float, default=None, help="total size of the generated weights (default 2.0; 0.3 with --quick)")
+    parser.add_argument(
+        "--size_gb",
+        type=float,
+        default=None,
+        help="total size of the generated weights (default 2.0; 0.3 with --quick)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions per contender")
     parser.add_argument("--workers", type=int, default=None, help="mintline hashing threads (default: one per core)")
     parser.add_argument("--tmp", default=None, help="where to generate the files (default: the system temp dir)")
@@ -135,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         model = work / "weights"
         started = time.perf_counter()
         files, total = generate_weights(model, int(size_gb * 1e9))
-        print(f"generated {files} files, {total / 1e9:.2f} GB in {time.perf_counter() - started:.1f} s under {work}", file=sys.stderr)
+        print(
+            f"generated {files} files, {total / 1e9:.2f} GB in {time.perf_counter() - started:.1f} s under {work}",
+            file=sys.stderr,
+        )
         key = work / "publisher"
         generate_keypair(key, "ecdsa-p256")
         warm_page_cache(model)
@@ -150,24 +158,35 @@ def main(argv: list[str] | None = None) -> int:
         names = list(contenders)
         load_before = os.getloadavg()[0]
         for repeat in range(args.repeats):
-            order = names[repeat % len(names):] + names[: repeat % len(names)]  # rotate who goes first
+            order = names[repeat % len(names) :] + names[: repeat % len(names)]  # rotate who goes first
             for name in order:
                 cpu_started = time.process_time()  # CPU seconds of all our threads: the work, whatever the load
                 times[name].append(contenders[name]())
                 cpu[name].append(time.process_time() - cpu_started)
-                print(f"  repeat {repeat + 1}: {name:<26} {times[name][-1]:7.3f} s wall {cpu[name][-1]:7.3f} s CPU", file=sys.stderr)
+                print(
+                    f"  repeat {repeat + 1}: {name:<26} {times[name][-1]:7.3f} s wall {cpu[name][-1]:7.3f} s CPU",
+                    file=sys.stderr,
+                )
         load_after = os.getloadavg()[0]
 
         median = {name: statistics.median(values) for name, values in times.items()}
         cpu_median = {name: statistics.median(values) for name, values in cpu.items()}
-        raw, ours, stock = median["raw_sha256_one_pass"], median["mintline_sign_verify"], median["model_signing_sign_verify"]
+        raw, ours, stock = (
+            median["raw_sha256_one_pass"],
+            median["mintline_sign_verify"],
+            median["model_signing_sign_verify"],
+        )
         gb = total / 1e9
-        print(f"\n{gb:.2f} GB in {files} files; page cache warm for all; {default_workers()} cores; medians of {args.repeats}; "
-              f"load average {load_before:.1f} -> {load_after:.1f} (other work on the same cores slows every contender)")
+        print(
+            f"\n{gb:.2f} GB in {files} files; page cache warm for all; {default_workers()} cores; medians of {args.repeats}; "
+            f"load average {load_before:.1f} -> {load_after:.1f} (other work on the same cores slows every contender)"
+        )
         print(f"{'contender':<30}{'wall s':>9}{'CPU s':>9}{'GB/s wall (bytes x passes)':>29}")
-        for label, name, passes in (("raw SHA-256, 1 thread, 1 pass", "raw_sha256_one_pass", 1),
-                                    ("mintline sign + verify", "mintline_sign_verify", 2),
-                                    ("model_signing sign + verify", "model_signing_sign_verify", 2)):
+        for label, name, passes in (
+            ("raw SHA-256, 1 thread, 1 pass", "raw_sha256_one_pass", 1),
+            ("mintline sign + verify", "mintline_sign_verify", 2),
+            ("model_signing sign + verify", "model_signing_sign_verify", 2),
+        ):
             print(f"{label:<30}{median[name]:>9.3f}{cpu_median[name]:>9.3f}{passes * gb / median[name]:>29.2f}")
         result = {
             "mintline_sign_verify_s": round(ours, 3),

@@ -44,7 +44,9 @@ def make_materials(root: Path, count: int, tokens: int) -> tuple[dict, list[str]
     from watermark.keys import generate_key
 
     documents = [d.text for d in iter_builtin_corpus()]
-    tokenizer_dir = save_tokenizer(train_tokenizer(iter(documents), TokenizerConfig(vocab_size=4096)), root / "tokenizer")
+    tokenizer_dir = save_tokenizer(
+        train_tokenizer(iter(documents), TokenizerConfig(vocab_size=4096)), root / "tokenizer"
+    )
     (root / "keys").mkdir()
     generate_key(tokenizer_dir, root / "keys" / "key.json")
     (root / "pubkeys").mkdir()
@@ -73,10 +75,25 @@ def start_server(materials: dict, port: int, log_path: Path) -> subprocess.Popen
     import httpx
 
     command = [
-        sys.executable, "-m", "mintline", "serve", "-q",
-        "--keys", str(materials["keys"]), "--pubkeys", str(materials["pubkeys"]),
-        "--tokenizer", str(materials["tokenizer"]), "--host", "127.0.0.1", "--port", str(port),
-        "--rate_limit", "0", "--query_budget", "0",
+        sys.executable,
+        "-m",
+        "mintline",
+        "serve",
+        "-q",
+        "--keys",
+        str(materials["keys"]),
+        "--pubkeys",
+        str(materials["pubkeys"]),
+        "--tokenizer",
+        str(materials["tokenizer"]),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--rate_limit",
+        "0",
+        "--query_budget",
+        "0",
     ]
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
     with open(log_path, "wb") as log:
@@ -149,10 +166,9 @@ def load(url: str, texts: list[str], requests: int, clients: int) -> dict:
 
 
 def in_process_rps(materials: dict, texts: list[str], requests: int) -> float:
+    from mintline.serve.settings import DEFAULT_WINDOW
     from watermark.detect import DetectionConfig, Detector
     from watermark.keys import load_keys
-
-    from mintline.serve.settings import DEFAULT_WINDOW
 
     keys, _ = load_keys([materials["keys"] / "key.json"], materials["tokenizer"])
     detector = Detector(keys, materials["tokenizer"], DetectionConfig(window=DEFAULT_WINDOW))
@@ -178,7 +194,10 @@ def main() -> None:
         root = Path(scratch)
         started = time.perf_counter()
         materials, texts = make_materials(root, args.texts, args.tokens)
-        print(f"set-up: {len(texts)} texts of {args.tokens} tokens in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        print(
+            f"set-up: {len(texts)} texts of {args.tokens} tokens in {time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]

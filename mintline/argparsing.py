@@ -137,9 +137,7 @@ class MintlineParser(TrlParser):
                     sibling.required = False
 
     def option_names(self) -> list[str]:
-        return sorted(
-            a.dest for a in self._actions if a.option_strings and a.dest not in ("help", "config")
-        )
+        return sorted(a.dest for a in self._actions if a.option_strings and a.dest not in ("help", "config"))
 
 
 def add_lazy_parser(subparsers: argparse._SubParsersAction, name: str, help: str, build: Callable):

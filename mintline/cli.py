@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = argv[0]
     if name not in COMMANDS:
         close = difflib.get_close_matches(name, list(COMMANDS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; see 'mintline --help'"
+        hint = f"; did you mean {close[0]!r}?" if close else "; see 'mintline --help'"
         sys.stderr.write(f"mintline: error: unknown command {name!r}{hint}\n")
         return 2
 

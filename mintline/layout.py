@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 PREPARE, PRETRAIN, ANNOTATE, ALIGN, WATERMARK, RELEASE, PRUNE, REPORT = (
-    "prepare", "pretrain", "annotate", "align", "watermark", "release", "prune", "report"
+    "prepare",
+    "pretrain",
+    "annotate",
+    "align",
+    "watermark",
+    "release",
+    "prune",
+    "report",
 )
 LEDGER_FILE = "ledger.sqlite"  # the label ledger's name in annotate/ and align/
 

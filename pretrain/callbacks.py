@@ -50,7 +50,10 @@ class ThroughputCallback(TrainerCallback):
             load, cpus = contention
             log.warning(
                 "pretraining on %s, but the load average is %.1f on %d CPUs: other processes share the cores, so "
-                "this stage will run slower than on a quiet machine", _threads(self.cpu_threads), load, cpus,
+                "this stage will run slower than on a quiet machine",
+                _threads(self.cpu_threads),
+                load,
+                cpus,
             )
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -97,7 +100,12 @@ class ThroughputCallback(TrainerCallback):
         log.warning(
             "pretraining at %s tokens/s, expected at least %s with %s to itself: it gets %.0f%% of that CPU time; "
             "%s. At this rate the stage takes about %.1fx as long as on a quiet machine.",
-            f"{recent:,.0f}", f"{expected:,.0f}", _cores(self.cpu_threads), share * 100, cause, 1 / max(share, 1e-3),
+            f"{recent:,.0f}",
+            f"{expected:,.0f}",
+            _cores(self.cpu_threads),
+            share * 100,
+            cause,
+            1 / max(share, 1e-3),
         )
 
 

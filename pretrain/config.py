@@ -34,7 +34,8 @@ class PretrainArguments:
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0 = off)"})
     precision: Precision = field(
-        default="auto", metadata={"help": "auto picks bf16 where the hardware runs it fast, else fp16 on GPUs, else fp32"}
+        default="auto",
+        metadata={"help": "auto picks bf16 where the hardware runs it fast, else fp16 on GPUs, else fp32"},
     )
     compile: bool = field(default=False, metadata={"help": "torch.compile the model (first steps pay 30-60 s)"})
     eval_steps: int = field(default=100, metadata={"help": "evaluate on the validation split every N steps"})
@@ -51,7 +52,8 @@ class PretrainArguments:
         default=False, metadata={"help": "discard an earlier run's checkpoints in the output directory"}
     )
     distributed: Distributed = field(
-        default="ddp", metadata={"help": "multi-process strategy under torchrun: ddp, or fsdp for models that do not fit"}
+        default="ddp",
+        metadata={"help": "multi-process strategy under torchrun: ddp, or fsdp for models that do not fit"},
     )
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads per process (0 = cores / processes)"})
 

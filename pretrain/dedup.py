@@ -33,7 +33,9 @@ class DedupConfig:
     exact_dedup: bool = field(default=True, metadata={"help": "drop documents whose normalised text was seen before"})
     near_dedup: bool = field(default=True, metadata={"help": "drop near duplicates found by MinHash LSH"})
     minhash_bands: int = field(default=14, metadata={"help": "LSH bands"})
-    minhash_rows: int = field(default=8, metadata={"help": "MinHash values per band (bands x rows permutations in all)"})
+    minhash_rows: int = field(
+        default=8, metadata={"help": "MinHash values per band (bands x rows permutations in all)"}
+    )
     shingle_size: int = field(default=5, metadata={"help": "words per shingle"})
     minhash_seed: int = field(default=1, metadata={"help": "seed of the MinHash permutations"})
 
@@ -99,7 +101,9 @@ class Fingerprinter:
         values = minhash.hashvalues.astype(np.uint32)
         rows = c.minhash_rows
         bands = tuple(
-            int.from_bytes(hashlib.blake2b(values[b * rows : (b + 1) * rows].tobytes(), digest_size=8).digest(), "little")
+            int.from_bytes(
+                hashlib.blake2b(values[b * rows : (b + 1) * rows].tobytes(), digest_size=8).digest(), "little"
+            )
             for b in range(c.minhash_bands)
         )
         return Fingerprint(exact, values.tobytes(), bands)

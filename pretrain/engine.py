@@ -26,10 +26,10 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from pretrain import checkpoints
 from pretrain.callbacks import InterruptCallback, ReadableProgressCallback, ThroughputCallback, tensorboard_callback
 from pretrain.config import PretrainArguments
-from pretrain.data import PackedBlocks, find_shards, tokenize_split, tokenizer_digest, shards_digest
+from pretrain.data import PackedBlocks, find_shards, shards_digest, tokenize_split, tokenizer_digest
 from pretrain.errors import CheckpointError, ConfigError, CorpusError, PretrainError
-from pretrain.precision import PrecisionChoice, choose_precision
 from pretrain.figures import count_parameters, flops_per_token, perplexity
+from pretrain.precision import PrecisionChoice, choose_precision
 from pretrain.presets import build_config
 from pretrain.sparsity.callbacks import build_callbacks as build_sparsity_callbacks
 from pretrain.sparsity.callbacks import sparsity_figures
@@ -111,7 +111,12 @@ def run_identity(
     if sparsity is not None and (sparsity.structured or sparsity.unstructured):
         # a dense run's identity stays as it was; a sparse run's checkpoints only resume the same schedule
         fields.update({f"sparsity.{k}": v for k, v in asdict(sparsity).items() if k != "measure_throughput"})
-    return {"config": fields, "tokenizer_sha256": tokenizer_key, "train_data_sha256": data_key, "world_size": world_size}
+    return {
+        "config": fields,
+        "tokenizer_sha256": tokenizer_key,
+        "train_data_sha256": data_key,
+        "world_size": world_size,
+    }
 
 
 def check_output_dir(output_dir: Path, identity: dict[str, Any], overwrite: bool) -> None:
@@ -123,16 +128,21 @@ def check_output_dir(output_dir: Path, identity: dict[str, Any], overwrite: bool
         earlier = json.loads(marker.read_text())
         if earlier != identity:
             changed = sorted(
-                k for k in set(earlier.get("config", {})) | set(identity["config"])
+                k
+                for k in set(earlier.get("config", {})) | set(identity["config"])
                 if earlier.get("config", {}).get(k) != identity["config"].get(k)
             )
-            changed += [k for k in ("tokenizer_sha256", "train_data_sha256", "world_size") if earlier.get(k) != identity[k]]
+            changed += [
+                k for k in ("tokenizer_sha256", "train_data_sha256", "world_size") if earlier.get(k) != identity[k]
+            ]
             raise CheckpointError(
                 f"{output_dir} holds a different run (differs in: {', '.join(changed)}); "
                 "pass --overwrite_output_dir to discard it, or use another run directory"
             )
     elif any(output_dir.glob("checkpoint-*")):
-        raise CheckpointError(f"{output_dir} holds checkpoints of an unknown run; pass --overwrite_output_dir to discard them")
+        raise CheckpointError(
+            f"{output_dir} holds checkpoints of an unknown run; pass --overwrite_output_dir to discard them"
+        )
 
 
 def build_training_arguments(args: PretrainArguments, output_dir: Path, precision: PrecisionChoice, on_cpu: bool):
@@ -192,7 +202,9 @@ def load_tokenizer(path: str | Path):
 
 
 def build_model_config(args: PretrainArguments, tokenizer):
-    config = build_config(args.model, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    config = build_config(
+        args.model, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    )
     if config.vocab_size != len(tokenizer):
         raise ConfigError(
             f"tokenizer: {len(tokenizer)} tokens but the model config has vocab_size {config.vocab_size}; they must match"
@@ -283,7 +295,9 @@ def pretrain(
     if training_args.fsdp:
         # wrap each decoder layer as one FSDP unit (the accelerate plugin reads this at Trainer init)
         training_args.fsdp_config = dict(training_args.fsdp_config or {})
-        training_args.fsdp_config["transformer_layer_cls_to_wrap"] = list(getattr(model, "_no_split_modules", None) or [])
+        training_args.fsdp_config["transformer_layer_cls_to_wrap"] = list(
+            getattr(model, "_no_split_modules", None) or []
+        )
     trainer = PretrainTrainer(
         model=model,
         args=training_args,
@@ -293,9 +307,7 @@ def pretrain(
         precision=precision,
         own_autocast=on_cpu,
         callbacks=[
-            ThroughputCallback(
-                meter, training_flops, peak_flops, world_size, cpu_threads=threads if on_cpu else None
-            ),
+            ThroughputCallback(meter, training_flops, peak_flops, world_size, cpu_threads=threads if on_cpu else None),
             interrupt,
             *sparsity_callbacks,
             *(extra_callbacks or []),

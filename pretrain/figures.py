@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 
 
-def flops_per_token(matmul_parameters: int, num_layers: int, attention_width: int, seq_len: int,
-                    training: bool = True) -> float:
+def flops_per_token(
+    matmul_parameters: int, num_layers: int, attention_width: int, seq_len: int, training: bool = True
+) -> float:
     attention = num_layers * seq_len * attention_width
     return 6.0 * matmul_parameters + 12.0 * attention if training else 2.0 * matmul_parameters + 4.0 * attention
 

@@ -17,7 +17,9 @@ from pretrain.errors import ConfigError
 class GenerationArguments:
     max_new_tokens: int = field(default=64, metadata={"help": "tokens to generate per prompt"})
     min_new_tokens: int = field(default=0, metadata={"help": "no end-of-text before this many new tokens (0 = off)"})
-    do_sample: bool = field(default=True, metadata={"help": "sample (true) or decode greedily / by beam search (false)"})
+    do_sample: bool = field(
+        default=True, metadata={"help": "sample (true) or decode greedily / by beam search (false)"}
+    )
     temperature: float = field(default=0.8, metadata={"help": "softmax temperature when sampling"})
     top_k: int = field(default=50, metadata={"help": "sample from the k most likely tokens (0 = off)"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass (1.0 = off)"})
@@ -100,8 +102,10 @@ def _adapter_base(model_dir: Path, adapter_config: Path) -> Path:
         if (candidate / "config.json").is_file():
             return candidate
     tried = " or ".join(str(c) for c in dict.fromkeys(candidates))
-    raise ConfigError(f"{model_dir}: the adapter's base model {recorded!r} is not a model directory here "
-                      f"(tried {tried}); pass --base_model DIR")
+    raise ConfigError(
+        f"{model_dir}: the adapter's base model {recorded!r} is not a model directory here "
+        f"(tried {tried}); pass --base_model DIR"
+    )
 
 
 def load_model_and_tokenizer(model_dir: str | Path, dtype=None, base_model: str | Path | None = None):

@@ -39,7 +39,9 @@ def choose_precision(requested: str) -> PrecisionChoice:
         bf16_ok = torch.cuda.is_bf16_supported()
         if requested == "auto":
             if bf16_ok:
-                return PrecisionChoice("bf16", "cuda", f"{name} supports bf16: autocast to bf16, no loss scaling needed")
+                return PrecisionChoice(
+                    "bf16", "cuda", f"{name} supports bf16: autocast to bf16, no loss scaling needed"
+                )
             return PrecisionChoice("fp16", "cuda", f"{name} lacks bf16: fp16 autocast with dynamic loss scaling")
         if requested == "bf16" and not bf16_ok:
             raise ConfigError(f"precision: bf16 requested but {name} does not support it; use fp16 or auto")
@@ -49,7 +51,9 @@ def choose_precision(requested: str) -> PrecisionChoice:
     native_bf16 = sorted(flags & {"amx_bf16", "avx512_bf16"})
     if requested == "auto":
         if native_bf16:
-            return PrecisionChoice("bf16", "cpu", f"CPU has {'/'.join(native_bf16)}: bf16 autocast runs faster than fp32")
+            return PrecisionChoice(
+                "bf16", "cpu", f"CPU has {'/'.join(native_bf16)}: bf16 autocast runs faster than fp32"
+            )
         return PrecisionChoice("fp32", "cpu", "CPU has no native bf16 (amx_bf16/avx512_bf16): fp32 is fastest here")
     if requested == "fp16":
         raise ConfigError("precision: fp16 needs a CUDA GPU (loss scaling); on CPU use bf16, fp32 or auto")

@@ -20,7 +20,6 @@ parent.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -29,7 +28,6 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +191,9 @@ def _filter_and_fingerprint(config, reader, report, index, removed, spill) -> No
             pool.join()
 
 
-def _write_shards(config, work: Path, spill_path: Path, index: DuplicateIndex, report: FilterReport, removed) -> dict[str, list[Path]]:
+def _write_shards(
+    config, work: Path, spill_path: Path, index: DuplicateIndex, report: FilterReport, removed
+) -> dict[str, list[Path]]:
     """Dedup verdicts, then the train/validation split, in input order."""
     dedup_on = config.dedup.exact_dedup or config.dedup.near_dedup
     survivors: list[tuple[int, bytes]] = []  # (position, split key) of documents dedup keeps

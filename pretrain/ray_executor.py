@@ -20,7 +20,6 @@ removes it. Ray is imported only when this executor runs.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -329,7 +328,6 @@ def _read_part(batch, work_uri: str, columns: list[str]):
 
 def _shared_keys(files: list[str], work) -> dict[bytes, int]:
     """key -> the first position holding it, for every key two or more documents hold."""
-    import ray.data
     from ray.data.aggregate import Count, Min
 
     from pretrain.ray_parts import explode_keys

@@ -23,7 +23,9 @@ from pretrain.presets import build_config
 def train_reference_nano(tokenizer, texts: Iterable[str], steps: int, block: int = 128, batch_size: int = 16):
     """The trained `nano` model (in eval mode) for `texts`, each ended by EOS and packed into blocks."""
     torch.manual_seed(0)
-    config = build_config("nano", len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    config = build_config(
+        "nano", len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    )
     model = AutoModelForCausalLM.from_config(config)
     ids: list[int] = []
     for text in texts:

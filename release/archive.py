@@ -99,6 +99,3 @@ def extracted(path: str | os.PathLike) -> Iterator[tuple[Path | None, list[str]]
 def is_tar(path: str | os.PathLike) -> bool:
     path = Path(path)
     return path.is_file() and (path.suffix == ".tar" or tarfile.is_tarfile(path))
-
-
-

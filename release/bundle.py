@@ -51,24 +51,42 @@ class ReleaseConfig:
     """The release stage's config (the `mintline release build` options; the pipeline fills it too)."""
 
     out: str = field(default=None, metadata={"help": "bundle directory to create (must not exist unless --overwrite)"})
-    key: str = field(default=None, metadata={"help": "private signing key (PREFIX.key from `mintline release keygen`)"})
-    name: str = field(default="mintline-model", metadata={"help": "model name, used in the card and the signature subject"})
+    key: str = field(
+        default=None, metadata={"help": "private signing key (PREFIX.key from `mintline release keygen`)"}
+    )
+    name: str = field(
+        default="mintline-model", metadata={"help": "model name, used in the card and the signature subject"}
+    )
     version: str = field(default="0.1.0", metadata={"help": "release version"})
     holder: str = field(default="mintline contributors", metadata={"help": "copyright holder written into LICENSE"})
     year: int = field(default=None, metadata={"help": "copyright year; the current year when not given"})
-    run_json: str = field(default=None, metadata={"help": "the pipeline's run.json (or run directory): fills the card and provenance"})
-    base_bundle: str = field(default=None, metadata={"help": "for an adapter: the base model's bundle, recorded by its manifest digest"})
-    base_pubkey: str = field(default=None, metadata={"help": "public key to verify --base_bundle with before recording it"})
-    passphrase_env: str = field(default=None, metadata={"help": "environment variable holding the private key's passphrase"})
+    run_json: str = field(
+        default=None, metadata={"help": "the pipeline's run.json (or run directory): fills the card and provenance"}
+    )
+    base_bundle: str = field(
+        default=None, metadata={"help": "for an adapter: the base model's bundle, recorded by its manifest digest"}
+    )
+    base_pubkey: str = field(
+        default=None, metadata={"help": "public key to verify --base_bundle with before recording it"}
+    )
+    passphrase_env: str = field(
+        default=None, metadata={"help": "environment variable holding the private key's passphrase"}
+    )
     tags: list[str] = field(default_factory=list, metadata={"help": "extra model-card tags"})
-    tar: bool = field(default=False, metadata={"help": "also write OUT.tar (deterministic) beside the bundle directory"})
+    tar: bool = field(
+        default=False, metadata={"help": "also write OUT.tar (deterministic) beside the bundle directory"}
+    )
     overwrite: bool = field(default=False, metadata={"help": "replace an existing bundle (atomically)"})
     allow_relicense: bool = field(
         default=False,
-        metadata={"help": "publish under MIT a model that declares another licence or holder (only if you hold the "
-                          "rights); recorded in provenance.json and the card"},
+        metadata={
+            "help": "publish under MIT a model that declares another licence or holder (only if you hold the "
+            "rights); recorded in provenance.json and the card"
+        },
     )
-    allow_symlinks: bool = field(default=False, metadata={"help": "copy the targets of symlinks in the model directory"})
+    allow_symlinks: bool = field(
+        default=False, metadata={"help": "copy the targets of symlinks in the model directory"}
+    )
     workers: int = field(default=None, metadata={"help": "hashing threads; one per available core when not given"})
 
     def __post_init__(self):
@@ -94,10 +112,22 @@ def passphrase_from_env(variable: str | None) -> str | None:
 def release_stage(model_dir: str | os.PathLike, config: ReleaseConfig) -> dict:
     """The pipeline's entry point: build the bundle `config` describes; return its figures."""
     return build_bundle(
-        model_dir, config.out, config.key, name=config.name, version=config.version, holder=config.holder,
-        run_json=config.run_json, base_bundle=config.base_bundle, base_pubkey=config.base_pubkey,
-        passphrase=passphrase_from_env(config.passphrase_env), year=config.year, tags=config.tags,
-        overwrite=config.overwrite, allow_symlinks=config.allow_symlinks, workers=config.workers, tar=config.tar,
+        model_dir,
+        config.out,
+        config.key,
+        name=config.name,
+        version=config.version,
+        holder=config.holder,
+        run_json=config.run_json,
+        base_bundle=config.base_bundle,
+        base_pubkey=config.base_pubkey,
+        passphrase=passphrase_from_env(config.passphrase_env),
+        year=config.year,
+        tags=config.tags,
+        overwrite=config.overwrite,
+        allow_symlinks=config.allow_symlinks,
+        workers=config.workers,
+        tar=config.tar,
         allow_relicense=config.allow_relicense,
     )
 
@@ -175,25 +205,45 @@ def build_bundle(
             _write_file(staging / ADAPTER_CONFIG, data)
             digests[ADAPTER_CONFIG] = hash_bytes(data)
         input_model = {
-            "digest": input_digest, "files": len(model.files), **declared.to_dict(),
+            "digest": input_digest,
+            "files": len(model.files),
+            **declared.to_dict(),
             "relicensed_to_mit": bool(conflict),
         }
 
         fingerprint = keys.fingerprint(public_key)
         facts = CardFacts(
-            name=name, version=version, holder=" ".join(holder.split()), year=str(year),
-            key_fingerprint=fingerprint, key_algorithm=keys.algorithm_name(public_key),
+            name=name,
+            version=version,
+            holder=" ".join(holder.split()),
+            year=str(year),
+            key_fingerprint=fingerprint,
+            key_algorithm=keys.algorithm_name(public_key),
             base_model=None if base else _adapter_base_name(model.adapter_config),
-            base_bundle_name=(base or {}).get("name"), base_location=base_location,
-            base_manifest_digest=(base or {}).get("manifest_digest"), extra_tags=list(tags or []),
-            input_license=declared.license, relicensed_from=_relicensed_from(declared) if conflict else None,
+            base_bundle_name=(base or {}).get("name"),
+            base_location=base_location,
+            base_manifest_digest=(base or {}).get("manifest_digest"),
+            extra_tags=list(tags or []),
+            input_license=declared.license,
+            relicensed_from=_relicensed_from(declared) if conflict else None,
         )
         statement = provenance.build_provenance(
             subject_digests=dict(sorted(digests.items())),
-            release_parameters={"name": name, "version": version, "holder": facts.holder, "year": year,
-                                "key_fingerprint": fingerprint, "key_algorithm": facts.key_algorithm,
-                                "allow_relicense": allow_relicense, "base_bundle_location": base_location},
-            run=run, started_at=started_at, finished_at=_now(), base_bundle=base, input_model=input_model,
+            release_parameters={
+                "name": name,
+                "version": version,
+                "holder": facts.holder,
+                "year": year,
+                "key_fingerprint": fingerprint,
+                "key_algorithm": facts.key_algorithm,
+                "allow_relicense": allow_relicense,
+                "base_bundle_location": base_location,
+            },
+            run=run,
+            started_at=started_at,
+            finished_at=_now(),
+            base_bundle=base,
+            input_model=input_model,
         )
         written = {
             "LICENSE": license_text,
@@ -255,8 +305,10 @@ def describe_base_bundle(base_bundle: str | os.PathLike, base_pubkey: str | os.P
         reason = (problems + manifest_problems + ["unreadable signature"])[0]
         raise ReleaseError(f"base_bundle: {base_bundle}: {reason}")
     return {
-        "manifest_digest": "sha256:" + manifest.root_digest, "name": manifest.model_name,
-        "verified": base_pubkey is not None, "license": read_declared_license(base_bundle).license,
+        "manifest_digest": "sha256:" + manifest.root_digest,
+        "name": manifest.model_name,
+        "verified": base_pubkey is not None,
+        "license": read_declared_license(base_bundle).license,
     }
 
 
@@ -275,7 +327,13 @@ def _adapter_config_for_release(adapter_config: dict, base_location: str) -> byt
 def _adapter_base_name(adapter_config: dict) -> str | None:
     value = adapter_config.get("base_model_name_or_path")
     # A hub id ("org/name") is worth publishing; a local path is not (and may leak a home directory).
-    if isinstance(value, str) and value and not value.startswith((".", "/", "~")) and value.count("/") <= 1 and not os.path.exists(value):
+    if (
+        isinstance(value, str)
+        and value
+        and not value.startswith((".", "/", "~"))
+        and value.count("/") <= 1
+        and not os.path.exists(value)
+    ):
         return value
     return None
 

@@ -65,7 +65,20 @@ def render_card(facts: CardFacts, model: ModelFiles, run: RunRecord) -> str:
         "datasets": _datasets(run),
         "metrics": [m["type"] for m in metrics] or None,
         "base_model": facts.base_model,
-        "model-index": [{"name": facts.name, "results": [{"task": {"type": "text-generation"}, "dataset": {"name": (_datasets(run) or ["unspecified"])[0], "type": "text"}, "metrics": metrics}]}] if metrics else None,
+        "model-index": [
+            {
+                "name": facts.name,
+                "results": [
+                    {
+                        "task": {"type": "text-generation"},
+                        "dataset": {"name": (_datasets(run) or ["unspecified"])[0], "type": "text"},
+                        "metrics": metrics,
+                    }
+                ],
+            }
+        ]
+        if metrics
+        else None,
     }
     meta = {k: v for k, v in meta.items() if v not in (None, [], "")}
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
@@ -127,9 +140,13 @@ def _metrics(run: RunRecord) -> list[dict]:
     loss = find_number(figures, r"^(eval|val|validation)_loss$", r"^final_(eval_|val_)?loss$")
     ppl = find_number(figures, r"^(eval_|val_|validation_)?perplexity$", r"^(eval_|val_)?ppl$")
     if loss is not None:
-        metrics.append({"type": "loss", "name": "validation loss after pretraining (nats/token)", "value": round(float(loss), 4)})
+        metrics.append(
+            {"type": "loss", "name": "validation loss after pretraining (nats/token)", "value": round(float(loss), 4)}
+        )
     if ppl is not None:
-        metrics.append({"type": "perplexity", "name": "validation perplexity after pretraining", "value": round(float(ppl), 3)})
+        metrics.append(
+            {"type": "perplexity", "name": "validation perplexity after pretraining", "value": round(float(ppl), 3)}
+        )
     return metrics
 
 
@@ -157,24 +174,41 @@ def label_counts(run: RunRecord) -> dict[str, float | int | None]:
 def _summary(facts: CardFacts, model: ModelFiles, run: RunRecord) -> str:
     kind = "PEFT adapter" if model.is_adapter else "causal language model"
     arch = model.config.get("model_type", "")
-    made = "made with the mintline pipeline (pretraining, RLHF-lite alignment, watermarking)" if run.stages else "released with mintline"
+    made = (
+        "made with the mintline pipeline (pretraining, RLHF-lite alignment, watermarking)"
+        if run.stages
+        else "released with mintline"
+    )
     base = f" It adapts the base model **{facts.base_model}**." if facts.base_model else ""
     if facts.base_location:
-        base = (f" It adapts the base model bundle **{facts.base_bundle_name}** (manifest digest "
-                f"`{facts.base_manifest_digest}`), published beside it at `{facts.base_location}`.")
+        base = (
+            f" It adapts the base model bundle **{facts.base_bundle_name}** (manifest digest "
+            f"`{facts.base_manifest_digest}`), published beside it at `{facts.base_location}`."
+        )
     return f"A small {arch + ' ' if arch else ''}{kind} with {model.parameters:,} parameters, {made}.{base}"
 
 
 def _model_section(model: ModelFiles, facts: CardFacts) -> str:
     rows = {"parameters (stored)": f"{model.parameters:,}", "weights dtype": ", ".join(model.dtypes) or "?"}
     config = model.config
-    for label, key in (("architecture", "model_type"), ("hidden size", "hidden_size"), ("layers", "num_hidden_layers"),
-                       ("attention heads", "num_attention_heads"), ("key/value heads", "num_key_value_heads"),
-                       ("vocabulary", "vocab_size"), ("context length", "max_position_embeddings")):
+    for label, key in (
+        ("architecture", "model_type"),
+        ("hidden size", "hidden_size"),
+        ("layers", "num_hidden_layers"),
+        ("attention heads", "num_attention_heads"),
+        ("key/value heads", "num_key_value_heads"),
+        ("vocabulary", "vocab_size"),
+        ("context length", "max_position_embeddings"),
+    ):
         if key in config:
             rows[label] = config[key]
     adapter = model.adapter_config
-    for label, key in (("adapter type", "peft_type"), ("LoRA rank", "r"), ("LoRA alpha", "lora_alpha"), ("target modules", "target_modules")):
+    for label, key in (
+        ("adapter type", "peft_type"),
+        ("LoRA rank", "r"),
+        ("LoRA alpha", "lora_alpha"),
+        ("target modules", "target_modules"),
+    ):
         if adapter.get(key) not in (None, ""):
             value = adapter[key]
             rows[label] = ", ".join(sorted(value)) if isinstance(value, list) else value
@@ -189,7 +223,11 @@ def _data_section(run: RunRecord) -> str:
     stage = run.stage("prepare")
     if not stage:
         return "## Training data\n\nNo data-preparation record was supplied with this release."
-    text = "## Training data\n\nDatasets: " + ", ".join(_datasets(run)) + ".\n\nCleaning and deduplication figures from the run:\n\n"
+    text = (
+        "## Training data\n\nDatasets: "
+        + ", ".join(_datasets(run))
+        + ".\n\nCleaning and deduplication figures from the run:\n\n"
+    )
     return text + _table(_scalars(stage.figures) or {"(no figures recorded)": ""})
 
 
@@ -197,7 +235,11 @@ def _pretraining_section(run: RunRecord) -> str:
     stage = run.stage("pretrain")
     if not stage:
         return "## Pretraining\n\nNo pretraining record was supplied with this release."
-    settings = {k: v for k, v in _scalars(stage.config).items() if re.search(r"model|preset|steps|lr|learning_rate|batch|seq|block|epochs|bf16|precision|sparsity", k)}
+    settings = {
+        k: v
+        for k, v in _scalars(stage.config).items()
+        if re.search(r"model|preset|steps|lr|learning_rate|batch|seq|block|epochs|bf16|precision|sparsity", k)
+    }
     return "## Pretraining\n\n" + _table({**settings, **_scalars(stage.figures)} or {"(no figures recorded)": ""})
 
 
@@ -210,7 +252,9 @@ def _alignment_section(run: RunRecord) -> str:
     labels = label_counts(run)
     lines = ["## Alignment", "", "RLHF-lite: preference pairs chosen by active learning, then DPO. Labels used:", ""]
     lines.append(_table({k: ("not recorded" if v is None else v) for k, v in labels.items()}))
-    lines.append("\nSimulated labels come from a scripted annotator, not a person; pseudo labels are the reward model's own confident predictions.")
+    lines.append(
+        "\nSimulated labels come from a scripted annotator, not a person; pseudo labels are the reward model's own confident predictions."
+    )
     other = {k: v for k, v in _scalars(figures).items() if not re.search(r"real|human|simulated|pseudo|_dir$|path", k)}
     if other:
         lines += ["", _table(other)]
@@ -225,8 +269,14 @@ def _watermark_section(run: RunRecord) -> str:
     scheme = find_text(both, r"scheme$") or "unspecified"
     key_id = find_text(both, r"public_key_id$", r"key_id$", r"fingerprint$")
     lines = ["## Watermark", "", f"Generated text is watermarked with the **{scheme}** scheme."]
-    lines.append(f"Public key id (fingerprint, safe to publish): `{key_id}`." if key_id else "The watermark key id was not recorded.")
-    lines.append("The secret key is not part of this release; detection needs the key holder (`mintline watermark detect`).")
+    lines.append(
+        f"Public key id (fingerprint, safe to publish): `{key_id}`."
+        if key_id
+        else "The watermark key id was not recorded."
+    )
+    lines.append(
+        "The secret key is not part of this release; detection needs the key holder (`mintline watermark detect`)."
+    )
     numbers = _scalars({k: v for k, v in stage.figures.items() if not re.search(r"key|scheme", k)})
     if numbers:
         lines += ["", _table(numbers)]
@@ -257,7 +307,10 @@ def _load_section(facts: CardFacts, model: ModelFiles) -> str:
     has_tokenizer = any(name in TOKENIZER_FILES for name, _, _ in model.files)
     if not model.is_adapter:
         code = [
-            "from pathlib import Path", "", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+            "from pathlib import Path",
+            "",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "",
             bundle,
             "tokenizer = AutoTokenizer.from_pretrained(bundle)",
             "model = AutoModelForCausalLM.from_pretrained(bundle)",
@@ -265,34 +318,42 @@ def _load_section(facts: CardFacts, model: ModelFiles) -> str:
         intro = "With transformers:"
     else:
         if facts.base_location:
-            base_line = ("base_dir = bundle / PeftConfig.from_pretrained(bundle).base_model_name_or_path"
-                         f'  # "{facts.base_location}": the base bundle')
-            intro = (f"The base model is the bundle at `{facts.base_location}` relative to this one "
-                     "(adapter_config.json names it so): keep the release's directories together. "
-                     "With transformers and PEFT:")
+            base_line = (
+                "base_dir = bundle / PeftConfig.from_pretrained(bundle).base_model_name_or_path"
+                f'  # "{facts.base_location}": the base bundle'
+            )
+            intro = (
+                f"The base model is the bundle at `{facts.base_location}` relative to this one "
+                "(adapter_config.json names it so): keep the release's directories together. "
+                "With transformers and PEFT:"
+            )
         else:
             base = facts.base_model or "path/to/the/base/model"
             base_line = f'base_dir = "{base}"  # the model this adapter was trained on'
             intro = "With transformers and PEFT, on the base model this adapter was trained on:"
         code = [
-            "from pathlib import Path", "", "from peft import PeftConfig, PeftModel",
-            "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+            "from pathlib import Path",
+            "",
+            "from peft import PeftConfig, PeftModel",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "",
             bundle,
             base_line,
             f"tokenizer = AutoTokenizer.from_pretrained({'bundle' if has_tokenizer else 'base_dir'})",
             "model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), bundle)",
         ]
-    command = f"mintline generate --model {BUNDLE_PLACEHOLDER} --prompt \"def add(\""
-    return (f"## Loading\n\n{intro}\n\n```python\n" + "\n".join(code) + "\n```\n\n"
-            f"Or with mintline: `{command}`.")
+    command = f'mintline generate --model {BUNDLE_PLACEHOLDER} --prompt "def add("'
+    return f"## Loading\n\n{intro}\n\n```python\n" + "\n".join(code) + f"\n```\n\nOr with mintline: `{command}`."
 
 
 def _licence_section(facts: CardFacts) -> str:
     text = f"## Licence\n\nMIT. Copyright (c) {facts.year} {facts.holder}. See `LICENSE`."
     if facts.relicensed_from:
-        text += (f"\n\nThe model directory this bundle was made from declared the **{facts.relicensed_from}** "
-                 "licence; the publisher released it under MIT, stating that they hold the rights to do so "
-                 "(`--allow_relicense`, recorded in `provenance.json`).")
+        text += (
+            f"\n\nThe model directory this bundle was made from declared the **{facts.relicensed_from}** "
+            "licence; the publisher released it under MIT, stating that they hold the rights to do so "
+            "(`--allow_relicense`, recorded in `provenance.json`)."
+        )
     return text
 
 

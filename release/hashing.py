@@ -98,7 +98,9 @@ def hash_files(
             return hash_files(pending, workers=workers, chunk_size=chunk_size, follow_symlinks=follow_symlinks)
         bar = ByteProgress(total, progress)
         try:
-            return hash_files(pending, workers=workers, chunk_size=chunk_size, follow_symlinks=follow_symlinks, progress=bar)
+            return hash_files(
+                pending, workers=workers, chunk_size=chunk_size, follow_symlinks=follow_symlinks, progress=bar
+            )
         finally:
             bar.close()
     workers = max(1, min(workers or default_workers(), len(pending) or 1))

@@ -96,14 +96,21 @@ def identify_license_text(text: str) -> str:
 
 def relicense_conflict(declared: DeclaredLicense, holder: str) -> str | None:
     """Why publishing this input under MIT with `holder` would relicense it; None when it would not."""
-    others = sorted({f"{value} ({source})" for source, value in declared.by_source.items()
-                     if value != "mit" and value not in PUBLIC_DOMAIN})
+    others = sorted(
+        {
+            f"{value} ({source})"
+            for source, value in declared.by_source.items()
+            if value != "mit" and value not in PUBLIC_DOMAIN
+        }
+    )
     if others:
         return f"it declares the {', '.join(others)} licence, and a release is MIT"
     wanted = " ".join(holder.split())
     if declared.mit_holder and declared.mit_holder.casefold() != wanted.casefold():
-        return (f"its MIT licence names the copyright holder {declared.mit_holder!r}, whose notice an MIT "
-                f"release by {wanted!r} would drop (pass --holder {declared.mit_holder!r} to keep it)")
+        return (
+            f"its MIT licence names the copyright holder {declared.mit_holder!r}, whose notice an MIT "
+            f"release by {wanted!r} would drop (pass --holder {declared.mit_holder!r} to keep it)"
+        )
     return None
 
 

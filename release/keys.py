@@ -52,11 +52,15 @@ def generate_keypair(
     if not overwrite:
         for path in (private_path, public_path):
             if path.exists() or path.is_symlink():
-                raise KeyFileError(f"{path} already exists; choose another prefix, or --overwrite to replace the key pair")
+                raise KeyFileError(
+                    f"{path} already exists; choose another prefix, or --overwrite to replace the key pair"
+                )
     if not private_path.parent.is_dir():
         raise KeyFileError(f"{private_path.parent}: no such directory")
 
-    private_key = ed25519.Ed25519PrivateKey.generate() if algorithm == "ed25519" else ec.generate_private_key(ec.SECP256R1())
+    private_key = (
+        ed25519.Ed25519PrivateKey.generate() if algorithm == "ed25519" else ec.generate_private_key(ec.SECP256R1())
+    )
     if passphrase:
         secret = passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase
         encryption = serialization.BestAvailableEncryption(secret)

@@ -46,7 +46,7 @@ TRAINER_PICKLES = {"training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.
 MAX_HEADER_BYTES = 100 << 20  # the safetensors format's own limit
 
 CONVERT_HINT = (
-    "convert it first: python -c \"from transformers import AutoModelForCausalLM as M; "
+    'convert it first: python -c "from transformers import AutoModelForCausalLM as M; '
     "M.from_pretrained('DIR').save_pretrained('DIR_safetensors')\" "
     "(for a PEFT adapter: PeftModel.from_pretrained(base, 'DIR').save_pretrained('OUT', safe_serialization=True))"
 )
@@ -84,7 +84,9 @@ def select_model_files(model_dir: str | os.PathLike, *, allow_symlinks: bool = F
         )
     weights = [(n, p) for n, p, _ in selected.files if n.endswith(".safetensors")]
     if not weights:
-        raise ModelDirectoryError(f"{root}: no safetensors weights found (expected model.safetensors or adapter_model.safetensors)")
+        raise ModelDirectoryError(
+            f"{root}: no safetensors weights found (expected model.safetensors or adapter_model.safetensors)"
+        )
     dtypes = set()
     for name, path in weights:
         count, kinds = safetensors_parameters(path, name)
@@ -95,7 +97,9 @@ def select_model_files(model_dir: str | os.PathLike, *, allow_symlinks: bool = F
     selected.adapter_config = _json_file(root / "adapter_config.json")
     selected.is_adapter = bool(selected.adapter_config)
     if not selected.config and not selected.is_adapter:
-        raise ModelDirectoryError(f"{root}: neither config.json nor adapter_config.json: not a save_pretrained directory")
+        raise ModelDirectoryError(
+            f"{root}: neither config.json nor adapter_config.json: not a save_pretrained directory"
+        )
     return selected
 
 
@@ -145,7 +149,9 @@ def _walk(root: Path, allow_symlinks: bool):
             mode = os.lstat(path).st_mode
             if stat.S_ISLNK(mode):
                 if not allow_symlinks:
-                    raise ModelDirectoryError(f"{root}: {prefix}{base} is a symlink; refused unless allow_symlinks (then its target's bytes are copied)")
+                    raise ModelDirectoryError(
+                        f"{root}: {prefix}{base} is a symlink; refused unless allow_symlinks (then its target's bytes are copied)"
+                    )
                 if not path.is_file():
                     raise ModelDirectoryError(f"{root}: {prefix}{base} is a symlink to something that is not a file")
             elif not stat.S_ISREG(mode):

@@ -33,7 +33,18 @@ BUILD_TYPE = "urn:mintline:release:v1"
 BUILDER_ID = "urn:mintline:builder:release"
 BASE_BUNDLE_DEPENDENCY = "base_bundle"
 INPUT_MODEL_DEPENDENCY = "input_model"
-PACKAGES = ("mintline", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers", "safetensors", "cryptography")
+PACKAGES = (
+    "mintline",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "tokenizers",
+    "safetensors",
+    "cryptography",
+)
 _SHA256 = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 
 
@@ -78,7 +89,11 @@ def build_provenance(
                     "release": release_parameters,  # written by the release stage itself: nothing secret
                     "run": {name: stage.config for name, stage in run.stages.items()},
                 },
-                "internalParameters": {"python": platform.python_version(), "platform": platform.platform(), "packages": package_versions()},
+                "internalParameters": {
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                    "packages": package_versions(),
+                },
                 "resolvedDependencies": dependencies,
             },
             "runDetails": {
@@ -145,7 +160,11 @@ def _run_dependencies(run: RunRecord) -> list[dict]:
                 # Output labels are paths: keep the last two parts, not the publisher's home directory.
                 label = "/".join(Path(label).parts[-2:]) if "/" in label else label
                 dependencies.append(
-                    {"name": f"{stage_name}/{kind}/{label}", "digest": {"sha256": match.group(1)}, "annotations": {"stage": stage_name, "role": kind}}
+                    {
+                        "name": f"{stage_name}/{kind}/{label}",
+                        "digest": {"sha256": match.group(1)},
+                        "annotations": {"stage": stage_name, "role": kind},
+                    }
                 )
     return dependencies
 
@@ -160,11 +179,16 @@ def _version(name: str) -> str | None:
 def _git_commit(directory: Path) -> tuple[str | None, bool]:
     """The source tree's commit, if it is a git checkout; never fails the release."""
     try:
-        head = subprocess.run(["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         if head.returncode != 0:
             return None, False
         status = subprocess.run(
-            ["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=20
+            ["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=20,
         )
         return head.stdout.strip(), bool(status.stdout.strip())
     except (OSError, subprocess.SubprocessError):

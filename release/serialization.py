@@ -93,7 +93,9 @@ def list_files(
     return listing
 
 
-def _walk(directory: Path, real_root: Path, prefix: str, allow_symlinks: bool, ignore: tuple[str, ...], listing: Listing):
+def _walk(
+    directory: Path, real_root: Path, prefix: str, allow_symlinks: bool, ignore: tuple[str, ...], listing: Listing
+):
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError as exc:
@@ -138,7 +140,9 @@ def _symlink(entry: os.DirEntry, name: str, real_root: Path, allow_symlinks: boo
         listing.problems.append(f"{name} is a dangling symlink (-> {target})")
         return
     if not stat.S_ISREG(info.st_mode):
-        listing.problems.append(f"{name} is a symlink to something other than a regular file (-> {target}); not followed")
+        listing.problems.append(
+            f"{name} is a symlink to something other than a regular file (-> {target}); not followed"
+        )
         return
     listing.files.append(FileEntry(name, resolved, info.st_size, via_symlink=True))
 

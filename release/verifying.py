@@ -61,8 +61,14 @@ def verify_bundle(
             if directory is None:
                 keys.load_public_key(pubkey_path)  # a usage error still wins over a bad tar
                 return VerificationResult(ok=False, reasons=problems, figures={"bundle": os.fspath(bundle)})
-            result = verify_bundle(directory, pubkey_path, base=base, base_pubkey_path=base_pubkey_path,
-                                   allow_symlinks=allow_symlinks, workers=workers)
+            result = verify_bundle(
+                directory,
+                pubkey_path,
+                base=base,
+                base_pubkey_path=base_pubkey_path,
+                allow_symlinks=allow_symlinks,
+                workers=workers,
+            )
             result.figures["bundle"] = os.fspath(bundle)
             return result
     result = verify_directory(bundle, pubkey_path, allow_symlinks=allow_symlinks, workers=workers)
@@ -72,14 +78,18 @@ def verify_bundle(
     if recorded_base:
         result.figures["base_manifest_digest_recorded"] = recorded_base
     if base is not None:
-        base_result = verify_bundle(base, base_pubkey_path or pubkey_path, allow_symlinks=allow_symlinks, workers=workers)
+        base_result = verify_bundle(
+            base, base_pubkey_path or pubkey_path, allow_symlinks=allow_symlinks, workers=workers
+        )
         result.reasons.extend(f"base bundle: {reason}" for reason in base_result.reasons)
         actual = base_result.figures.get("manifest_digest")
         result.figures["base_manifest_digest"] = actual
         if recorded_base is None:
             result.reasons.append("--base given but this bundle records no base bundle (it is not an adapter bundle)")
         elif actual != recorded_base:
-            result.reasons.append(f"base bundle mismatch: this adapter was built on {recorded_base}, the given base is {actual}")
+            result.reasons.append(
+                f"base bundle mismatch: this adapter was built on {recorded_base}, the given base is {actual}"
+            )
         result.figures["base_checked"] = True
     else:
         result.figures["base_checked"] = False
@@ -112,7 +122,9 @@ def verify_directory(
     manifest = None
     if payload is not None:
         if not any(_signature_valid(public_key, pae(payload), sig) for sig in signatures):
-            reasons.append(f"signature does not verify with this public key (fingerprint {figures['key_fingerprint'][:16]}…)")
+            reasons.append(
+                f"signature does not verify with this public key (fingerprint {figures['key_fingerprint'][:16]}…)"
+            )
         manifest, manifest_reasons = parse_statement(payload)
         reasons.extend(manifest_reasons)
     if manifest is not None:
@@ -145,9 +157,11 @@ def read_envelope(path: Path, public_key) -> tuple[bytes | None, list[bytes], li
     problems = []
     if bundle.get("mediaType") != BUNDLE_MEDIA_TYPE:
         problems.append(f"{SIGNATURE_NAME} media type is {bundle.get('mediaType')!r}, expected {BUNDLE_MEDIA_TYPE!r}")
-    hint = ((bundle.get("verificationMaterial") or {}).get("publicKey") or {}).get("hint") if isinstance(
-        bundle.get("verificationMaterial"), dict
-    ) else None
+    hint = (
+        ((bundle.get("verificationMaterial") or {}).get("publicKey") or {}).get("hint")
+        if isinstance(bundle.get("verificationMaterial"), dict)
+        else None
+    )
     if public_key is not None and hint and hint != public_key_hint(public_key):
         problems.append("signed with a different key: the signature's key hint does not match this public key")
     envelope = bundle.get("dsseEnvelope")
@@ -221,7 +235,11 @@ def _compare_files(directory: Path, manifest: Manifest, allow_symlinks: bool, wo
         else:
             reasons.append(f"missing file: {name}")
     reasons.extend(f"extra file not in the manifest: {n}" for names in by_digest.values() for n in names)
-    reasons.extend(f"changed: {n} (sha256 differs from the manifest)" for n in expected if n in actual and actual[n] != expected[n])
+    reasons.extend(
+        f"changed: {n} (sha256 differs from the manifest)"
+        for n in expected
+        if n in actual and actual[n] != expected[n]
+    )
     figures.update(report.figures())
     figures["files_in_manifest"] = len(expected)
     return reasons

@@ -65,6 +65,8 @@ def test_user_error_from_a_stage_is_one_line(cli, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_command_has_help_with_defaults(name):
-    proc = subprocess.run([sys.executable, "-m", "mintline", name, "--help"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mintline", name, "--help"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "usage: mintline" in proc.stdout

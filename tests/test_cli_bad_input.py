@@ -77,8 +77,21 @@ def test_unwritable_outputs_are_one_line(cli, tmp_path, a_file, small_tokenizer,
     inputs.write_text(json.dumps({"text": "one small document about Python functions"}) + "\n")
     one_line_error(cli("prepare", "--inputs", inputs, "--run_dir", a_file / "run"), str(a_file))
     assert cli("release", "keygen", "--out", tmp_path / "pub").code == 0
-    build = cli("release", "build", weights_dir, "--out", a_file / "bundle", "--key", tmp_path / "pub.key",
-                "--name", "m", "--version", "1", "--holder", "Jane Doe")
+    build = cli(
+        "release",
+        "build",
+        weights_dir,
+        "--out",
+        a_file / "bundle",
+        "--key",
+        tmp_path / "pub.key",
+        "--name",
+        "m",
+        "--version",
+        "1",
+        "--holder",
+        "Jane Doe",
+    )
     one_line_error(build, str(a_file))
 
 
@@ -123,8 +136,18 @@ def test_corrupt_safetensors_anywhere_else_is_one_line():
 
 # -- configs that cannot work fail before any work -------------------------------------------------
 def test_more_votes_per_pair_than_annotators(cli, tmp_path):
-    run = cli("align", "run", "--policy_model", tmp_path, "--annotators", "2", "--annotators_per_pair", "3",
-              "--run_dir", tmp_path / "run")
+    run = cli(
+        "align",
+        "run",
+        "--policy_model",
+        tmp_path,
+        "--annotators",
+        "2",
+        "--annotators_per_pair",
+        "3",
+        "--run_dir",
+        tmp_path / "run",
+    )
     one_line_error(run, "annotators_per_pair", "annotators=2")
     assert not (tmp_path / "run").exists()
 

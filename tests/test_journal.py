@@ -19,7 +19,9 @@ def test_finished_stage_with_same_inputs_is_skipped(tmp_path):
     journal = Journal(tmp_path / "run")
     calls = []
     for _ in range(2):
-        with journal.stage("demo", config={"k": 1}, inputs={"data": source}, outputs=[tmp_path / "run" / "demo"]) as stage:
+        with journal.stage(
+            "demo", config={"k": 1}, inputs={"data": source}, outputs=[tmp_path / "run" / "demo"]
+        ) as stage:
             if not stage.skipped:
                 calls.append(1)
                 stage.directory.mkdir(parents=True, exist_ok=True)
@@ -60,7 +62,7 @@ def test_stage_runs_again_when_anything_changed(tmp_path, change):
 def test_crash_is_recorded_as_failed(tmp_path):
     journal = Journal(tmp_path / "run")
     with pytest.raises(RuntimeError):
-        with journal.stage("demo", config={}) as stage:
+        with journal.stage("demo", config={}):
             raise RuntimeError("boom")
     record = journal.stage_record("demo")
     assert record["status"] == "failed" and record["error"] == "boom"

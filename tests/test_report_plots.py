@@ -13,8 +13,16 @@ from mintline.pipeline.report import labels_figure, watermark_figure, write_repo
 
 CURVE = [{"labels": 12, "accuracy": 0.55}, {"labels": 24, "accuracy": 0.61}, {"labels": 36, "accuracy": 0.58}]
 ALIGN = {
-    "state": "done", "strategy": "uncertainty+kcenter", "budget": 36, "labels_requested": 36, "labels_received": 34,
-    "labels_skipped": 2, "pseudo_labels": 0, "backend": "simulated", "gold_eval_pairs": 40, "curve": CURVE,
+    "state": "done",
+    "strategy": "uncertainty+kcenter",
+    "budget": 36,
+    "labels_requested": 36,
+    "labels_received": 34,
+    "labels_skipped": 2,
+    "pseudo_labels": 0,
+    "backend": "simulated",
+    "gold_eval_pairs": 40,
+    "curve": CURVE,
     "ledger_counts": {"requested": 36, "labelled": 34, "skipped": 2, "simulated": 34},
 }
 
@@ -29,7 +37,9 @@ def finished_run(tmp_path):
     journal = Journal(run_dir)
     journal.update_stage("align", status="finished", wall_seconds=60.0, figures=ALIGN)
     journal.update_stage(
-        "watermark", status="finished", wall_seconds=30.0,
+        "watermark",
+        status="finished",
+        wall_seconds=30.0,
         figures={"key_id": "abc", "scheme": "kgw", "params": {}, "fpr": 1e-4, "marked": {"flagged": 3, "texts": 4}},
     )
     (run_dir / "watermark").mkdir(parents=True)

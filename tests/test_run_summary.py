@@ -6,7 +6,11 @@ from mintline.commands.run import summary_row
 from mintline.pipeline.stages import StageOutcome
 
 FIGURES = {
-    "parameters": 5_120_000, "steps": 1200, "eval_loss": 3.5, "eval_perplexity": 33.1, "tokens_per_second": 2000.0,
+    "parameters": 5_120_000,
+    "steps": 1200,
+    "eval_loss": 3.5,
+    "eval_perplexity": 33.1,
+    "tokens_per_second": 2000.0,
 }
 
 

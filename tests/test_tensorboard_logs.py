@@ -13,13 +13,32 @@ from pretrain.sparsity.config import SparsityArguments
 
 def test_one_log_directory_holds_training_eval_and_pruning_scalars(prepared_data, tmp_path):
     args = PretrainArguments(
-        model="nano", data_dir=str(prepared_data["data"]), tokenizer=str(prepared_data["tokenizer"]),
-        block_size=64, per_device_batch_size=4, max_steps=8, warmup_steps=1, eval_steps=4, eval_blocks=8,
-        save_steps=100, logging_steps=1, precision="fp32", seed=3,
+        model="nano",
+        data_dir=str(prepared_data["data"]),
+        tokenizer=str(prepared_data["tokenizer"]),
+        block_size=64,
+        per_device_batch_size=4,
+        max_steps=8,
+        warmup_steps=1,
+        eval_steps=4,
+        eval_blocks=8,
+        save_steps=100,
+        logging_steps=1,
+        precision="fp32",
+        seed=3,
     )
     sparsity = SparsityArguments(
-        prune_heads=0.5, prune_neurons=0.5, prune_start=0.25, prune_end=0.25, prune_events=1, importance_window=2,
-        sparsity=0.5, sparsity_method="magnitude", sparsity_start=0.5, sparsity_end=0.75, sparsity_every=2,
+        prune_heads=0.5,
+        prune_neurons=0.5,
+        prune_start=0.25,
+        prune_end=0.25,
+        prune_events=1,
+        importance_window=2,
+        sparsity=0.5,
+        sparsity_method="magnitude",
+        sparsity_start=0.5,
+        sparsity_end=0.75,
+        sparsity_every=2,
         measure_throughput=False,
     )
     output_dir = tmp_path / "pretrain"
@@ -55,9 +74,19 @@ def test_one_log_directory_holds_training_eval_and_pruning_scalars(prepared_data
 
 def test_a_plain_run_logs_no_pruning_scalars(prepared_data, tmp_path):
     args = PretrainArguments(
-        model="nano", data_dir=str(prepared_data["data"]), tokenizer=str(prepared_data["tokenizer"]),
-        block_size=64, per_device_batch_size=4, max_steps=3, warmup_steps=1, eval_steps=100, eval_blocks=4,
-        save_steps=100, logging_steps=1, precision="fp32", seed=3,
+        model="nano",
+        data_dir=str(prepared_data["data"]),
+        tokenizer=str(prepared_data["tokenizer"]),
+        block_size=64,
+        per_device_batch_size=4,
+        max_steps=3,
+        warmup_steps=1,
+        eval_steps=100,
+        eval_blocks=4,
+        save_steps=100,
+        logging_steps=1,
+        precision="fp32",
+        seed=3,
     )
     output_dir = tmp_path / "pretrain"
     pretrain(args, output_dir)

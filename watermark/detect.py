@@ -124,7 +124,8 @@ class TextTokenizer:
             return [(np.asarray(e.ids, dtype=np.int64), None) for e in encodings]
         encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
         return [
-            (np.asarray(e.ids, dtype=np.int64), np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2)) for e in encodings
+            (np.asarray(e.ids, dtype=np.int64), np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2))
+            for e in encodings
         ]
 
 

@@ -199,8 +199,9 @@ def distill_watermark(
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
-    figures["distill_loss_first"], figures["distill_loss_last"] = float(np.mean(losses[:10])), float(
-        np.mean(losses[-10:])
+    figures["distill_loss_first"], figures["distill_loss_last"] = (
+        float(np.mean(losses[:10])),
+        float(np.mean(losses[-10:])),
     )
     figures["after"] = measure(student)
     if out_dir is not None:

@@ -50,8 +50,12 @@ class EvaluationConfig:
     lengths: list[int] = field(
         default_factory=lambda: [32, 64, 128, 256], metadata={"help": "token lengths to evaluate"}
     )
-    attacks: list[str] = field(default_factory=lambda: list(DEFAULT_ATTACKS), metadata={"help": "attacks as name:rate"})
-    fprs: list[float] = field(default_factory=lambda: [0.01, 0.0001], metadata={"help": "false-positive rates for TPR"})
+    attacks: list[str] = field(
+        default_factory=lambda: list(DEFAULT_ATTACKS), metadata={"help": "attacks as name:rate"}
+    )
+    fprs: list[float] = field(
+        default_factory=lambda: [0.01, 0.0001], metadata={"help": "false-positive rates for TPR"}
+    )
     bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the intervals"})
     confidence: float = field(default=0.95, metadata={"help": "coverage of the bootstrap intervals"})
     attack_seed: int = field(default=0, metadata={"help": "seed of the attacks and the bootstrap"})
@@ -222,7 +226,9 @@ def evaluate_watermark(
         from watermark.synthid import train_bayesian_detector
 
         detector_dir = Path(out_dir) / "bayesian_detector" if out_dir is not None else None
-        _, bayesian = train_bayesian_detector(key, marked_ids, plain_ids, pad_id, detector_dir, seed=config.attack_seed)
+        _, bayesian = train_bayesian_detector(
+            key, marked_ids, plain_ids, pad_id, detector_dir, seed=config.attack_seed
+        )
     report = {
         "key_id": key.key_id,
         "scheme": key.scheme,
@@ -332,7 +338,9 @@ def perplexity_scorer(model, tokenizer, batch_size: int = 16) -> PerplexityFn:
         model.eval()
         for start in range(0, len(prompts), batch_size):
             rows = []
-            for prompt, completion in zip(prompts[start : start + batch_size], completions[start : start + batch_size]):
+            for prompt, completion in zip(
+                prompts[start : start + batch_size], completions[start : start + batch_size]
+            ):
                 prompt_ids = tokenizer(prompt)["input_ids"]
                 rows.append((prompt_ids + list(completion), len(prompt_ids)))
             width = max(len(ids) for ids, _ in rows)

@@ -106,7 +106,7 @@ def tokenizer_digest(tokenizer_dir: str | os.PathLike) -> tuple[str, int]:
     identity = {k: v for k, v in spec.items() if k not in ("truncation", "padding", "version")}
     blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     vocab = spec["model"].get("vocab") or {}
-    ids = [i for i in (vocab.values() if isinstance(vocab, dict) else range(len(vocab)))]
+    ids = list((vocab.values() if isinstance(vocab, dict) else range(len(vocab))))
     ids += [t.get("id", 0) for t in spec.get("added_tokens") or []]
     vocab_size = (max(ids) + 1) if ids else 0
     return "sha256:" + hashlib.sha256(blob.encode("utf-8")).hexdigest(), int(vocab_size)

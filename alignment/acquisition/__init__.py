@@ -39,7 +39,7 @@ ALIASES = {"adpo": "uncertainty+pseudo"}
 
 @dataclass(frozen=True)
 class StrategySpec:
-    name: str           # as the user wrote it (normalised)
+    name: str  # as the user wrote it (normalised)
     base: str
     kcenter: bool = False
     pseudo: bool = False
@@ -55,10 +55,14 @@ def parse_strategy(text: str) -> StrategySpec:
     base, modifiers = parts[0], parts[1:]
     known = ", ".join([*BASE_STRATEGIES, *ALIASES])
     if base not in BASE_STRATEGIES:
-        raise UnknownStrategyError(f"strategies: unknown strategy {text.strip()!r} (choose from {known}; add +kcenter or +pseudo)")
+        raise UnknownStrategyError(
+            f"strategies: unknown strategy {text.strip()!r} (choose from {known}; add +kcenter or +pseudo)"
+        )
     for modifier in modifiers:
         if modifier not in MODIFIERS:
-            raise UnknownStrategyError(f"strategies: unknown modifier {modifier!r} in {text.strip()!r} (choose from {', '.join(MODIFIERS)})")
+            raise UnknownStrategyError(
+                f"strategies: unknown modifier {modifier!r} in {text.strip()!r} (choose from {', '.join(MODIFIERS)})"
+            )
     return StrategySpec(name=name, base=base, kcenter="kcenter" in modifiers, pseudo="pseudo" in modifiers)
 
 
@@ -71,6 +75,12 @@ def parse_strategies(text: str | list[str]) -> list[StrategySpec]:
 
 
 __all__ = [
-    "BASE_STRATEGIES", "PseudoLabels", "SelectionContext", "Strategy", "StrategySpec",
-    "parse_strategies", "parse_strategy", "pseudo_label",
+    "BASE_STRATEGIES",
+    "PseudoLabels",
+    "SelectionContext",
+    "Strategy",
+    "StrategySpec",
+    "parse_strategies",
+    "parse_strategy",
+    "pseudo_label",
 ]

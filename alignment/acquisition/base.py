@@ -15,10 +15,10 @@ import numpy as np
 
 @dataclass
 class SelectionContext:
-    model: object            # a fitted BradleyTerryModel (or unfitted before the first labels)
-    x: np.ndarray            # pair-difference features of the whole pool, (n_pairs, d)
-    candidates: np.ndarray   # pool indices not yet requested
-    labelled: np.ndarray     # pool indices already requested
+    model: object  # a fitted BradleyTerryModel (or unfitted before the first labels)
+    x: np.ndarray  # pair-difference features of the whole pool, (n_pairs, d)
+    candidates: np.ndarray  # pool indices not yet requested
+    labelled: np.ndarray  # pool indices already requested
     rng: np.random.Generator
 
 

@@ -31,8 +31,8 @@ class EpigStrategy(Strategy):
             return np.zeros(len(ctx.candidates))
         draws = ctx.model.sample_weights(N_DRAWS, ctx.rng)
         targets = ctx.rng.choice(ctx.candidates, size=min(N_TARGETS, len(ctx.candidates)), replace=False)
-        candidate_p = sigmoid(ctx.x[ctx.candidates] @ draws.T)   # (candidates, draws): P(a ≻ b | w)
-        target_p = sigmoid(ctx.x[targets] @ draws.T)              # (targets, draws)
+        candidate_p = sigmoid(ctx.x[ctx.candidates] @ draws.T)  # (candidates, draws): P(a ≻ b | w)
+        target_p = sigmoid(ctx.x[targets] @ draws.T)  # (targets, draws)
         return expected_information(candidate_p, target_p)
 
 
@@ -40,8 +40,8 @@ def expected_information(candidate_p: np.ndarray, target_p: np.ndarray) -> np.nd
     """Mean over targets of I(y; y*) for each candidate, from per-draw probabilities."""
     n_draws = candidate_p.shape[1]
     eps = 1e-12
-    marginal_c = candidate_p.mean(1)[:, None]   # p(y = 1)
-    marginal_t = target_p.mean(1)[None, :]      # p(y* = 1)
+    marginal_c = candidate_p.mean(1)[:, None]  # p(y = 1)
+    marginal_t = target_p.mean(1)[None, :]  # p(y* = 1)
     information = np.zeros((len(candidate_p), len(target_p)))
     for c_side, c_marginal in ((candidate_p, marginal_c), (1 - candidate_p, 1 - marginal_c)):
         for t_side, t_marginal in ((target_p, marginal_t), (1 - target_p, 1 - marginal_t)):

@@ -36,11 +36,11 @@ class FisherStrategy(Strategy):
         x = ctx.x[ctx.candidates]
         sigma = _prior_covariance(ctx)
         weight = self._weights(ctx)
-        projected = x @ sigma                       # rows: Σx for every candidate
+        projected = x @ sigma  # rows: Σx for every candidate
         variance = np.einsum("ij,ij->i", projected, x)
         chosen: list[int] = []
         available = np.ones(len(x), dtype=bool)
-        jitter = ctx.rng.random(len(x)) * 1e-12     # random tie-break before any label
+        jitter = ctx.rng.random(len(x)) * 1e-12  # random tie-break before any label
         for _ in range(min(k, len(x))):
             gain = np.where(available, np.log1p(weight * variance) + jitter, -np.inf)
             best = int(np.argmax(gain))

@@ -15,9 +15,9 @@ import numpy as np
 
 @dataclass
 class PseudoLabels:
-    indices: np.ndarray      # pool indices
-    prefer_a: np.ndarray     # 1 where the model prefers a
-    confidence: np.ndarray   # P(predicted is better), in [threshold, 1]
+    indices: np.ndarray  # pool indices
+    prefer_a: np.ndarray  # 1 where the model prefers a
+    confidence: np.ndarray  # P(predicted is better), in [threshold, 1]
 
 
 def pseudo_label(model, x: np.ndarray, candidates: np.ndarray, threshold: float, cap: int) -> PseudoLabels:

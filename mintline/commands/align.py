@@ -36,9 +36,18 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
     group = parser.add_subparsers(parser_class=MintlineParser, dest="verb")
     parser.default_subcommand = "run"
 
-    run = group.add_parser("run", help="candidate pairs → active labelling → DPO (the whole stage)",
-                           dataclass_types=(AlignStageConfig, CandidateConfig, ActiveLoopConfig, RewardModelConfig,
-                                             RewardFamilyConfig, RunArguments))
+    run = group.add_parser(
+        "run",
+        help="candidate pairs → active labelling → DPO (the whole stage)",
+        dataclass_types=(
+            AlignStageConfig,
+            CandidateConfig,
+            ActiveLoopConfig,
+            RewardModelConfig,
+            RewardFamilyConfig,
+            RunArguments,
+        ),
+    )
     run.set_defaults(handler=run_main)
 
     # TRL's configs import torch and transformers (~20 s on a busy machine): build these two
@@ -46,8 +55,11 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
     add_lazy_parser(group, "dpo", "DPO with TRL on a preference JSONL", build_dpo_parser)
     add_lazy_parser(group, "reward", "full-model reward model with TRL's RewardTrainer", build_reward_parser)
 
-    bench = group.add_parser("benchmark", help="pool-based label-efficiency benchmark of acquisition strategies",
-                             dataclass_types=(BenchmarkConfig, RewardModelConfig, RewardFamilyConfig))
+    bench = group.add_parser(
+        "benchmark",
+        help="pool-based label-efficiency benchmark of acquisition strategies",
+        dataclass_types=(BenchmarkConfig, RewardModelConfig, RewardFamilyConfig),
+    )
     bench.set_defaults(handler=benchmark_main)
     return parser
 
@@ -101,10 +113,12 @@ def run_main(stage, candidates, loop, rm_config, family, run, options) -> Comman
         text = f"align: waiting for {figures['waiting_for']} labels ({figures['labels_received']} of {figures['labels_requested']} in); run again later"
     else:
         dpo = figures["dpo"]
-        text = (f"align: {figures['labels_received']} labels ({figures['labels_skipped']} skipped, {figures['pseudo_labels']} pseudo) "
-                f"in {figures['rounds_this_call']} rounds of '{figures['strategy']}'; DPO {dpo['steps']} steps, "
-                f"{dpo_accuracy_text(dpo)}; "
-                f"{dpo['saved']} in {figures['model_dir']}")
+        text = (
+            f"align: {figures['labels_received']} labels ({figures['labels_skipped']} skipped, {figures['pseudo_labels']} pseudo) "
+            f"in {figures['rounds_this_call']} rounds of '{figures['strategy']}'; DPO {dpo['steps']} steps, "
+            f"{dpo_accuracy_text(dpo)}; "
+            f"{dpo['saved']} in {figures['model_dir']}"
+        )
     return CommandResult(data=figures, text=text)
 
 
@@ -114,11 +128,15 @@ def dpo_accuracy_text(dpo: dict) -> str:
     verdict = dpo.get("verdict") or {}
     if verdict.get("ci"):
         low, high = verdict["ci"]
-        figure = (f"DPO acc {format_value(verdict['accuracy'])} [{low:.2f}, {high:.2f}] on {verdict['pairs']} "
-                  f"{verdict['measured_on']}")
+        figure = (
+            f"DPO acc {format_value(verdict['accuracy'])} [{low:.2f}, {high:.2f}] on {verdict['pairs']} "
+            f"{verdict['measured_on']}"
+        )
         return figure if verdict["helped"] else f"{figure} — DID NOT BEAT the pre-DPO policy (0.5)"
     if dpo.get("gold_implicit_reward_accuracy") is not None:
-        return f"DPO acc {format_value(dpo['gold_implicit_reward_accuracy'])} on {dpo.get('gold_eval_pairs')} gold pairs"
+        return (
+            f"DPO acc {format_value(dpo['gold_implicit_reward_accuracy'])} on {dpo.get('gold_eval_pairs')} gold pairs"
+        )
     return f"DPO acc {format_value(dpo.get('heldout_implicit_reward_accuracy'))} on held-out labels"
 
 
@@ -145,8 +163,11 @@ def benchmark_main(config, rm_config, family, options) -> CommandResult:
     results = run_benchmark(config, rm_config, family=family)
     summary = summarise(results, config.budget)
     if config.plot:
-        summary["plot"] = plot_curves(summary, config.plot, f"{Path(config.pairs).name}: {config.features}, "
-                                      f"{config.seeds} seeds, noise {config.label_noise}")
+        summary["plot"] = plot_curves(
+            summary,
+            config.plot,
+            f"{Path(config.pairs).name}: {config.features}, {config.seeds} seeds, noise {config.label_noise}",
+        )
     data = {
         "label_ratio": summary["label_ratio"],
         "label_ratio_ci": summary["label_ratio_ci"],
@@ -167,8 +188,11 @@ def benchmark_main(config, rm_config, family, options) -> CommandResult:
         "length_matched_accuracy": summary["length_matched_accuracy"],
         "length_matched_test_pairs": results["length_matched_test_pairs"],
         "best_strategy": summary["best_strategy"],
-        **{k: summary[k] for k in ("ceiling", "system_gain", "feature_gain", "pseudo_labels_per_seed", "plot")
-           if k in summary},
+        **{
+            k: summary[k]
+            for k in ("ceiling", "system_gain", "feature_gain", "pseudo_labels_per_seed", "plot")
+            if k in summary
+        },
         "flatness": summary["flatness"],
         "curves": summary["curves"],
     }
@@ -181,41 +205,59 @@ def benchmark_text(data: dict) -> str:
         ratio = data["label_ratio"].get(name)
         interval = data["label_ratio_ci"].get(name) if data["label_ratio_ci"] else None
         steps = curve["accuracy_mean"]
-        rows.append({
-            "strategy": name,
-            "acc@25%": steps[max(0, len(steps) // 4 - 1)],
-            "acc@50%": steps[max(0, len(steps) // 2 - 1)],
-            "acc@100%": steps[-1],
-            "label ratio": "" if name not in data["label_ratio"] else "refused" if data["flat"] else "> 1" if ratio is None else ratio,
-            "95% CI": "" if not interval else f"[{_fmt(interval[0])}, {_fmt(interval[1])}]",
-            "s/label": data["seconds_per_label"].get(name, ""),
-            "s/round": data["seconds_per_round"].get(name) or "",
-            "acc (length-matched)": data["length_matched_accuracy"].get(name, ""),
-        })
-    lines = [format_table(rows),
-             f"target = random's accuracy at the full budget ({data['budget']} labels): {data['target_accuracy']}; "
-             f"test {data['test_size']} pairs, pool {data['pool_size']}, {data['seeds']} seeds, features {data['features']}"]
+        rows.append(
+            {
+                "strategy": name,
+                "acc@25%": steps[max(0, len(steps) // 4 - 1)],
+                "acc@50%": steps[max(0, len(steps) // 2 - 1)],
+                "acc@100%": steps[-1],
+                "label ratio": ""
+                if name not in data["label_ratio"]
+                else "refused"
+                if data["flat"]
+                else "> 1"
+                if ratio is None
+                else ratio,
+                "95% CI": "" if not interval else f"[{_fmt(interval[0])}, {_fmt(interval[1])}]",
+                "s/label": data["seconds_per_label"].get(name, ""),
+                "s/round": data["seconds_per_round"].get(name) or "",
+                "acc (length-matched)": data["length_matched_accuracy"].get(name, ""),
+            }
+        )
+    lines = [
+        format_table(rows),
+        f"target = random's accuracy at the full budget ({data['budget']} labels): {data['target_accuracy']}; "
+        f"test {data['test_size']} pairs, pool {data['pool_size']}, {data['seeds']} seeds, features {data['features']}",
+    ]
     if "ceiling" in data:
         ceiling = data["ceiling"]
-        lines.append(f"ceiling ({data['reward_model']} on every pool label): {ceiling['accuracy']} {ceiling['ci'] or ''}; "
-                     f"random at {data['budget']} labels: {ceiling['full_budget_random']}")
-    lines.append(f"random's curve from {data['flatness']['half_budget']} to {data['budget']} labels: "
-                 f"{data['flatness']['gain_half_to_full']:+.4f} {data['flatness']['gain_ci']} "
-                 f"({'flat' if data['flat'] else 'still rising'})")
+        lines.append(
+            f"ceiling ({data['reward_model']} on every pool label): {ceiling['accuracy']} {ceiling['ci'] or ''}; "
+            f"random at {data['budget']} labels: {ceiling['full_budget_random']}"
+        )
+    lines.append(
+        f"random's curve from {data['flatness']['half_budget']} to {data['budget']} labels: "
+        f"{data['flatness']['gain_half_to_full']:+.4f} {data['flatness']['gain_ci']} "
+        f"({'flat' if data['flat'] else 'still rising'})"
+    )
     if data["flat"]:
         lines.append("no ratios: " + data["refused"])
     if "system_gain" in data:
         system = data["system_gain"]
-        lines.append(f"system gain ({system['reward_model']} + {system['strategy']} vs random + "
-                     f"{system['baseline']['reward_model']} on {system['baseline']['features']}): label ratio "
-                     f"{'refused (baseline flat)' if system['baseline_flat'] else _fmt(system['label_ratio'])} "
-                     f"{system['label_ratio_ci'] or ''}; full-budget accuracy {system['system_full_budget_accuracy']} vs "
-                     f"{system['baseline_full_budget_accuracy']}")
+        lines.append(
+            f"system gain ({system['reward_model']} + {system['strategy']} vs random + "
+            f"{system['baseline']['reward_model']} on {system['baseline']['features']}): label ratio "
+            f"{'refused (baseline flat)' if system['baseline_flat'] else _fmt(system['label_ratio'])} "
+            f"{system['label_ratio_ci'] or ''}; full-budget accuracy {system['system_full_budget_accuracy']} vs "
+            f"{system['baseline_full_budget_accuracy']}"
+        )
     if "feature_gain" in data:
         gain = data["feature_gain"]
-        lines.append(f"feature gain (random, {data['features']} vs baseline features): label ratio "
-                     f"{gain['random_label_ratio']} {gain['random_label_ratio_ci']}; full-budget accuracy "
-                     f"{gain['features_full_budget_accuracy']} vs {gain['baseline_full_budget_accuracy']}")
+        lines.append(
+            f"feature gain (random, {data['features']} vs baseline features): label ratio "
+            f"{gain['random_label_ratio']} {gain['random_label_ratio_ci']}; full-budget accuracy "
+            f"{gain['features_full_budget_accuracy']} vs {gain['baseline_full_budget_accuracy']}"
+        )
     if data.get("skipped_rows"):
         lines.append(f"skipped rows: {data['skipped_rows']}")
     if data.get("plot"):
@@ -229,7 +271,8 @@ def _fmt(value) -> str:
 
 if __name__ == "__main__":
     parser = make_parser()
-    from mintline.cli import main as cli_main
     import sys
+
+    from mintline.cli import main as cli_main
 
     raise SystemExit(cli_main(["align", *sys.argv[1:]]))

@@ -38,15 +38,21 @@ class PushArguments:
 class LedgerArguments:
     ledger: str | None = field(
         default=None,
-        metadata={"help": "ledger file to read (default: <run_dir>/annotate/ledger.sqlite, else <run_dir>/align/ledger.sqlite)"},
+        metadata={
+            "help": "ledger file to read (default: <run_dir>/annotate/ledger.sqlite, else <run_dir>/align/ledger.sqlite)"
+        },
     )
 
 
 @dataclass
 class ExportArguments:
     format: str = field(default="trl", metadata={"help": "export format", "choices": ["trl"]})
-    output: str | None = field(default=None, metadata={"help": "output file (default: <run_dir>/annotate/preferences.jsonl)"})
-    include_ties: bool = field(default=False, metadata={"help": "also write tied pairs (marked label=tie in provenance)"})
+    output: str | None = field(
+        default=None, metadata={"help": "output file (default: <run_dir>/annotate/preferences.jsonl)"}
+    )
+    include_ties: bool = field(
+        default=False, metadata={"help": "also write tied pairs (marked label=tie in provenance)"}
+    )
     include_pseudo: bool = field(default=False, metadata={"help": "also write model-made pseudo labels (kind=pseudo)"})
 
 
@@ -63,9 +69,16 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
         "init": ("create or find the Label Studio project", server, init_main),
         "push": ("push preference pairs as tasks with predictions", (PushArguments, *server), push_main),
         "pull": ("pull new and edited annotations into the ledger", server, pull_main),
-        "export": ("export labels as TRL preference JSONL", (ExportArguments, LedgerArguments, RunArguments), export_main),
-        "status": ("tasks, labels, pending, skips, agreement, budget used",
-                   (AnnotationOptions, LedgerArguments, RunArguments), status_main),
+        "export": (
+            "export labels as TRL preference JSONL",
+            (ExportArguments, LedgerArguments, RunArguments),
+            export_main,
+        ),
+        "status": (
+            "tasks, labels, pending, skips, agreement, budget used",
+            (AnnotationOptions, LedgerArguments, RunArguments),
+            status_main,
+        ),
     }
     for verb, (summary, types, handler) in verbs.items():
         child = group.add_parser(verb, help=summary, dataclass_types=types)
@@ -76,13 +89,17 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
 
 
 def _config(options: AnnotationOptions, settings: LabelStudioSettings | None, run: RunArguments) -> AnnotationConfig:
-    return AnnotationConfig(**asdict(options), workdir=str(layout.stage_dir(run.run_dir, STAGE)),
-                            labelstudio=settings or LabelStudioSettings())
+    return AnnotationConfig(
+        **asdict(options),
+        workdir=str(layout.stage_dir(run.run_dir, STAGE)),
+        labelstudio=settings or LabelStudioSettings(),
+    )
 
 
 def _run_ledger(run: RunArguments, given: str | None) -> str:
     """The ledger export and status read: --ledger, else the run's annotate ledger, else the align stage's."""
     from annotation.errors import LedgerError
+
     if given:
         if not Path(given).is_file():
             raise LedgerError(f"ledger: no such file: {given}")
@@ -92,8 +109,10 @@ def _run_ledger(run: RunArguments, given: str | None) -> str:
     for candidate in candidates:
         if candidate.is_file():
             return str(candidate)
-    raise LedgerError(f"no ledger at {candidates[0]} or {candidates[1]}: run `mintline annotate init` (or push) "
-                      "or the align stage first, or pass --ledger PATH")
+    raise LedgerError(
+        f"no ledger at {candidates[0]} or {candidates[1]}: run `mintline annotate init` (or push) "
+        "or the align stage first, or pass --ledger PATH"
+    )
 
 
 def _journal(run: RunArguments, verb: str, config: AnnotationConfig, figures: dict) -> None:
@@ -111,8 +130,11 @@ def init_main(options, settings, run, cli) -> CommandResult:
     figures = init_project(config)
     _journal(run, "init", config, figures)
     verb = "created" if figures["created"] else "using"
-    return CommandResult(figures, f"{verb} project {figures['project_id']} ({figures['project_title']!r}) at {figures['url']}\n"
-                                  f"ledger: {figures['ledger']}")
+    return CommandResult(
+        figures,
+        f"{verb} project {figures['project_id']} ({figures['project_title']!r}) at {figures['url']}\n"
+        f"ledger: {figures['ledger']}",
+    )
 
 
 def push_main(push_args, options, settings, run, cli) -> CommandResult:
@@ -123,9 +145,11 @@ def push_main(push_args, options, settings, run, cli) -> CommandResult:
     pairs = read_pairs_jsonl(cli.pairs)
     figures = push(config, pairs, round=push_args.round)
     _journal(run, "push", config, {**figures, "pairs_file": cli.pairs})
-    text = (f"pushed {figures['pushed']} tasks to project {figures['project_id']} at {figures['url']} "
-            f"({figures['already_there']} of {figures['pairs']} pairs were already there; "
-            f"{figures['predictions']} with predictions, model_version {figures['model_version']})")
+    text = (
+        f"pushed {figures['pushed']} tasks to project {figures['project_id']} at {figures['url']} "
+        f"({figures['already_there']} of {figures['pairs']} pairs were already there; "
+        f"{figures['predictions']} with predictions, model_version {figures['model_version']})"
+    )
     return CommandResult(figures, text)
 
 
@@ -136,11 +160,13 @@ def pull_main(options, settings, run, cli) -> CommandResult:
     figures = pull(config)
     _journal(run, "pull", config, figures)
     totals = figures["totals"]
-    text = (f"pulled from project {figures['project_id']} at {figures['url']}: {figures['new']} new, "
-            f"{figures['edited']} edited, {figures['skips']} skips, {figures['rejected']} rejected, "
-            f"{figures['deleted_tasks']} deleted tasks\n"
-            f"ledger: {totals['labelled']} of {totals['requested']} pairs labelled, {totals['pending']} pending, "
-            f"{totals['skipped']} skipped by every annotator who answered")
+    text = (
+        f"pulled from project {figures['project_id']} at {figures['url']}: {figures['new']} new, "
+        f"{figures['edited']} edited, {figures['skips']} skips, {figures['rejected']} rejected, "
+        f"{figures['deleted_tasks']} deleted tasks\n"
+        f"ledger: {totals['labelled']} of {totals['requested']} pairs labelled, {totals['pending']} pending, "
+        f"{totals['skipped']} skipped by every annotator who answered"
+    )
     return CommandResult(figures, text)
 
 
@@ -149,11 +175,15 @@ def export_main(export_args, ledger_args, run, cli) -> CommandResult:
 
     config = _config(AnnotationOptions(), None, run)
     config.ledger = _run_ledger(run, ledger_args.ledger)
-    figures = export(config, export_args.output, include_pseudo=export_args.include_pseudo,
-                     include_ties=export_args.include_ties)
+    figures = export(
+        config, export_args.output, include_pseudo=export_args.include_pseudo, include_ties=export_args.include_ties
+    )
     _journal(run, "export", config, figures)
-    return CommandResult(figures, f"wrote {figures['rows']} preference rows from {figures['ledger']} to {figures['path']} "
-                                  "(TRL prompt/chosen/rejected)")
+    return CommandResult(
+        figures,
+        f"wrote {figures['rows']} preference rows from {figures['ledger']} to {figures['path']} "
+        "(TRL prompt/chosen/rejected)",
+    )
 
 
 def status_main(options, ledger_args, run, cli) -> CommandResult:

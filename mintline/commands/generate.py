@@ -1,9 +1,9 @@
 """`mintline generate`: text from a saved model, batched; the pattern every command follows.
 
-    mintline generate --model runs/default/pretrain/model --prompt "def add(" --max_new_tokens 40
-    mintline generate --model DIR --prompts_file prompts.txt --json
-    mintline generate --model DIR --prompt "def add(" --watermark-key runs/default/watermark/key.json
-    mintline generate --model runs/default/align/model --prompt "def add("    # a PEFT adapter on its base
+mintline generate --model runs/default/pretrain/model --prompt "def add(" --max_new_tokens 40
+mintline generate --model DIR --prompts_file prompts.txt --json
+mintline generate --model DIR --prompt "def add(" --watermark-key runs/default/watermark/key.json
+mintline generate --model runs/default/align/model --prompt "def add("    # a PEFT adapter on its base
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ class GenerateArguments:
     )
     base_model: str = field(
         default=None,
-        metadata={"help": "for a PEFT adapter: its base model directory (default: the adapter config's "
-                          "base_model_name_or_path, relative to the adapter directory when relative)"},
+        metadata={
+            "help": "for a PEFT adapter: its base model directory (default: the adapter config's "
+            "base_model_name_or_path, relative to the adapter directory when relative)"
+        },
     )
     prompt: list[str] = field(default_factory=list, metadata={"help": "one or more prompts"})
     prompts_file: str = field(default=None, metadata={"help": "a text file with one prompt per line"})

@@ -169,9 +169,14 @@ def summary(figures: dict, out_dir: Path) -> str:
         table = format_table([{"rule": rule, "documents": count} for rule, count in removed])
         lines.extend("    " + row for row in table.splitlines())
     if figures["read_warnings"]:
-        lines.append("  skipped or repaired while reading: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in figures["read_warnings"].items()))
+        lines.append(
+            "  skipped or repaired while reading: "
+            + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in figures["read_warnings"].items())
+        )
     lines.append(f"  {figures['seconds']:.1f} s, {figures['docs_per_s']} docs/s -> {out_dir}")
-    lines.append(f"  per-rule bytes in {out_dir / 'filter_report.json'}; 'mintline prepare --explain ID' says why a document went")
+    lines.append(
+        f"  per-rule bytes in {out_dir / 'filter_report.json'}; 'mintline prepare --explain ID' says why a document went"
+    )
     return "\n".join(lines)
 
 

@@ -1,9 +1,9 @@
 """`mintline pretrain`: prepared shards + tokenizer → a causal LM checkpoint.
 
-    mintline pretrain --run_dir runs/demo --model tiny --max_steps 2000
-    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 -m mintline pretrain --run_dir runs/demo
-    mintline pretrain --config pretrain.yaml --learning_rate 1e-3      # YAML + overrides
-    mintline pretrain --run_dir runs/demo --prune_heads 0.5 --prune_neurons 0.5   # dynamic pruning
+mintline pretrain --run_dir runs/demo --model tiny --max_steps 2000
+OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 -m mintline pretrain --run_dir runs/demo
+mintline pretrain --config pretrain.yaml --learning_rate 1e-3      # YAML + overrides
+mintline pretrain --run_dir runs/demo --prune_heads 0.5 --prune_neurons 0.5   # dynamic pruning
 """
 
 from __future__ import annotations
@@ -90,13 +90,16 @@ def run_pretrain_stage(
         if not Path(path).exists():
             raise CorpusError(f"{label}: no such directory: {path} (run `mintline prepare --run_dir {run_dir}` first)")
     from pretrain.engine import pretrain  # torch and transformers: only once the inputs are known to exist
+
     output_dir = layout.stage_dir(run_dir, layout.PRETRAIN)
     sparsity = sparsity or SparsityArguments()
     journal = Journal(run_dir)
     with journal.stage(
         "pretrain",
         # a dense run's recorded config stays what it was before sparsity existed
-        config={**asdict(args), "sparsity": asdict(sparsity)} if sparsity.structured or sparsity.unstructured else args,
+        config={**asdict(args), "sparsity": asdict(sparsity)}
+        if sparsity.structured or sparsity.unstructured
+        else args,
         inputs={"data": args.data_dir, "tokenizer": args.tokenizer},
         outputs=[output_dir / "model"],
         force=run.force,
@@ -118,11 +121,15 @@ def leave_process_group() -> None:
         dist.destroy_process_group()
 
 
-def main(args: PretrainArguments, sparsity: SparsityArguments, run: RunArguments, options: argparse.Namespace) -> CommandResult:
+def main(
+    args: PretrainArguments, sparsity: SparsityArguments, run: RunArguments, options: argparse.Namespace
+) -> CommandResult:
     figures, skipped = run_pretrain_stage(args, run, sparsity)
     leave_process_group()
     summary = {key: figures.get(key) for key in SUMMARY_KEYS if figures.get(key) is not None}
-    summary.update({key: figures["sparsity"][key] for key in SPARSITY_SUMMARY_KEYS if key in figures.get("sparsity", {})})
+    summary.update(
+        {key: figures["sparsity"][key] for key in SPARSITY_SUMMARY_KEYS if key in figures.get("sparsity", {})}
+    )
     heading = "pretrain: already finished with these inputs and config (run.json); nothing to do\n" if skipped else ""
     return CommandResult(data={"skipped": skipped, **figures}, text=heading + format_key_values(summary))
 

@@ -24,10 +24,14 @@ from pretrain.sparsity.config import PostTrainingArguments
 @dataclass
 class PruneArguments:
     model: str = field(default=None, metadata={"help": "model directory to prune (default: <run_dir>/pretrain/model)"})
-    out: str = field(default=None, metadata={"help": "where the pruned model is saved (default: <run_dir>/prune/model)"})
+    out: str = field(
+        default=None, metadata={"help": "where the pruned model is saved (default: <run_dir>/prune/model)"}
+    )
     calibration_data: str = field(
         default=None,
-        metadata={"help": "a .jsonl/.parquet file or a directory of validation-* shards (default: <run_dir>/prepare/data)"},
+        metadata={
+            "help": "a .jsonl/.parquet file or a directory of validation-* shards (default: <run_dir>/prepare/data)"
+        },
     )
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)"})
 
@@ -94,7 +98,9 @@ def prune(args: PruneArguments, post: PostTrainingArguments, run: RunArguments) 
         torch.set_num_threads(args.num_threads)
     journal = Journal(run.run_dir)
     inputs = {"model": model_dir, **{f"calibration:{f.name}": f for f in files}}
-    with journal.stage("prune", config={"prune": args, "post_training": post}, inputs=inputs, outputs=[out_dir], force=run.force) as stage:
+    with journal.stage(
+        "prune", config={"prune": args, "post_training": post}, inputs=inputs, outputs=[out_dir], force=run.force
+    ) as stage:
         if stage.skipped:
             return {**stage.figures, "skipped": True}
         model, tokenizer = load_model_and_tokenizer(model_dir, dtype=torch.float32)
@@ -110,7 +116,11 @@ def prune(args: PruneArguments, post: PostTrainingArguments, run: RunArguments) 
 
 def render(figures: dict) -> str:
     rows = [
-        {"": "nonzero parameters", "before": figures["nonzero_parameters_before"], "after": figures["nonzero_parameters_after"]},
+        {
+            "": "nonzero parameters",
+            "before": figures["nonzero_parameters_before"],
+            "after": figures["nonzero_parameters_after"],
+        },
         {"": "validation loss", "before": figures["eval_loss_before"], "after": figures["eval_loss_after"]},
         {"": "perplexity", "before": figures["perplexity_before"], "after": figures["perplexity_after"]},
         {
@@ -130,7 +140,9 @@ def render(figures: dict) -> str:
     return "\n".join(lines)
 
 
-def main(args: PruneArguments, post: PostTrainingArguments, run: RunArguments, options: argparse.Namespace) -> CommandResult:
+def main(
+    args: PruneArguments, post: PostTrainingArguments, run: RunArguments, options: argparse.Namespace
+) -> CommandResult:
     figures = prune(args, post, run)
     if figures.get("skipped"):
         return CommandResult(data=figures, text=f"prune: finished earlier with the same inputs; {figures.get('out')}")

@@ -65,7 +65,9 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
     if subparsers is None:
         parser = MintlineParser(None, prog="mintline release", description=description)
     else:
-        parser = subparsers.add_parser("release", help="build, sign and verify MIT release bundles", description=description)
+        parser = subparsers.add_parser(
+            "release", help="build, sign and verify MIT release bundles", description=description
+        )
     verbs = parser.add_subparsers(parser_class=MintlineParser, title="verbs", metavar="{keygen,build,verify}")
 
     keygen = verbs.add_parser(

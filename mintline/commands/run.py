@@ -24,7 +24,9 @@ WAITING_EXIT_CODE = 3
 
 @dataclass
 class RunCommandArguments:
-    run_dir: str = field(default=None, metadata={"help": "run directory (default: the config's run_dir, else runs/default)"})
+    run_dir: str = field(
+        default=None, metadata={"help": "run directory (default: the config's run_dir, else runs/default)"}
+    )
     report_only: bool = field(default=False, metadata={"help": "only (re)write the report from what run.json holds"})
 
 
@@ -98,7 +100,9 @@ def main(args: RunCommandArguments, options: argparse.Namespace) -> CommandResul
         "config": config.source,
         "finished": result.finished,
         "waiting_for_labels": result.waiting_for,
-        "stages": {o.name: {"skipped": o.skipped, "seconds": result.seconds.get(o.name), **o.figures} for o in result.outcomes},
+        "stages": {
+            o.name: {"skipped": o.skipped, "seconds": result.seconds.get(o.name), **o.figures} for o in result.outcomes
+        },
         "report": paths,
     }
     lines = ["", format_table(rows, ["stage", "status", "seconds", "key figures"]), ""]
@@ -121,7 +125,9 @@ def summary_row(outcome, seconds) -> dict:
 
     figures = outcome.figures
     headline = {
-        "prepare": lambda f: f"kept {f.get('docs_kept')}/{f.get('docs_read')} docs, {f.get('bytes_kept', 0) / 1e6:.2f} MB",
+        "prepare": lambda f: (
+            f"kept {f.get('docs_kept')}/{f.get('docs_read')} docs, {f.get('bytes_kept', 0) / 1e6:.2f} MB"
+        ),
         "pretrain": lambda f: (
             f"{parameters_text(f)}, {f.get('steps')} steps, val loss {format_value(f.get('eval_loss'))} "
             f"(ppl {format_value(f.get('eval_perplexity'))}), {format_value(f.get('tokens_per_second'))} tok/s"
@@ -136,7 +142,9 @@ def summary_row(outcome, seconds) -> dict:
             f"key {str(f.get('key_id', ''))[:13]}…, detected {f.get('marked', {}).get('flagged')}/{f.get('marked', {}).get('texts')}, "
             f"false positives {f.get('false_positives')}"
         ),
-        "release": lambda f: f"signed {str(f.get('fingerprint', ''))[:12]}…, verified {'OK' if f.get('verified') else 'NO'}",
+        "release": lambda f: (
+            f"signed {str(f.get('fingerprint', ''))[:12]}…, verified {'OK' if f.get('verified') else 'NO'}"
+        ),
     }[outcome.name]
     try:
         text = headline(figures)

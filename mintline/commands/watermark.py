@@ -96,7 +96,9 @@ class DetectArguments:
 
 @dataclass
 class EvaluateArguments:
-    model: str = field(default=None, metadata={"help": "model directory that generates the texts (with its tokenizer)"})
+    model: str = field(
+        default=None, metadata={"help": "model directory that generates the texts (with its tokenizer)"}
+    )
     key: str = field(default=None, metadata={"help": "watermark key file"})
     reference_model: str = field(default=None, metadata={"help": "model that scores perplexity (default: --model)"})
     out: str = field(default=None, metadata={"help": "output directory; default RUN_DIR/watermark/evaluation"})

@@ -57,9 +57,7 @@ def load_run_config(path: str | None, run_dir: str | None, overrides: list[str])
         user = _read_yaml(Path(path))
         unknown = sorted(set(user) - {"run_dir", *STAGES})
         if unknown:
-            raise RunConfigError(
-                f"{path}: unknown section {unknown[0]!r}; sections are run_dir, {', '.join(STAGES)}"
-            )
+            raise RunConfigError(f"{path}: unknown section {unknown[0]!r}; sections are run_dir, {', '.join(STAGES)}")
         for key, value in user.items():
             if key in STAGES:
                 if value is not None and not isinstance(value, dict):
@@ -69,7 +67,9 @@ def load_run_config(path: str | None, run_dir: str | None, overrides: list[str])
             else:
                 document[key] = value
         source = str(path)
-    config = RunConfig(run_dir=str(run_dir or document.get("run_dir") or "runs/default"), source=source, origins=origins)
+    config = RunConfig(
+        run_dir=str(run_dir or document.get("run_dir") or "runs/default"), source=source, origins=origins
+    )
     config.sections = {name: dict(document.get(name) or {}) for name in STAGES}
     for section, key, value in parse_overrides(overrides):
         config.sections[section][key] = value

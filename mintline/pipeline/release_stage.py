@@ -50,8 +50,12 @@ def run_release(config: ReleaseStageConfig, options, run_dir: Path) -> StageOutc
             private_key.parent.mkdir(parents=True, exist_ok=True)
             fingerprint = generate_keypair(prefix, config.algorithm)
         common = dict(
-            name=config.name, version=config.version, holder=config.holder, run_json=run_dir / "run.json",
-            overwrite=True, tar=config.tar,
+            name=config.name,
+            version=config.version,
+            holder=config.holder,
+            run_json=run_dir / "run.json",
+            overwrite=True,
+            tar=config.tar,
         )
         figures: dict = {"fingerprint": fingerprint, "algorithm": config.algorithm, "adapter": is_adapter}
         base_bundle = None

@@ -148,7 +148,9 @@ def _sparsity_text(s: dict) -> str:
             f"over the run {s.get('train_flops_saved_fraction', 0):.1%} of the dense run's compute saved "
             f"({format_value(s.get('train_flops_saved'))} FLOPs)."
         )
-    speeds = [s.get(f"{kind}_tokens_per_second_{when}") for kind in ("train", "inference") for when in ("before", "after")]
+    speeds = [
+        s.get(f"{kind}_tokens_per_second_{when}") for kind in ("train", "inference") for when in ("before", "after")
+    ]
     if any(speeds):
         parts.append(
             f"Measured tokens/s before → after pruning: training {format_value(speeds[0])} → {format_value(speeds[1])}, "
@@ -187,14 +189,21 @@ def _align_section(run_dir: Path, record: dict | None, out: Path):
     dpo = f.get("dpo") or {}
     if dpo:
         text.append(
-            "DPO: " + ", ".join(f"{k} {format_value(v)}" for k, v in _flat(dpo).items() if not isinstance(v, (list, dict)))
-            + (f" (heldout: implicit-reward accuracy on the {f['exported_pairs'] - dpo['train_pairs']} labelled pairs held out of DPO)"
-               if dpo.get("heldout_implicit_reward_accuracy") is not None and f.get("exported_pairs") and dpo.get("train_pairs")
-               else "")
-            + (f" (gold: on the {dpo['gold_eval_pairs']} pairs the gold judge decided, which neither the reward model "
-               "nor DPO saw; 0.5 is the policy before DPO)"
-               if dpo.get("gold_implicit_reward_accuracy") is not None
-               else "")
+            "DPO: "
+            + ", ".join(f"{k} {format_value(v)}" for k, v in _flat(dpo).items() if not isinstance(v, (list, dict)))
+            + (
+                f" (heldout: implicit-reward accuracy on the {f['exported_pairs'] - dpo['train_pairs']} labelled pairs held out of DPO)"
+                if dpo.get("heldout_implicit_reward_accuracy") is not None
+                and f.get("exported_pairs")
+                and dpo.get("train_pairs")
+                else ""
+            )
+            + (
+                f" (gold: on the {dpo['gold_eval_pairs']} pairs the gold judge decided, which neither the reward model "
+                "nor DPO saw; 0.5 is the policy before DPO)"
+                if dpo.get("gold_implicit_reward_accuracy") is not None
+                else ""
+            )
         )
         verdict = dpo.get("verdict") or {}
         if verdict.get("text"):  # said plainly, in bold, whichever way it went
@@ -385,8 +394,13 @@ def _histogram_figure(samples: dict[str, list[float]], xlabel: str, threshold: t
 
 # -- rendering ------------------------------------------------------------------------------------
 def _markdown(run_dir: Path, journal: dict, sections) -> str:
-    lines = [f"# mintline run report: `{run_dir}`", "", f"Created {journal.get('run', {}).get('created_at')}, "
-             f"mintline {journal.get('run', {}).get('mintline_version')}, Python {journal.get('run', {}).get('python')}.", ""]
+    lines = [
+        f"# mintline run report: `{run_dir}`",
+        "",
+        f"Created {journal.get('run', {}).get('created_at')}, "
+        f"mintline {journal.get('run', {}).get('mintline_version')}, Python {journal.get('run', {}).get('python')}.",
+        "",
+    ]
     for title, paragraphs, images in sections:
         lines += [f"## {title}", ""]
         for paragraph in paragraphs:

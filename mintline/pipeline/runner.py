@@ -37,10 +37,14 @@ PIPELINE: tuple[Stage, ...] = (
         command="align",
         verbs=("run",),
         prepare_argv=lambda rd: [
-            "--run_dir", str(rd),
-            "--policy_model", str(layout.pretrained_model(rd)),
-            "--corpus", _validation_shard(rd),
-            "--output_dir", str(layout.stage_dir(rd, layout.ALIGN)),
+            "--run_dir",
+            str(rd),
+            "--policy_model",
+            str(layout.pretrained_model(rd)),
+            "--corpus",
+            _validation_shard(rd),
+            "--output_dir",
+            str(layout.stage_dir(rd, layout.ALIGN)),
         ],
     ),
     Stage("watermark", runner=run_watermark, dataclass_types=(WatermarkStageConfig,), prepare_argv=lambda rd: []),
@@ -65,7 +69,9 @@ def validate(config: RunConfig, quiet: bool) -> None:
     """Parse every section with its stage's parser before any work: bad keys fail in a second."""
     run_dir = Path(config.run_dir)
     for stage in PIPELINE:
-        parse_section(stage, config.section(stage.name), run_dir, quiet, origin=functools.partial(config.origin, stage.name))
+        parse_section(
+            stage, config.section(stage.name), run_dir, quiet, origin=functools.partial(config.origin, stage.name)
+        )
 
 
 def run_pipeline(config: RunConfig, quiet: bool = False) -> PipelineResult:

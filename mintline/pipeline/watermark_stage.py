@@ -35,7 +35,9 @@ class WatermarkStageConfig:
     scheme: Literal["kgw", "synthid"] = field(default="kgw", metadata={"help": "kgw (green lists) or synthid"})
     gamma: float = field(default=None, metadata={"help": "kgw green fraction (key default 0.25)"})
     delta: float = field(default=None, metadata={"help": "kgw bias (key default 2.5)"})
-    seeding: Literal["lefthash", "selfhash"] = field(default=None, metadata={"help": "kgw seeding (key default lefthash)"})
+    seeding: Literal["lefthash", "selfhash"] = field(
+        default=None, metadata={"help": "kgw seeding (key default lefthash)"}
+    )
     context_width: int = field(default=None, metadata={"help": "kgw context width (key default 1)"})
     samples: int = field(default=16, metadata={"help": "watermarked samples generated from the aligned model"})
     max_new_tokens: int = field(default=200, metadata={"help": "tokens per sample"})
@@ -47,13 +49,17 @@ class WatermarkStageConfig:
     seed: int = field(default=0, metadata={"help": "seed for prompts and sampling"})
     evaluate: bool = field(default=False, metadata={"help": "also run the robustness/quality evaluation (minutes)"})
     eval_samples: int = field(default=100, metadata={"help": "evaluation: texts with and without the mark"})
-    eval_lengths: list[int] = field(default_factory=lambda: [32, 64, 128, 256], metadata={"help": "evaluation: token lengths"})
+    eval_lengths: list[int] = field(
+        default_factory=lambda: [32, 64, 128, 256], metadata={"help": "evaluation: token lengths"}
+    )
     distill: bool = field(default=False, metadata={"help": "also distil the mark into the weights (slow)"})
     distill_steps: int = field(default=400, metadata={"help": "distillation steps"})
 
     def __post_init__(self):
         if self.samples < 2 or self.max_new_tokens < 16:
-            raise ValueError(f"samples and max_new_tokens: need >= 2 samples of >= 16 tokens, got {self.samples}, {self.max_new_tokens}")
+            raise ValueError(
+                f"samples and max_new_tokens: need >= 2 samples of >= 16 tokens, got {self.samples}, {self.max_new_tokens}"
+            )
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:
             raise ValueError(f"min_new_tokens: must be in [0, max_new_tokens], got {self.min_new_tokens}")
 
@@ -110,7 +116,9 @@ def run_watermark(config: WatermarkStageConfig, options, run_dir: Path) -> Stage
     return StageOutcome("watermark", stage.figures, text=text)
 
 
-def sample_and_detect(config: WatermarkStageConfig, key, base_model: Path, aligned: Path, data_dir: Path, out: Path) -> dict:
+def sample_and_detect(
+    config: WatermarkStageConfig, key, base_model: Path, aligned: Path, data_dir: Path, out: Path
+) -> dict:
     from transformers import AutoTokenizer
 
     from alignment.stage import load_aligned
@@ -132,7 +140,9 @@ def sample_and_detect(config: WatermarkStageConfig, key, base_model: Path, align
         top_p=1.0,
         seed=config.seed,
     )
-    marked = generate_texts(model, tokenizer, prompts, generation, logits_processor=[logits_processor_for(key, tokenizer)])
+    marked = generate_texts(
+        model, tokenizer, prompts, generation, logits_processor=[logits_processor_for(key, tokenizer)]
+    )
     plain = generate_texts(model, tokenizer, prompts, generation)
 
     detection = DetectionConfig(fpr=config.fpr)
@@ -142,10 +152,12 @@ def sample_and_detect(config: WatermarkStageConfig, key, base_model: Path, align
         "human": detect_texts(human, key, base_model, detection),
     }
     atomic_write_text(
-        out / "samples.jsonl", "".join(json.dumps({"prompt": p, "completion": t}) + "\n" for p, t in zip(prompts, marked))
+        out / "samples.jsonl",
+        "".join(json.dumps({"prompt": p, "completion": t}) + "\n" for p, t in zip(prompts, marked)),
     )
     atomic_write_text(
-        out / "detection.json", json.dumps({name: [r.to_dict() for r in results] for name, results in scores.items()}, indent=1)
+        out / "detection.json",
+        json.dumps({name: [r.to_dict() for r in results] for name, results in scores.items()}, indent=1),
     )
     figures = {"key_id": key.key_id, "scheme": key.scheme, "params": key.params, "fpr": config.fpr}
     for name, results in scores.items():
@@ -163,7 +175,9 @@ def sample_and_detect(config: WatermarkStageConfig, key, base_model: Path, align
     return figures
 
 
-def evaluate_and_distill(config: WatermarkStageConfig, key, model, tokenizer, tokenizer_dir: Path, passages, out: Path) -> dict:
+def evaluate_and_distill(
+    config: WatermarkStageConfig, key, model, tokenizer, tokenizer_dir: Path, passages, out: Path
+) -> dict:
     """The full robustness/quality evaluation and the distillation, on the run's aligned model."""
     from pretrain.generation import GenerationArguments, make_generate
     from watermark.evaluate import EvaluationConfig, evaluate_watermark, perplexity_scorer, prompts_from
@@ -194,8 +208,15 @@ def evaluate_and_distill(config: WatermarkStageConfig, key, model, tokenizer, to
             return make_generate(model_now, tokenizer, generation)(prompts, max_new_tokens, processor)
 
         distilled = distill_watermark(
-            model, tokenizer, key, tokenizer_dir, prompts_from(passages, 512), passages, generate,
-            DistillConfig(steps=config.distill_steps), out / "distilled",
+            model,
+            tokenizer,
+            key,
+            tokenizer_dir,
+            prompts_from(passages, 512),
+            passages,
+            generate,
+            DistillConfig(steps=config.distill_steps),
+            out / "distilled",
         )
         figures.update(
             {

@@ -41,7 +41,10 @@ TEXT_BODY = {
             "schema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
         },
         "multipart/form-data": {
-            "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}, "text": {"type": "string"}}}
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}, "text": {"type": "string"}},
+            }
         },
     },
 }
@@ -50,7 +53,11 @@ TAR_BODY = {
     "content": {
         "application/x-tar": {"schema": {"type": "string", "format": "binary"}},
         "multipart/form-data": {
-            "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}, "required": ["file"]}
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
         },
     },
 }
@@ -109,8 +116,11 @@ def create_app(settings, detection) -> FastAPI:
     async def page() -> HTMLResponse:
         nonce = secrets.token_urlsafe(16)
         html = render_page(
-            nonce=nonce, watermark_keys=texts.public_keys(), signers=bundles.public_keys(),
-            settings=settings, detection=detection,
+            nonce=nonce,
+            watermark_keys=texts.public_keys(),
+            signers=bundles.public_keys(),
+            settings=settings,
+            detection=detection,
         )
         return HTMLResponse(html, headers={"Content-Security-Policy": page_csp(nonce)})
 
@@ -149,7 +159,9 @@ def create_app(settings, detection) -> FastAPI:
         try:
             bundle_slots.acquire_nowait()
         except anyio.WouldBlock:
-            raise HTTPException(503, "busy verifying other bundles; retry shortly", headers={"Retry-After": "5"}) from None
+            raise HTTPException(
+                503, "busy verifying other bundles; retry shortly", headers={"Retry-After": "5"}
+            ) from None
         scratch = Path(tempfile.mkdtemp(prefix="mintline-serve-"))
         try:
             upload = scratch / "upload.tar"

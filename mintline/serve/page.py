@@ -204,9 +204,7 @@ bundles up to {max_bundle:,} bytes. API: <a href="/docs">/docs</a>.
 
 
 def render_page(*, nonce: str, watermark_keys: list[dict], signers: list[dict], settings, detection) -> str:
-    keys_html = "".join(
-        f"<li><code>{escape(k['key_id'])}</code> ({escape(k['scheme'])})</li>" for k in watermark_keys
-    )
+    keys_html = "".join(f"<li><code>{escape(k['key_id'])}</code> ({escape(k['scheme'])})</li>" for k in watermark_keys)
     signers_html = "".join(
         f"<li><code>{escape(s['fingerprint'])}</code> ({escape(s['algorithm'])})</li>" for s in signers
     )

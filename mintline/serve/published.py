@@ -168,7 +168,7 @@ def card_summary(path: Path, limit: int = 1 << 20) -> dict | None:
         except yaml.YAMLError:
             loaded = None
         meta = loaded if isinstance(loaded, dict) else {}
-        body = text[match.end():]
+        body = text[match.end() :]
     paragraphs = [p.strip() for p in body.split("\n\n") if p.strip()]
     title = next((p[2:].strip() for p in paragraphs if p.startswith("# ")), None)
     summary = next((p for p in paragraphs if not p.startswith(("#", "|", "-", "```"))), None)

@@ -23,7 +23,9 @@ class ServeArguments:
     )
     pubkeys: str = field(
         default=None,
-        metadata={"help": "directory of release public keys (*.pub) (or one .pub file); private keys there are ignored"},
+        metadata={
+            "help": "directory of release public keys (*.pub) (or one .pub file); private keys there are ignored"
+        },
     )
     tokenizer: str = field(
         default=None,

@@ -20,7 +20,16 @@ from pretrain.corpus.document import Document
 BUILTIN_NAME = "builtin:python-docs"
 
 # Test suites and GUI/tool packages hold little prose and much boilerplate.
-_SKIP_TOP_LEVEL = {"site-packages", "dist-packages", "test", "idlelib", "lib2to3", "tkinter", "turtledemo", "ensurepip"}
+_SKIP_TOP_LEVEL = {
+    "site-packages",
+    "dist-packages",
+    "test",
+    "idlelib",
+    "lib2to3",
+    "tkinter",
+    "turtledemo",
+    "ensurepip",
+}
 
 
 def stdlib_root() -> Path:

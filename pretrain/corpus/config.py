@@ -43,24 +43,39 @@ PROFILES = ("auto", "datatrove", "python-docs")
 class PrepareArguments:
     inputs: list[str] = field(
         default_factory=list,
-        metadata={"help": "files, folders or globs: text, JSONL, Parquet, `datasets` save_to_disk dirs (none: the built-in corpus)"},
+        metadata={
+            "help": "files, folders or globs: text, JSONL, Parquet, `datasets` save_to_disk dirs (none: the built-in corpus)"
+        },
     )
     text_field: str = field(default="text", metadata={"help": "JSONL/Parquet/datasets field holding the text"})
     id_field: str = field(default="id", metadata={"help": "field holding a document id, if any (else file:line)"})
     profile: str = field(
         default="auto",
-        metadata={"help": "threshold preset: auto = python-docs for the built-in corpus, datatrove otherwise", "choices": list(PROFILES)},
+        metadata={
+            "help": "threshold preset: auto = python-docs for the built-in corpus, datatrove otherwise",
+            "choices": list(PROFILES),
+        },
     )
     filters: list[str] = field(
         default_factory=lambda: list(FILTER_NAMES),
-        metadata={"help": f"cleaning blocks to run, in order (from: {', '.join(FILTER_NAMES)}; 'none' for no filtering)"},
+        metadata={
+            "help": f"cleaning blocks to run, in order (from: {', '.join(FILTER_NAMES)}; 'none' for no filtering)"
+        },
     )
     output_format: str = field(default="jsonl", metadata={"help": "shard format", "choices": list(FORMATS)})
-    validation_fraction: float = field(default=0.05, metadata={"help": "share of documents held out for validation (0: none)"})
-    max_shard_bytes: int = field(default=100_000_000, metadata={"help": "start a new train shard beyond this many bytes of text"})
+    validation_fraction: float = field(
+        default=0.05, metadata={"help": "share of documents held out for validation (0: none)"}
+    )
+    max_shard_bytes: int = field(
+        default=100_000_000, metadata={"help": "start a new train shard beyond this many bytes of text"}
+    )
     train_tokenizer: bool = field(default=True, metadata={"help": "train the BPE tokenizer on the train shards"})
-    num_workers: int = field(default=0, metadata={"help": "worker processes (0: one per CPU core); output is the same for any number"})
-    explain: str = field(default=None, metadata={"help": "print why document ID was removed (reads the last run; runs nothing)"})
+    num_workers: int = field(
+        default=0, metadata={"help": "worker processes (0: one per CPU core); output is the same for any number"}
+    )
+    explain: str = field(
+        default=None, metadata={"help": "print why document ID was removed (reads the last run; runs nothing)"}
+    )
 
     def __post_init__(self):
         if self.profile not in PROFILES:
@@ -69,7 +84,9 @@ class PrepareArguments:
             self.filters = []
         unknown = [name for name in self.filters if name not in FILTER_NAMES]
         if unknown:
-            raise ValueError(f"filters: unknown block {unknown[0]!r}; choose from {', '.join(FILTER_NAMES)} (or 'none')")
+            raise ValueError(
+                f"filters: unknown block {unknown[0]!r}; choose from {', '.join(FILTER_NAMES)} (or 'none')"
+            )
         if len(set(self.filters)) != len(self.filters):
             raise ValueError(f"filters: a block is listed twice: {' '.join(self.filters)}")
         if self.output_format not in FORMATS:

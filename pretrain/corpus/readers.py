@@ -63,7 +63,13 @@ class ReadStats:
             log.warning("%s: %s (further cases are counted in filter_report.json)", where, problem.replace("_", " "))
 
     def warnings(self) -> dict[str, int]:
-        names = ("skipped_binary_files", "skipped_unreadable_files", "invalid_utf8_documents", "bad_json_lines", "records_without_text")
+        names = (
+            "skipped_binary_files",
+            "skipped_unreadable_files",
+            "invalid_utf8_documents",
+            "bad_json_lines",
+            "records_without_text",
+        )
         return {name: getattr(self, name) for name in names if getattr(self, name)}
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,7 +111,9 @@ def resolve_inputs(inputs: list[str]) -> list[CorpusSource]:
 
 
 def is_hf_dataset(path: Path) -> bool:
-    return (path / "dataset_dict.json").is_file() or ((path / "state.json").is_file() and (path / "dataset_info.json").is_file())
+    return (path / "dataset_dict.json").is_file() or (
+        (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
+    )
 
 
 def _sources_at(path: Path) -> Iterator[CorpusSource]:
@@ -300,7 +308,9 @@ class CorpusReader:
 
     def _check_columns(self, where: str, columns: list[str]) -> None:
         if self.text_field not in columns:
-            raise CorpusError(f"{where}: no column {self.text_field!r} (columns: {', '.join(columns[:10])}); set --text_field")
+            raise CorpusError(
+                f"{where}: no column {self.text_field!r} (columns: {', '.join(columns[:10])}); set --text_field"
+            )
 
 
 def _open_binary(path: str):
@@ -346,9 +356,13 @@ def input_identity(sources: list[CorpusSource]) -> dict[str, Any]:
     identity: dict[str, Any] = {"sources": []}
     for source in sources:
         if source.kind == "builtin":
-            identity["sources"].append({"kind": "builtin", "python": platform.python_version(), "sha256": _builtin_digest()})
+            identity["sources"].append(
+                {"kind": "builtin", "python": platform.python_version(), "sha256": _builtin_digest()}
+            )
         else:
-            identity["sources"].append({"kind": source.kind, "path": source.path, "sha256": _path_digest(Path(source.path))})
+            identity["sources"].append(
+                {"kind": source.kind, "path": source.path, "sha256": _path_digest(Path(source.path))}
+            )
     return identity
 
 

@@ -71,13 +71,19 @@ class FilterReport:
                 threshold=round(self.config.dedup.similarity_threshold, 4),
             )
         else:
-            record.update(measured="normalised text", value="identical", comparison="==", threshold=ids.get(verdict.matched))
+            record.update(
+                measured="normalised text", value="identical", comparison="==", threshold=ids.get(verdict.matched)
+            )
         return record
 
     def set_split(self, writers, paths, index) -> None:
         for split, writer in writers.items():
             if split in paths:
-                self.split[split] = {"docs": writer.docs, "bytes": writer.bytes, "shards": [p.name for p in paths[split]]}
+                self.split[split] = {
+                    "docs": writer.docs,
+                    "bytes": writer.bytes,
+                    "shards": [p.name for p in paths[split]],
+                }
         self.clusters = index.clusters() if index is not None else 0
 
     # -- reporting -----------------------------------------------------------------------
@@ -166,7 +172,9 @@ def explain_document(out_dir: str | Path, doc_id: str) -> dict[str, Any]:
     out_dir = Path(out_dir)
     removed_path = out_dir / REMOVED_NAME
     if not removed_path.is_file():
-        raise CorpusError(f"{out_dir}: no finished prepare output here (no {REMOVED_NAME}); run `mintline prepare` first")
+        raise CorpusError(
+            f"{out_dir}: no finished prepare output here (no {REMOVED_NAME}); run `mintline prepare` first"
+        )
     with open(removed_path, encoding="utf-8") as handle:
         for line in handle:
             if f'"{_json_escaped(doc_id)}"' not in line:  # cheap pre-check before parsing
@@ -186,7 +194,9 @@ def explain_document(out_dir: str | Path, doc_id: str) -> dict[str, Any]:
                         "source": record.get("source"),
                         "explanation": f"{doc_id} was kept: it is in {split} shard {path.name}",
                     }
-    raise CorpusError(f"{doc_id!r}: no document with this id in {out_dir} (ids are listed in {REMOVED_NAME} and the data shards)")
+    raise CorpusError(
+        f"{doc_id!r}: no document with this id in {out_dir} (ids are listed in {REMOVED_NAME} and the data shards)"
+    )
 
 
 def describe_removal(record: dict[str, Any]) -> str:
@@ -194,7 +204,9 @@ def describe_removal(record: dict[str, Any]) -> str:
     if record["filter"] == "dedup":
         if record["reason"] == "exact_duplicate":
             kept = record.get("kept_instead")
-            cluster = f"; its cluster kept {kept}" if kept and kept != record.get("duplicate_of") else ", which was kept"
+            cluster = (
+                f"; its cluster kept {kept}" if kept and kept != record.get("duplicate_of") else ", which was kept"
+            )
             return f"{where}: its normalised text is identical to {record['duplicate_of']}{cluster}"
         similarity = record.get("value")
         shown = f"{similarity:.2f}" if isinstance(similarity, float) else "n/a"

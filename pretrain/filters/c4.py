@@ -21,20 +21,33 @@ from pretrain.filters.words import default_splitter
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 END_PUNCTUATION = (".", "?", "!", '"', "'")
 ELLIPSIS = "..."
-POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+POLICY_SUBSTRINGS = (
+    "terms of use",
+    "privacy policy",
+    "cookie policy",
+    "uses cookies",
+    "use of cookies",
+    "use cookies",
+)
 
 
 @dataclass
 class C4Config:
-    remove_citations: bool = field(default=True, metadata={"help": "delete wikipedia-style [1], [edit], [citation needed]"})
+    remove_citations: bool = field(
+        default=True, metadata={"help": "delete wikipedia-style [1], [edit], [citation needed]"}
+    )
     filter_no_terminal_punct: bool = field(default=True, metadata={"help": "drop lines that do not end in . ? ! \" '"})
-    min_num_sentences: int = field(default=5, metadata={"help": "drop documents with fewer sentences in kept lines (-1: off)"})
+    min_num_sentences: int = field(
+        default=5, metadata={"help": "drop documents with fewer sentences in kept lines (-1: off)"}
+    )
     min_words_per_line: int = field(default=3, metadata={"help": "drop lines with fewer words (-1: off)"})
     max_word_length: int = field(default=1000, metadata={"help": "drop lines holding a longer word (-1: off)"})
     filter_lorem_ipsum: bool = field(default=True, metadata={"help": "drop documents containing 'lorem ipsum'"})
     filter_javascript: bool = field(default=True, metadata={"help": "drop lines mentioning javascript"})
     filter_curly_bracket: bool = field(default=True, metadata={"help": "drop documents containing '{'"})
-    filter_policy: bool = field(default=True, metadata={"help": "drop lines about cookies, terms of use, privacy policy"})
+    filter_policy: bool = field(
+        default=True, metadata={"help": "drop lines about cookies, terms of use, privacy policy"}
+    )
     keep_line_indentation: bool = field(
         default=False, metadata={"help": "keep kept lines as they were (datatrove strips them, flattening code)"}
     )

@@ -19,20 +19,32 @@ STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
 @dataclass
 class GopherQualityConfig:
     min_doc_words: int = field(default=50, metadata={"help": "drop documents with fewer non-symbol words (0: off)"})
-    max_doc_words: int = field(default=100_000, metadata={"help": "drop documents with more non-symbol words (0: off)"})
-    min_avg_word_length: float = field(default=3, metadata={"help": "drop if the mean non-symbol word length is below (0: off)"})
-    max_avg_word_length: float = field(default=10, metadata={"help": "drop if the mean non-symbol word length is above (0: off)"})
+    max_doc_words: int = field(
+        default=100_000, metadata={"help": "drop documents with more non-symbol words (0: off)"}
+    )
+    min_avg_word_length: float = field(
+        default=3, metadata={"help": "drop if the mean non-symbol word length is below (0: off)"}
+    )
+    max_avg_word_length: float = field(
+        default=10, metadata={"help": "drop if the mean non-symbol word length is above (0: off)"}
+    )
     max_symbol_word_ratio: float = field(
         default=0.1, metadata={"help": "drop if '#' per word, or '...'/'…' per word, is above (0: off)"}
     )
-    max_bullet_lines_ratio: float = field(default=0.9, metadata={"help": "drop if more lines start with a bullet (0: off)"})
-    max_ellipsis_lines_ratio: float = field(default=0.3, metadata={"help": "drop if more lines end with an ellipsis (0: off)"})
+    max_bullet_lines_ratio: float = field(
+        default=0.9, metadata={"help": "drop if more lines start with a bullet (0: off)"}
+    )
+    max_ellipsis_lines_ratio: float = field(
+        default=0.3, metadata={"help": "drop if more lines end with an ellipsis (0: off)"}
+    )
     max_non_alpha_words_ratio: float = field(
         default=0.8,
         metadata={"help": "drop if fewer than this fraction of words hold a letter (datatrove's name; 0: off)"},
     )
     min_stop_words: int = field(default=2, metadata={"help": "drop if fewer distinct stop words occur (0: off)"})
-    stop_words: list[str] = field(default_factory=lambda: list(STOP_WORDS), metadata={"help": "the stop words counted"})
+    stop_words: list[str] = field(
+        default_factory=lambda: list(STOP_WORDS), metadata={"help": "the stop words counted"}
+    )
 
     def __post_init__(self):
         for name in ("min_doc_words", "max_doc_words", "min_stop_words"):
@@ -89,9 +101,13 @@ class GopherQualityFilter(DocumentFilter):
         if n_content:  # datatrove takes np.mean of an empty list: nan, which fails no comparison
             mean_length = content_chars / n_content
             if c.min_avg_word_length and mean_length < c.min_avg_word_length:
-                return self.drop(doc, "gopher_below_avg_threshold", mean_length, c.min_avg_word_length, "<", "mean word length")
+                return self.drop(
+                    doc, "gopher_below_avg_threshold", mean_length, c.min_avg_word_length, "<", "mean word length"
+                )
             if c.max_avg_word_length and mean_length > c.max_avg_word_length:
-                return self.drop(doc, "gopher_above_avg_threshold", mean_length, c.max_avg_word_length, ">", "mean word length")
+                return self.drop(
+                    doc, "gopher_above_avg_threshold", mean_length, c.max_avg_word_length, ">", "mean word length"
+                )
 
         per_word = max(n_words, 1)
         if c.max_symbol_word_ratio:
@@ -100,7 +116,9 @@ class GopherQualityFilter(DocumentFilter):
                 return self.drop(doc, "gopher_too_many_hashes", hashes, c.max_symbol_word_ratio, ">", "'#' per word")
             ellipses = (text.count("...") + text.count("…")) / per_word
             if ellipses > c.max_symbol_word_ratio:
-                return self.drop(doc, "gopher_too_many_ellipsis", ellipses, c.max_symbol_word_ratio, ">", "ellipses per word")
+                return self.drop(
+                    doc, "gopher_too_many_ellipsis", ellipses, c.max_symbol_word_ratio, ">", "ellipses per word"
+                )
 
         if c.max_bullet_lines_ratio or c.max_ellipsis_lines_ratio:
             lines = text.splitlines() or [""]
@@ -108,7 +126,12 @@ class GopherQualityFilter(DocumentFilter):
                 bullets = sum(1 for s in lines if s.lstrip().startswith(("•", "-"))) / len(lines)
                 if bullets > c.max_bullet_lines_ratio:
                     return self.drop(
-                        doc, "gopher_too_many_bullets", bullets, c.max_bullet_lines_ratio, ">", "fraction of lines starting with a bullet"
+                        doc,
+                        "gopher_too_many_bullets",
+                        bullets,
+                        c.max_bullet_lines_ratio,
+                        ">",
+                        "fraction of lines starting with a bullet",
                     )
             if c.max_ellipsis_lines_ratio:
                 trailing = sum(1 for s in lines if s.rstrip().endswith(("...", "…"))) / len(lines)
@@ -126,11 +149,18 @@ class GopherQualityFilter(DocumentFilter):
             alpha = n_alpha / per_word
             if alpha < c.max_non_alpha_words_ratio:
                 return self.drop(
-                    doc, "gopher_below_alpha_threshold", alpha, c.max_non_alpha_words_ratio, "<", "fraction of words with a letter"
+                    doc,
+                    "gopher_below_alpha_threshold",
+                    alpha,
+                    c.max_non_alpha_words_ratio,
+                    "<",
+                    "fraction of words with a letter",
                 )
 
         if c.min_stop_words:
             present = len(self.stop_words.intersection(words))
             if present < c.min_stop_words:
-                return self.drop(doc, "gopher_enough_stop_words", present, c.min_stop_words, "<", "distinct stop words")
+                return self.drop(
+                    doc, "gopher_enough_stop_words", present, c.min_stop_words, "<", "distinct stop words"
+                )
         return True

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from itertools import compress
 from operator import add
-from dataclasses import dataclass, field
 
 from pretrain.corpus.document import Document
 from pretrain.filters.base import DocumentFilter, words_of
@@ -24,12 +24,20 @@ DUP_NGRAM_SIZES = (5, 6, 7, 8, 9, 10)
 class GopherRepetitionConfig:
     dup_line_frac: float = field(default=0.3, metadata={"help": "drop if more lines are repeats of earlier lines"})
     dup_para_frac: float = field(default=0.3, metadata={"help": "drop if more paragraphs are repeats"})
-    dup_line_char_frac: float = field(default=0.2, metadata={"help": "drop if repeated lines hold more of the characters"})
-    dup_para_char_frac: float = field(default=0.2, metadata={"help": "drop if repeated paragraphs hold more of the characters"})
-    top_2_gram_frac: float = field(default=0.2, metadata={"help": "drop if the most frequent 2-gram covers more of the characters"})
+    dup_line_char_frac: float = field(
+        default=0.2, metadata={"help": "drop if repeated lines hold more of the characters"}
+    )
+    dup_para_char_frac: float = field(
+        default=0.2, metadata={"help": "drop if repeated paragraphs hold more of the characters"}
+    )
+    top_2_gram_frac: float = field(
+        default=0.2, metadata={"help": "drop if the most frequent 2-gram covers more of the characters"}
+    )
     top_3_gram_frac: float = field(default=0.18, metadata={"help": "same for the most frequent 3-gram"})
     top_4_gram_frac: float = field(default=0.16, metadata={"help": "same for the most frequent 4-gram"})
-    dup_5_gram_frac: float = field(default=0.15, metadata={"help": "drop if repeated 5-grams cover more of the characters"})
+    dup_5_gram_frac: float = field(
+        default=0.15, metadata={"help": "drop if repeated 5-grams cover more of the characters"}
+    )
     dup_6_gram_frac: float = field(default=0.14, metadata={"help": "same for repeated 6-grams"})
     dup_7_gram_frac: float = field(default=0.13, metadata={"help": "same for repeated 7-grams"})
     dup_8_gram_frac: float = field(default=0.12, metadata={"help": "same for repeated 8-grams"})
@@ -137,19 +145,38 @@ class GopherRepetitionFilter(DocumentFilter):
         paragraphs = _PARAGRAPH_BREAK.split(text.strip())
         repeats, repeat_chars = find_duplicates(paragraphs)
         if c.dup_para_frac and repeats / len(paragraphs) > c.dup_para_frac:
-            return self.drop(doc, "dup_para_frac", repeats / len(paragraphs), c.dup_para_frac, ">", "fraction of paragraphs repeated")
+            return self.drop(
+                doc,
+                "dup_para_frac",
+                repeats / len(paragraphs),
+                c.dup_para_frac,
+                ">",
+                "fraction of paragraphs repeated",
+            )
         if c.dup_para_char_frac and repeat_chars / length > c.dup_para_char_frac:
             return self.drop(
-                doc, "dup_para_char_frac", repeat_chars / length, c.dup_para_char_frac, ">", "fraction of characters in repeated paragraphs"
+                doc,
+                "dup_para_char_frac",
+                repeat_chars / length,
+                c.dup_para_char_frac,
+                ">",
+                "fraction of characters in repeated paragraphs",
             )
 
         lines = _LINE_BREAK.split(text)
         repeats, repeat_chars = find_duplicates(lines)
         if c.dup_line_frac and repeats / len(lines) > c.dup_line_frac:
-            return self.drop(doc, "dup_line_frac", repeats / len(lines), c.dup_line_frac, ">", "fraction of lines repeated")
+            return self.drop(
+                doc, "dup_line_frac", repeats / len(lines), c.dup_line_frac, ">", "fraction of lines repeated"
+            )
         if c.dup_line_char_frac and repeat_chars / length > c.dup_line_char_frac:
             return self.drop(
-                doc, "dup_line_char_frac", repeat_chars / length, c.dup_line_char_frac, ">", "fraction of characters in repeated lines"
+                doc,
+                "dup_line_char_frac",
+                repeat_chars / length,
+                c.dup_line_char_frac,
+                ">",
+                "fraction of characters in repeated lines",
             )
 
         words = words_of(doc)
@@ -158,11 +185,25 @@ class GopherRepetitionFilter(DocumentFilter):
         for n, grams in _growing_ngrams(words, top_sizes, " ") if top_sizes else ():
             share = _top_chars(grams) / length
             if share > limits[n]:
-                return self.drop(doc, f"top_{n}_gram", share, limits[n], ">", f"fraction of characters in the most frequent {n}-gram")
+                return self.drop(
+                    doc,
+                    f"top_{n}_gram",
+                    share,
+                    limits[n],
+                    ">",
+                    f"fraction of characters in the most frequent {n}-gram",
+                )
         dup_sizes = [n for n, limit in self.dup_ngrams if limit]
         limits = dict(self.dup_ngrams)
         for n, grams in _growing_ngrams(words, dup_sizes, "") if dup_sizes else ():
             share = _duplicated_chars(grams, n) / length
             if share > limits[n]:
-                return self.drop(doc, f"duplicated_{n}_n_grams", share, limits[n], ">", f"fraction of characters in repeated {n}-grams")
+                return self.drop(
+                    doc,
+                    f"duplicated_{n}_n_grams",
+                    share,
+                    limits[n],
+                    ">",
+                    f"fraction of characters in repeated {n}-grams",
+                )
         return True

@@ -33,8 +33,12 @@ class PIIConfig:
     only_remove_public_ips: bool = field(
         default=True, metadata={"help": "leave private, loopback and reserved addresses (127.0.0.1, 10.x) alone"}
     )
-    email_replacement: list[str] = field(default_factory=lambda: list(EMAIL_STANDINS), metadata={"help": "stand-ins, used in turn"})
-    ip_replacement: list[str] = field(default_factory=lambda: list(IP_STANDINS), metadata={"help": "stand-ins, used in turn"})
+    email_replacement: list[str] = field(
+        default_factory=lambda: list(EMAIL_STANDINS), metadata={"help": "stand-ins, used in turn"}
+    )
+    ip_replacement: list[str] = field(
+        default_factory=lambda: list(IP_STANDINS), metadata={"help": "stand-ins, used in turn"}
+    )
 
     def __post_init__(self):
         if not self.email_replacement:

@@ -67,7 +67,8 @@ def model_figures(model, seq_len: int) -> dict[str, float | int]:
         "inference_flops_per_token": flops_per_token(shape, vocab, seq_len, training=False),
         "sparse_inference_flops_per_token": (
             flops_formula(sparse_n, shape.num_layers, shape.attention_width, seq_len, training=False)
-            if sparse_n < dense_n else None
+            if sparse_n < dense_n
+            else None
         ),
     }
 
@@ -97,7 +98,9 @@ def measure_inference_tokens_per_second(
     return repeats * batch_size * seq_len / elapsed
 
 
-def compare_inference_speed(first, second, batch_size: int, seq_len: int, rounds: int = 5) -> tuple[float, float, float]:
+def compare_inference_speed(
+    first, second, batch_size: int, seq_len: int, rounds: int = 5
+) -> tuple[float, float, float]:
     """Tokens/s of two models measured in alternating rounds (load changes hit both alike).
 
     Returns (median tokens/s of first, of second, median of the per-round ratios second/first).

@@ -127,11 +127,18 @@ class StructuredPruningCallback(CheckpointedCallback):
             prune_neurons(model, keep_top(neuron_scores, event.neurons), optimizer)
         self.importance.reset()
         self.importance.detach()
-        record = {**event.as_dict(), "seconds": round(time.perf_counter() - started, 4), "scored_steps": self._last_scored}
+        record = {
+            **event.as_dict(),
+            "seconds": round(time.perf_counter() - started, 4),
+            "scored_steps": self._last_scored,
+        }
         self.events.append(record)
         log.info(
             "step %d: pruned to %d heads and %d MLP neurons per layer (%.2fs)",
-            state.global_step, event.heads, event.neurons, record["seconds"],
+            state.global_step,
+            event.heads,
+            event.neurons,
+            record["seconds"],
         )
 
     def _scores(self, model) -> tuple[torch.Tensor, torch.Tensor]:

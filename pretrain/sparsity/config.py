@@ -75,7 +75,9 @@ class SparsityArguments:
     )
     sparsity_end: float = field(
         default=0.5,
-        metadata={"help": "magnitude: the step (fraction of the run) where the final sparsity is reached; rigl: last rewiring"},
+        metadata={
+            "help": "magnitude: the step (fraction of the run) where the final sparsity is reached; rigl: last rewiring"
+        },
     )
     sparsity_every: int = field(default=50, metadata={"help": "optimizer steps between mask updates"})
     rigl_drop_fraction: float = field(
@@ -101,7 +103,9 @@ class SparsityArguments:
         if self.prune_start > self.prune_end:
             raise ValueError(f"prune_start: must be <= prune_end ({self.prune_end}), got {self.prune_start}")
         if self.sparsity_start > self.sparsity_end:
-            raise ValueError(f"sparsity_start: must be <= sparsity_end ({self.sparsity_end}), got {self.sparsity_start}")
+            raise ValueError(
+                f"sparsity_start: must be <= sparsity_end ({self.sparsity_end}), got {self.sparsity_start}"
+            )
         for name in ("prune_events", "importance_window", "sparsity_every", "neuron_multiple"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -123,10 +127,15 @@ class SparsityArguments:
 
 @dataclass
 class PostTrainingArguments:
-    method: PostTrainingMethod = field(default="wanda", metadata={"help": "magnitude (|W| per layer) or wanda (|W|·‖X‖ per row)"})
+    method: PostTrainingMethod = field(
+        default="wanda", metadata={"help": "magnitude (|W| per layer) or wanda (|W|·‖X‖ per row)"}
+    )
     sparsity: float = field(default=0.5, metadata={"help": "fraction of decoder weights set to zero, in [0, 1)"})
     structured: bool = field(
-        default=False, metadata={"help": "2:4 semi-structured pattern: two of every four inputs of each row are zeroed (sparsity must be 0.5)"}
+        default=False,
+        metadata={
+            "help": "2:4 semi-structured pattern: two of every four inputs of each row are zeroed (sparsity must be 0.5)"
+        },
     )
     wanda_group: Literal["row", "layer"] = field(
         default="row",

@@ -80,7 +80,9 @@ def evaluate_loss(model, blocks: torch.Tensor, batch_size: int = 8) -> float:
             batch = blocks[start : start + batch_size].to(device)
             logits = model(input_ids=batch).logits[:, :-1].float()
             targets = batch[:, 1:]
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
+            )
             total += float(loss)
             count += targets.numel()
     finally:

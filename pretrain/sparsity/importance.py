@@ -90,7 +90,9 @@ class ImportanceAccumulator:
                     per_head += _taylor(attention.k_proj).view(shape.num_heads, -1).sum(1)
                     per_head += _taylor(attention.v_proj).view(shape.num_heads, -1).sum(1)
                 heads.append(per_head)
-                per_neuron = _taylor(mlp.gate_proj).sum(1) + _taylor(mlp.up_proj).sum(1) + _taylor(mlp.down_proj).sum(0)
+                per_neuron = (
+                    _taylor(mlp.gate_proj).sum(1) + _taylor(mlp.up_proj).sum(1) + _taylor(mlp.down_proj).sum(0)
+                )
                 neurons.append(per_neuron)
         step_heads, step_neurons = torch.stack(heads).cpu(), torch.stack(neurons).cpu()
         self.head_scores = step_heads if self.head_scores is None else self.head_scores + step_heads

@@ -111,7 +111,11 @@ def detach_masks(model) -> None:
 
 
 def masks_by_name(model) -> dict[str, torch.Tensor]:
-    return {name: mask_of(linear).mask.bool().cpu() for name, linear in decoder_linears(model) if mask_of(linear) is not None}
+    return {
+        name: mask_of(linear).mask.bool().cpu()
+        for name, linear in decoder_linears(model)
+        if mask_of(linear) is not None
+    }
 
 
 def enforce_mask(linear, optimizer=None, reset: torch.Tensor | None = None) -> None:

@@ -26,12 +26,13 @@ import torch
 
 from pretrain.errors import ConfigError
 from pretrain.figures import perplexity
-from pretrain.sparsity.architectures import check_supported, decoder_layers, decoder_linears
 from pretrain.sparsity.accounting import compare_inference_speed, measure_inference_tokens_per_second, model_figures
+from pretrain.sparsity.architectures import check_supported, decoder_layers, decoder_linears
 from pretrain.sparsity.config import PostTrainingArguments
 from pretrain.sparsity.evaluation import evaluate_loss
 
 log = logging.getLogger("pretrain")
+
 
 def _prune_by_score(weight: torch.Tensor, score: torch.Tensor, sparsity: float, per_row: bool, two_four: bool) -> None:
     """Zero the lowest-scoring entries of `weight` in place."""
@@ -60,7 +61,9 @@ def _prune_by_score(weight: torch.Tensor, score: torch.Tensor, sparsity: float, 
 def prune_magnitude(model, sparsity: float, two_four: bool = False) -> None:
     check_supported(model)
     for _, linear in decoder_linears(model):
-        _prune_by_score(linear.weight.data, linear.weight.detach().abs().float(), sparsity, per_row=False, two_four=two_four)
+        _prune_by_score(
+            linear.weight.data, linear.weight.detach().abs().float(), sparsity, per_row=False, two_four=two_four
+        )
 
 
 class _StopForward(Exception):

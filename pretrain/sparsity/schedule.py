@@ -63,7 +63,10 @@ def check_prunable(args: SparsityArguments, config) -> None:
             )
     if args.prune_neurons > 0 and shape.intermediate_size <= 1:
         raise ConfigError("prune_neurons: the model has one MLP neuron per layer; nothing can be pruned")
-    if args.prune_neurons > 0 and shape.intermediate_size - math.floor(shape.intermediate_size * args.prune_neurons) < 1:
+    if (
+        args.prune_neurons > 0
+        and shape.intermediate_size - math.floor(shape.intermediate_size * args.prune_neurons) < 1
+    ):
         raise ConfigError(f"prune_neurons: {args.prune_neurons} would leave no MLP neuron per layer")
 
 
@@ -87,7 +90,9 @@ def structured_plan(args: SparsityArguments, config, max_steps: int) -> list[Pru
         cubic = 1.0 - (1.0 - progress) ** 3
         wanted_heads = shape.num_heads - math.floor(shape.num_heads * args.prune_heads * cubic)
         target_heads = min(heads, _nearest(valid_heads, wanted_heads))
-        target_neurons = min(neurons, _neurons_left(shape.intermediate_size, args.prune_neurons * cubic, args.neuron_multiple))
+        target_neurons = min(
+            neurons, _neurons_left(shape.intermediate_size, args.prune_neurons * cubic, args.neuron_multiple)
+        )
         if (target_heads, target_neurons) == (heads, neurons):
             continue
         if events and events[-1].step == step:

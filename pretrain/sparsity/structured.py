@@ -120,7 +120,9 @@ def prune_heads(model, keep: Sequence[torch.Tensor], optimizer=None) -> DecoderS
         if not mha:
             per_group = torch.bincount(kept // shape.heads_per_group, minlength=shape.num_kv_heads)
             if not bool((per_group == new_heads // new_kv).all()):
-                raise ConfigError("prune_heads: with grouped-query attention every key/value group must keep as many heads")
+                raise ConfigError(
+                    "prune_heads: with grouped-query attention every key/value group must keep as many heads"
+                )
         attention = layer.self_attn
         rows = _head_rows(kept, shape.head_dim)
         select_linear(attention.q_proj, 0, rows, optimizer)

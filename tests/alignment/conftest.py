@@ -8,10 +8,24 @@ from pathlib import Path
 
 import pytest
 
-TOPICS = ["sorting lists", "reading files", "string methods", "dictionaries", "exceptions", "decorators",
-          "generators", "context managers", "regular expressions", "the math module", "closures", "classes"]
-FILLER = ("it returns a new object and leaves the original unchanged so callers can rely on it "
-          "the standard library documents every argument with an example that runs as written").split()
+TOPICS = [
+    "sorting lists",
+    "reading files",
+    "string methods",
+    "dictionaries",
+    "exceptions",
+    "decorators",
+    "generators",
+    "context managers",
+    "regular expressions",
+    "the math module",
+    "closures",
+    "classes",
+]
+FILLER = (
+    "it returns a new object and leaves the original unchanged so callers can rely on it "
+    "the standard library documents every argument with an example that runs as written"
+).split()
 
 
 def _answer(rng: random.Random, topic: str, words: int) -> str:
@@ -28,7 +42,10 @@ def write_preferences(path: Path, n: int, seed: int = 0, signal: bool = True) ->
             topic = rng.choice(TOPICS)
             long, short = _answer(rng, topic, rng.randint(14, 30)), _answer(rng, topic, rng.randint(2, 14))
             chosen, rejected = (long, short) if signal or rng.random() < 0.5 else (short, long)
-            handle.write(json.dumps({"prompt": f"Question {i}: explain {topic}.", "chosen": chosen, "rejected": rejected}) + "\n")
+            handle.write(
+                json.dumps({"prompt": f"Question {i}: explain {topic}.", "chosen": chosen, "rejected": rejected})
+                + "\n"
+            )
     return path
 
 
@@ -51,7 +68,22 @@ def policy_pairs(trained_model_dir):
 
     tokenizer = AutoTokenizer.from_pretrained(trained_model_dir)
     model = AutoModelForCausalLM.from_pretrained(trained_model_dir).eval()
-    prompts = [f"The {word} function" for word in ("open", "sorted", "print", "len", "range", "zip",
-                                                   "map", "filter", "repr", "format", "iter", "next")]
+    prompts = [
+        f"The {word} function"
+        for word in (
+            "open",
+            "sorted",
+            "print",
+            "len",
+            "range",
+            "zip",
+            "map",
+            "filter",
+            "repr",
+            "format",
+            "iter",
+            "next",
+        )
+    ]
     config = CandidateConfig(samples_per_prompt=4, max_new_tokens=16, cross_prompt_pairs=1, generate_batch_size=12)
     return generate_candidate_pairs(model, tokenizer, prompts, config, model_id="nano")

@@ -31,7 +31,13 @@ def test_strategy_returns_distinct_unlabelled_pairs(name, posterior):
     model = BradleyTerryModel(RewardModelConfig(posterior=posterior, n_heads=4)).fit(x[labelled], y[labelled])
     strategy = parse_strategy(name).build()
     for fitted_model in (BradleyTerryModel(RewardModelConfig(posterior=posterior)), model):  # before and after labels
-        ctx = SelectionContext(model=fitted_model, x=x, candidates=candidates, labelled=labelled if fitted_model.fitted else np.zeros(0, int), rng=rng)
+        ctx = SelectionContext(
+            model=fitted_model,
+            x=x,
+            candidates=candidates,
+            labelled=labelled if fitted_model.fitted else np.zeros(0, int),
+            rng=rng,
+        )
         batch = strategy.select(ctx, 25)
         assert len(batch) == 25
         assert len(set(batch.tolist())) == 25
@@ -47,7 +53,9 @@ def select_after_half_the_pool(name: str, k: int = 20):
     x, y, truth = synthetic_pool()
     model = BradleyTerryModel().fit(x[:200], y[:200])
     candidates = np.arange(200, 400)
-    ctx = SelectionContext(model=model, x=x, candidates=candidates, labelled=np.arange(200), rng=np.random.default_rng(0))
+    ctx = SelectionContext(
+        model=model, x=x, candidates=candidates, labelled=np.arange(200), rng=np.random.default_rng(0)
+    )
     batch = parse_strategy(name).build().select(ctx, k)
     return batch, candidates, np.abs(model.prob(x) - 0.5), np.abs(x @ truth)
 
@@ -68,15 +76,22 @@ def test_kcenter_spreads_a_batch_over_near_duplicates():
     rng = np.random.default_rng(0)
     base = rng.normal(size=(10, 6))
     x = np.repeat(base, 20, axis=0) + rng.normal(scale=1e-3, size=(200, 6))  # 10 questions, 20 near-copies each
-    ctx = SelectionContext(model=BradleyTerryModel(), x=x, candidates=np.arange(200), labelled=np.zeros(0, int), rng=rng)
+    ctx = SelectionContext(
+        model=BradleyTerryModel(), x=x, candidates=np.arange(200), labelled=np.zeros(0, int), rng=rng
+    )
     batch = parse_strategy("random+kcenter").build().select(ctx, 10)
     assert len({int(i) // 20 for i in batch}) >= 8  # nearly every question once, not copies of one
 
 
 def test_fisher_batch_covers_new_directions():
     x = np.vstack([np.tile([1.0, 0, 0], (50, 1)), np.tile([0, 1.0, 0], (5, 1)), np.tile([0, 0, 1.0], (5, 1))])
-    ctx = SelectionContext(model=BradleyTerryModel(RewardModelConfig(prior_precision=1.0)), x=x,
-                           candidates=np.arange(60), labelled=np.zeros(0, int), rng=np.random.default_rng(0))
+    ctx = SelectionContext(
+        model=BradleyTerryModel(RewardModelConfig(prior_precision=1.0)),
+        x=x,
+        candidates=np.arange(60),
+        labelled=np.zeros(0, int),
+        rng=np.random.default_rng(0),
+    )
     batch = parse_strategy("fisher").build().select(ctx, 3)
     assert {int(np.argmax(x[i])) for i in batch} == {0, 1, 2}
 
@@ -84,13 +99,15 @@ def test_fisher_batch_covers_new_directions():
 def test_epig_values_what_a_label_says_about_the_target_pairs():
     """BALD rates any pair the posterior is unsure about; EPIG only those that inform the pairs in the pool."""
     rng = np.random.default_rng(0)
-    draws = rng.normal(size=(4000, 2)) * 3.0           # posterior draws of w: unsure in both directions
-    targets = np.tile([1.0, 0.0], (64, 1))              # every pair to be scored varies along the first direction
-    candidates = np.array([[1.0, 0.0], [0.0, 1.0]])     # one along it, one orthogonal
+    draws = rng.normal(size=(4000, 2)) * 3.0  # posterior draws of w: unsure in both directions
+    targets = np.tile([1.0, 0.0], (64, 1))  # every pair to be scored varies along the first direction
+    candidates = np.array([[1.0, 0.0], [0.0, 1.0]])  # one along it, one orthogonal
     info = expected_information(sigmoid(candidates @ draws.T), sigmoid(targets @ draws.T))
     assert info[0] > 0.1 and info[1] < 0.01
     # through the strategy: with a pool whose pairs vary along one direction, EPIG asks along it
-    pool = np.vstack([rng.normal(size=(200, 1)) * np.array([[1.0, 0.0]]), rng.normal(size=(10, 1)) * np.array([[0.0, 1.0]])])
+    pool = np.vstack(
+        [rng.normal(size=(200, 1)) * np.array([[1.0, 0.0]]), rng.normal(size=(10, 1)) * np.array([[0.0, 1.0]])]
+    )
     model = BradleyTerryModel(RewardModelConfig(prior_precision=0.1)).fit(pool[:5], np.array([1.0, 0, 1, 0, 1]))
     ctx = SelectionContext(model=model, x=pool, candidates=np.arange(5, 210), labelled=np.arange(5), rng=rng)
     batch = parse_strategy("epig").build().select(ctx, 10)

@@ -22,6 +22,16 @@ def test_run_rejects_unknown_keys_strategies_and_backends(cli, tmp_path):
 
 
 def test_run_with_missing_prompts_is_one_line(cli, trained_model_dir, tmp_path):
-    result = cli("align", "run", "--policy_model", trained_model_dir, "--run_dir", tmp_path / "run",
-                 "--prompts_file", tmp_path / "none.txt", "--features", "stats")
+    result = cli(
+        "align",
+        "run",
+        "--policy_model",
+        trained_model_dir,
+        "--run_dir",
+        tmp_path / "run",
+        "--prompts_file",
+        tmp_path / "none.txt",
+        "--features",
+        "stats",
+    )
     assert result.code == 2 and result.err.count("\n") == 1 and "prompts: no such file" in result.err

@@ -16,8 +16,23 @@ FAST = ["--features", "stats", "--cache_dir", "", "--seeds", "8", "--test_size",
 def test_benchmark_reports_ratios_curves_and_a_plot(cli, preference_file, tmp_path):
     plot = tmp_path / "curves.png"
     strategies = "random,uncertainty,bald,disagreement,epig,fisher,thompson,uncertainty+kcenter,adpo"
-    result = cli("align", "benchmark", "--pairs", preference_file, "--strategies", strategies, "--budget", "40",
-                 "--batch_size", "5", "--plot", plot, "--json", "-q", *FAST)
+    result = cli(
+        "align",
+        "benchmark",
+        "--pairs",
+        preference_file,
+        "--strategies",
+        strategies,
+        "--budget",
+        "40",
+        "--batch_size",
+        "5",
+        "--plot",
+        plot,
+        "--json",
+        "-q",
+        *FAST,
+    )
     assert result.code == 0, result
     data = result.json()
     assert set(data["label_ratio"]) == set(strategies.split(","))
@@ -37,29 +52,87 @@ def test_benchmark_reports_ratios_curves_and_a_plot(cli, preference_file, tmp_pa
 
 
 def test_benchmark_refuses_a_ratio_where_random_is_flat(cli, noise_file, tmp_path):
-    result = cli("align", "benchmark", "--pairs", noise_file, "--strategies", "random,uncertainty", "--budget", "200",
-                 "--plot", "", "--json", "-q", *FAST)
+    result = cli(
+        "align",
+        "benchmark",
+        "--pairs",
+        noise_file,
+        "--strategies",
+        "random,uncertainty",
+        "--budget",
+        "200",
+        "--plot",
+        "",
+        "--json",
+        "-q",
+        *FAST,
+    )
     assert result.code == 0, result
     data = result.json()
     assert data["flat"] is True
     assert data["label_ratio"] == {"random": None, "uncertainty": None}
     assert "flat" in data["refused"]
-    text = cli("align", "benchmark", "--pairs", noise_file, "--strategies", "random", "--budget", "200", "--plot", "", "-q", *FAST)
+    text = cli(
+        "align",
+        "benchmark",
+        "--pairs",
+        noise_file,
+        "--strategies",
+        "random",
+        "--budget",
+        "200",
+        "--plot",
+        "",
+        "-q",
+        *FAST,
+    )
     assert "no ratios" in text.out and "refused" in text.out
 
 
 def test_feature_gain_is_reported_against_baseline_features(cli, preference_file):
-    result = cli("align", "benchmark", "--pairs", preference_file, "--strategies", "random", "--budget", "100",
-                 "--baseline_features", "stats", "--plot", "", "--json", "-q", *FAST)
+    result = cli(
+        "align",
+        "benchmark",
+        "--pairs",
+        preference_file,
+        "--strategies",
+        "random",
+        "--budget",
+        "100",
+        "--baseline_features",
+        "stats",
+        "--plot",
+        "",
+        "--json",
+        "-q",
+        *FAST,
+    )
     gain = result.json()["feature_gain"]
     assert gain["features_full_budget_accuracy"] == gain["baseline_full_budget_accuracy"]  # same features, same splits
 
 
 def test_first_seed_picks_the_seed_range(cli, preference_file):
     """Tune on one range of seeds, report on another: seeds 0-1 are seed 0 and seed 1, nothing else."""
+
     def random_curve(*flags):
-        result = cli("align", "benchmark", "--pairs", preference_file, "--strategies", "random", "--budget", "40",
-                     "--batch_size", "10", "--plot", "", "--json", "-q", *FAST, *flags)
+        result = cli(
+            "align",
+            "benchmark",
+            "--pairs",
+            preference_file,
+            "--strategies",
+            "random",
+            "--budget",
+            "40",
+            "--batch_size",
+            "10",
+            "--plot",
+            "",
+            "--json",
+            "-q",
+            *FAST,
+            *flags,
+        )
         assert result.code == 0, result
         return np.asarray(result.json()["curves"]["random"]["accuracy_mean"])
 
@@ -77,14 +150,34 @@ def test_label_ratio_interpolates_the_first_crossing():
 def test_bad_rows_are_reported_with_line_numbers_and_skipped(cli, preference_file, tmp_path, caplog):
     path = tmp_path / "mixed.jsonl"
     good = preference_file.read_text().splitlines()[:400]
-    bad = [json.dumps({"prompt": "p", "chosen": "x"}),                       # line 401: missing field
-           json.dumps({"prompt": "p", "chosen": "same", "rejected": "same"}),  # line 402: identical
-           json.dumps({"prompt": "p", "chosen": "", "rejected": "no"}),        # line 403: empty text
-           "{not json"]                                                        # line 404
+    bad = [
+        json.dumps({"prompt": "p", "chosen": "x"}),  # line 401: missing field
+        json.dumps({"prompt": "p", "chosen": "same", "rejected": "same"}),  # line 402: identical
+        json.dumps({"prompt": "p", "chosen": "", "rejected": "no"}),  # line 403: empty text
+        "{not json",
+    ]  # line 404
     path.write_text("\n".join(good + bad) + "\n")
     with caplog.at_level(logging.WARNING, logger="alignment"):
-        result = cli("align", "benchmark", "--pairs", path, "--strategies", "random", "--budget", "50", "--plot", "",
-                     "--json", "-q", "--features", "stats", "--cache_dir", "", "--seeds", "1")
+        result = cli(
+            "align",
+            "benchmark",
+            "--pairs",
+            path,
+            "--strategies",
+            "random",
+            "--budget",
+            "50",
+            "--plot",
+            "",
+            "--json",
+            "-q",
+            "--features",
+            "stats",
+            "--cache_dir",
+            "",
+            "--seeds",
+            "1",
+        )
     assert result.code == 0, result
     assert result.json()["pairs"] == 400
     assert result.json()["skipped_rows"] == {"missing field": 1, "identical": 1, "empty text": 1, "invalid JSON": 1}
@@ -102,7 +195,9 @@ def test_budget_larger_than_the_pool_is_one_line_exit_2(cli, preference_file):
 def test_unknown_strategy_or_encoder_is_one_line_exit_2(cli, preference_file):
     strategy = cli("align", "benchmark", "--pairs", preference_file, "--strategies", "random,clever", *FAST)
     assert strategy.code == 2 and strategy.err.count("\n") == 1 and "unknown strategy 'clever'" in strategy.err
-    encoder = cli("align", "benchmark", "--pairs", preference_file, *FAST[:0], "--features", "bert-huge", "--seeds", "1")
+    encoder = cli(
+        "align", "benchmark", "--pairs", preference_file, *FAST[:0], "--features", "bert-huge", "--seeds", "1"
+    )
     assert encoder.code == 2 and encoder.err.count("\n") == 1 and "unknown encoder 'bert-huge'" in encoder.err
     missing = cli("align", "benchmark", "--pairs", "nowhere.jsonl", "--features", "stats")
     assert missing.code == 2 and "no such file" in missing.err

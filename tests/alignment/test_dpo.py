@@ -16,20 +16,58 @@ def test_dpo_and_reward_scripts_parse_trl_flags(tmp_path):
     config = tmp_path / "recipe.yaml"
     config.write_text("model_name_or_path: some/model\ndataset_name: prefs.jsonl\nbeta: 0.3\nlora_r: 4\n")
     script_args, training_args, model_args, _ = dpo.make_parser().parse_args_and_config(
-        ["--config", str(config), "--output_dir", str(tmp_path / "o"), "--learning_rate", "3e-5", "--use_peft",
-         "--lora_alpha", "8", "--max_length", "64", "--loss_type", "sigmoid"])
+        [
+            "--config",
+            str(config),
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--learning_rate",
+            "3e-5",
+            "--use_peft",
+            "--lora_alpha",
+            "8",
+            "--max_length",
+            "64",
+            "--loss_type",
+            "sigmoid",
+        ]
+    )
     assert training_args.learning_rate == 3e-5 and training_args.beta == 0.3 and training_args.max_length == 64
     assert model_args.use_peft and model_args.lora_r == 4 and model_args.lora_alpha == 8
     assert script_args.dataset_name == "prefs.jsonl"
-    assert training_args.use_cpu == (not torch.cuda.is_available())  # CPU default, so TRL's bf16 default is not refused
+    assert training_args.use_cpu == (
+        not torch.cuda.is_available()
+    )  # CPU default, so TRL's bf16 default is not refused
     _, reward_args, _, _ = reward.make_parser().parse_args_and_config(
-        ["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", str(tmp_path / "r"), "--center_rewards_coefficient", "0.01"])
+        [
+            "--model_name_or_path",
+            "m",
+            "--dataset_name",
+            "d",
+            "--output_dir",
+            str(tmp_path / "r"),
+            "--center_rewards_coefficient",
+            "0.01",
+        ]
+    )
     assert reward_args.center_rewards_coefficient == 0.01
 
 
 def test_mintline_align_dpo_uses_the_same_parser(cli, tmp_path):
-    result = cli("align", "dpo", "--model_name_or_path", tmp_path / "missing", "--dataset_name", tmp_path / "none.jsonl",
-                 "--output_dir", tmp_path / "out", "--beta", "0.2", "--no_such_flag", "1")
+    result = cli(
+        "align",
+        "dpo",
+        "--model_name_or_path",
+        tmp_path / "missing",
+        "--dataset_name",
+        tmp_path / "none.jsonl",
+        "--output_dir",
+        tmp_path / "out",
+        "--beta",
+        "0.2",
+        "--no_such_flag",
+        "1",
+    )
     assert result.code == 2 and "unknown option" in result.err and result.err.count("\n") == 1
 
 
@@ -50,10 +88,35 @@ def test_dpo_script_saves_a_lora_adapter_that_reloads_onto_its_base(cli, trained
 
     data = _gold_preferences(policy_pairs[:24], tmp_path / "prefs.jsonl")
     out = tmp_path / "adapter"
-    result = cli("align", "dpo", "--model_name_or_path", trained_model_dir, "--dataset_name", data, "--output_dir", out,
-                 "--use_peft", "--lora_r", "4", "--max_steps", "3", "--per_device_train_batch_size", "4",
-                 "--learning_rate", "1e-2", "--max_length", "48", "--gradient_checkpointing", "false",
-                 "--report_to", "none", "--save_strategy", "no", "--json", "-q")
+    result = cli(
+        "align",
+        "dpo",
+        "--model_name_or_path",
+        trained_model_dir,
+        "--dataset_name",
+        data,
+        "--output_dir",
+        out,
+        "--use_peft",
+        "--lora_r",
+        "4",
+        "--max_steps",
+        "3",
+        "--per_device_train_batch_size",
+        "4",
+        "--learning_rate",
+        "1e-2",
+        "--max_length",
+        "48",
+        "--gradient_checkpointing",
+        "false",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--json",
+        "-q",
+    )
     assert result.code == 0, result
     figures = result.json()
     assert figures["saved"] == "adapter" and figures["steps"] == 3
@@ -86,15 +149,50 @@ def test_rlhf_lite_stage_end_to_end_moves_the_policy(trained_model_dir, tmp_path
         return -len(response.split())
 
     prompts = tmp_path / "prompts.txt"
-    prompts.write_text("\n".join(f"The {w} function returns" for w in (
-        "open", "sorted", "print", "len", "range", "zip", "map", "filter", "repr", "format", "iter", "next",
-        "round", "sum", "min", "max", "abs", "hash", "id", "type")))
-    stage = AlignStageConfig(policy_model=str(trained_model_dir), output_dir=str(tmp_path / "align"),
-                             prompts_file=str(prompts), flip_rate=0.0, eval_fraction=0.34, dpo_epochs=4,
-                             dpo_learning_rate=5e-3, dpo_max_length=48)
-    figures = run_align_stage(stage, CandidateConfig(samples_per_prompt=4, max_new_tokens=16),
-                              ActiveLoopConfig(budget=60, batch_size=20, strategy="fisher+kcenter"),
-                              RewardModelConfig(feature_dim=16), gold=concise_judge)
+    prompts.write_text(
+        "\n".join(
+            f"The {w} function returns"
+            for w in (
+                "open",
+                "sorted",
+                "print",
+                "len",
+                "range",
+                "zip",
+                "map",
+                "filter",
+                "repr",
+                "format",
+                "iter",
+                "next",
+                "round",
+                "sum",
+                "min",
+                "max",
+                "abs",
+                "hash",
+                "id",
+                "type",
+            )
+        )
+    )
+    stage = AlignStageConfig(
+        policy_model=str(trained_model_dir),
+        output_dir=str(tmp_path / "align"),
+        prompts_file=str(prompts),
+        flip_rate=0.0,
+        eval_fraction=0.34,
+        dpo_epochs=4,
+        dpo_learning_rate=5e-3,
+        dpo_max_length=48,
+    )
+    figures = run_align_stage(
+        stage,
+        CandidateConfig(samples_per_prompt=4, max_new_tokens=16),
+        ActiveLoopConfig(budget=60, batch_size=20, strategy="fisher+kcenter"),
+        RewardModelConfig(feature_dim=16),
+        gold=concise_judge,
+    )
     assert figures["state"] == "done" and figures["labels_requested"] == 60 and figures["rounds_this_call"] == 3
     assert figures["dpo"]["saved"] == "adapter" and figures["dpo"]["train_pairs"] >= 35
     # Before DPO the policy equals its reference: every held-out pair is a tie and scores exactly 0.5.
@@ -102,4 +200,6 @@ def test_rlhf_lite_stage_end_to_end_moves_the_policy(trained_model_dir, tmp_path
     # ... and on the gold-judged pairs kept out of both the labelling pool and DPO (56 here; 0.857 measured)
     assert figures["dpo"]["gold_eval_pairs"] == figures["gold_eval_pairs"] >= 40
     assert figures["dpo"]["gold_implicit_reward_accuracy"] > 0.7
-    assert json.loads((tmp_path / "align" / "figures.json").read_text())["labels_received"] == figures["labels_received"]
+    assert (
+        json.loads((tmp_path / "align" / "figures.json").read_text())["labels_received"] == figures["labels_received"]
+    )

@@ -36,8 +36,12 @@ def test_batched_response_logprobs_match_one_unpadded_forward_each(trained_model
 
     tokenizer = AutoTokenizer.from_pretrained(trained_model_dir)
     model = AutoModelForCausalLM.from_pretrained(trained_model_dir).eval()
-    rows = [("The sorted function", " returns a new list."), ("Open", " a file and read every line of it, then close it."),
-            ("A much longer prompt about the print function and its keyword arguments", " sep and end."), ("x", "")]
+    rows = [
+        ("The sorted function", " returns a new list."),
+        ("Open", " a file and read every line of it, then close it."),
+        ("A much longer prompt about the print function and its keyword arguments", " sep and end."),
+        ("x", ""),
+    ]
 
     def unpadded(prompt: str, response: str, max_length: int) -> float:
         response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]

@@ -1,13 +1,18 @@
 import pytest
 
-from alignment.gold import gold_components, gold_score, gold_preference
+from alignment.gold import gold_components, gold_preference, gold_score
 
 PROMPT = "The json module encodes Python objects as JSON text and decodes JSON documents"
 
 
 def test_terms_add_up_to_the_score():
-    for response in ["", "json objects decode", "The encoder writes JSON text for Python objects.",
-                     "the the the the the the the the", "weather is nice today and cats sleep a lot"]:
+    for response in [
+        "",
+        "json objects decode",
+        "The encoder writes JSON text for Python objects.",
+        "the the the the the the the the",
+        "weather is nice today and cats sleep a lot",
+    ]:
         assert sum(gold_components(PROMPT, response).values()) == pytest.approx(gold_score(PROMPT, response), abs=1e-6)
 
 

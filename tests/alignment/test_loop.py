@@ -16,12 +16,16 @@ from annotation.simulated import SimulatedAnnotators
 
 @pytest.fixture(scope="module")
 def pair_features(policy_pairs, trained_model_dir):
-    return pair_feature_matrix(policy_pairs, FeatureConfig(encoder="policy+stats", policy_model=str(trained_model_dir)), dim=16)
+    return pair_feature_matrix(
+        policy_pairs, FeatureConfig(encoder="policy+stats", policy_model=str(trained_model_dir)), dim=16
+    )
 
 
 def test_loop_with_simulated_annotators_spends_the_budget_and_counts_everything(policy_pairs, pair_features, tmp_path):
     assert len(policy_pairs) >= 60
-    config = ActiveLoopConfig(budget=30, batch_size=10, strategy="fisher+kcenter+pseudo", pseudo_threshold=0.6, pseudo_cap=8)
+    config = ActiveLoopConfig(
+        budget=30, batch_size=10, strategy="fisher+kcenter+pseudo", pseudo_threshold=0.6, pseudo_cap=8
+    )
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         backend = SimulatedBackend(ledger, SimulatedAnnotators(gold_score, flip_rate=0.25, temperature=0.0, seed=1))
         # a fixed, weak prior: with 30 noisy labels evidence maximisation (rightly) keeps the model unsure,
@@ -34,14 +38,16 @@ def test_loop_with_simulated_annotators_spends_the_budget_and_counts_everything(
         assert 0 < figures["pseudo_labels"] <= 8
         assert figures["pseudo_labels"] == figures["ledger_counts"]["pseudo"] == ledger.counts()["pseudo"]
         assert figures["ledger_counts"]["simulated"] == 30 and figures["ledger_counts"]["human"] == 0
-        requested = {p for p in ledger.pending()} | {label.pair_id for label in ledger.labels()}
+        requested = set(ledger.pending()) | {label.pair_id for label in ledger.labels()}
         assert len(requested) == 30 and requested <= {p.pair_id for p in policy_pairs}
         # pseudo-labels never land on pairs a person was asked about, and are exported only on request
         pseudo = {label.pair_id for label in ledger.labels(include_pseudo=True) if label.kind == "pseudo"}
         assert pseudo and not pseudo & requested
         assert ledger.export_trl(tmp_path / "human.jsonl") == 30 - sum(1 for l in ledger.labels() if l.choice == "tie")
         # ... and then with their text (the loop stores the pseudo-labelled pairs, which no one was asked about)
-        assert ledger.export_trl(tmp_path / "all.jsonl", include_pseudo=True) == ledger.export_trl(tmp_path / "human.jsonl") + len(pseudo)
+        assert ledger.export_trl(tmp_path / "all.jsonl", include_pseudo=True) == ledger.export_trl(
+            tmp_path / "human.jsonl"
+        ) + len(pseudo)
         # running again asks for nothing more: the state is in the ledger
         again = run_active_loop(policy_pairs, pair_features, backend, config, confident)
         assert again["rounds_this_call"] == 0 and again["labels_requested"] == 30

@@ -61,12 +61,24 @@ def tiny_encoder(tmp_path_factory) -> Path:
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "which", "thing", "is", "?", *COLOURS, *FILLER, *STRANGE]
     tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
     fast.save_pretrained(directory)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertModel(config, add_pooling_layer=False).save_pretrained(directory)
     return directory
 
@@ -94,8 +106,14 @@ def _curve(model, a, b, y, pool, test, budgets):
 
 
 def _family(encoder: Path, **overrides) -> RewardFamilyConfig:
-    settings = {"reward_model": "finetune", "encoder": str(encoder), "rm_max_length": 24, "head_hidden": 32,
-                "rm_steps_per_round": 100, "rm_learning_rate": 5e-3}
+    settings = {
+        "reward_model": "finetune",
+        "encoder": str(encoder),
+        "rm_max_length": 24,
+        "head_hidden": 32,
+        "rm_steps_per_round": 100,
+        "rm_learning_rate": 5e-3,
+    }
     return RewardFamilyConfig(**{**settings, **overrides})
 
 
@@ -119,8 +137,9 @@ def test_linear_family_learns_what_its_features_carry(preference_file):
     prompts, responses = _texts(rows)
     a, b, y = _oriented(len(rows))
     pool, test = np.arange(400), np.arange(400, len(rows))
-    inputs = prepare_reward_inputs(RewardFamilyConfig(reward_model="linear"), prompts, responses,
-                                   FeatureConfig(encoder="stats"))
+    inputs = prepare_reward_inputs(
+        RewardFamilyConfig(reward_model="linear"), prompts, responses, FeatureConfig(encoder="stats")
+    )
     model = new_reward_model(inputs, RewardModelConfig(feature_dim=8), a[pool], b[pool])
     accuracy = _curve(model, a, b, y, pool, test, [4, 200])
     assert accuracy[-1] > 0.9 and accuracy[-1] > accuracy[0], accuracy
@@ -131,8 +150,14 @@ def test_policy_family_fine_tunes_the_policy_top_layer(trained_model_dir):
     prompts, responses = _texts(rows)
     a, b, y = _oriented(len(rows), seed=1)
     pool, test = np.arange(200), np.arange(200, 300)
-    family = RewardFamilyConfig(reward_model="policy", trainable_layers=1, rm_max_length=32, head_hidden=32,
-                                rm_steps_per_round=40, rm_learning_rate=3e-3)
+    family = RewardFamilyConfig(
+        reward_model="policy",
+        trainable_layers=1,
+        rm_max_length=32,
+        head_hidden=32,
+        rm_steps_per_round=40,
+        rm_learning_rate=3e-3,
+    )
     inputs = prepare_reward_inputs(family, prompts, responses, policy_model=str(trained_model_dir))
     model = new_reward_model(inputs, RewardModelConfig(), a[pool], b[pool])
     accuracy = _curve(model, a, b, y, pool, test, [10, 100, 200])
@@ -171,14 +196,17 @@ def test_warm_start_loses_nothing_against_a_cold_fit(tiny_encoder):
 
 def test_prior_pairs_pre_train_the_model_before_the_first_label(tiny_encoder, tmp_path):
     prior = tmp_path / "prior.jsonl"
-    prior.write_text("".join(json.dumps({"prompt": p, "chosen": c, "rejected": r}) + "\n"
-                             for p, c, r in xor_rows(400, seed=5)))
+    prior.write_text(
+        "".join(json.dumps({"prompt": p, "chosen": c, "rejected": r}) + "\n" for p, c, r in xor_rows(400, seed=5))
+    )
     rows = xor_rows(300, seed=6)
     prompts, responses = _texts(rows)
     a, b, y = _oriented(len(rows), seed=6)
     accuracy = {}
     for prior_pairs in (None, str(prior)):
-        inputs = prepare_reward_inputs(_family(tiny_encoder, prior_pairs=prior_pairs, prior_steps=200), prompts, responses)
+        inputs = prepare_reward_inputs(
+            _family(tiny_encoder, prior_pairs=prior_pairs, prior_steps=200), prompts, responses
+        )
         model = new_reward_model(inputs, RewardModelConfig(), a[:100], b[:100])
         accuracy[prior_pairs is not None] = _curve(model, a, b, y, np.arange(100), np.arange(100, 300), [10])[0]
     assert accuracy[True] > accuracy[False] + 0.1, accuracy
@@ -196,8 +224,10 @@ def test_bad_families_and_encoders_fail_before_any_model_loads(tmp_path):
 
 def test_cli_refuses_bad_reward_models_with_one_line(cli, preference_file, tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    for args, expected in ((["--reward_model", "huge"], "unknown family 'huge'"),
-                           (["--reward_model", "finetune", "--encoder", str(tmp_path)], "has no tokenizer")):
+    for args, expected in (
+        (["--reward_model", "huge"], "unknown family 'huge'"),
+        (["--reward_model", "finetune", "--encoder", str(tmp_path)], "has no tokenizer"),
+    ):
         result = cli("align", "benchmark", "--pairs", str(preference_file), *args)
         assert result.code == 2, result
         assert expected in result.err and "Traceback" not in result.err

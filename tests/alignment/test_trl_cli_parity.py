@@ -18,8 +18,11 @@ from pathlib import Path
 import pytest
 
 ROWS = [
-    {"prompt": f"Question {i}: what does sorted return?", "chosen": "A new sorted list; the input is left as it was.",
-     "rejected": f"It prints {i}."}
+    {
+        "prompt": f"Question {i}: what does sorted return?",
+        "chosen": "A new sorted list; the input is left as it was.",
+        "rejected": f"It prints {i}.",
+    }
     for i in range(12)
 ]
 RECIPE = """\
@@ -50,10 +53,18 @@ def workdir(tmp_path_factory, tokenizer_dir) -> Path:
 
     root = tmp_path_factory.mktemp("trl-parity")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     LlamaForCausalLM(config).save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
     _write_jsonl(root / "prefs" / "train.jsonl", ROWS[:8])
@@ -67,8 +78,13 @@ def _start_trl(workdir: Path, recipe: str) -> subprocess.Popen:
     (workdir / "recipe.yaml").write_text(RECIPE + recipe, encoding="utf-8")
     shutil.rmtree(workdir / "out-trl", ignore_errors=True)
     trl = Path(sys.executable).with_name("trl")
-    return subprocess.Popen([str(trl), "dpo", "--config", "recipe.yaml", "--output_dir", "out-trl"], cwd=workdir,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [str(trl), "dpo", "--config", "recipe.yaml", "--output_dir", "out-trl"],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(process: subprocess.Popen, name: str) -> str:
@@ -127,10 +143,31 @@ eval_steps: 2
 
 # -- mintline's side alone: what it takes beyond TRL, and how it fails --------------------------------
 def _dpo(cli, workdir: Path, *args):
-    return cli("align", "dpo", "--model_name_or_path", workdir / "model", "--output_dir", workdir / "out-cli",
-               "--max_steps", "1", "--per_device_train_batch_size", "2", "--max_length", "64", "--bf16", "false",
-               "--gradient_checkpointing", "false", "--report_to", "none", "--save_strategy", "no",
-               "--json", "-q", *args)
+    return cli(
+        "align",
+        "dpo",
+        "--model_name_or_path",
+        workdir / "model",
+        "--output_dir",
+        workdir / "out-cli",
+        "--max_steps",
+        "1",
+        "--per_device_train_batch_size",
+        "2",
+        "--max_length",
+        "64",
+        "--bf16",
+        "false",
+        "--gradient_checkpointing",
+        "false",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--json",
+        "-q",
+        *args,
+    )
 
 
 def test_a_single_preference_file_is_taken_as_jsonl_gz_or_parquet(workdir):
@@ -170,10 +207,12 @@ def test_a_mixture_recipe_parses_in_mintline_align_dpo_too(workdir, tmp_path):
     from mintline.argparsing import MintlineParser
 
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("model_name_or_path: m\ndatasets:\n  - path: prefs\n    split: train\n"
-                      "  - {path: json, data_files: [a.jsonl, b.jsonl], columns: [prompt, chosen, rejected],"
-                      " fraction: 0.5}\n"
-                      "streaming: true\ntest_split_size: 0.2\n")
+    recipe.write_text(
+        "model_name_or_path: m\ndatasets:\n  - path: prefs\n    split: train\n"
+        "  - {path: json, data_files: [a.jsonl, b.jsonl], columns: [prompt, chosen, rejected],"
+        " fraction: 0.5}\n"
+        "streaming: true\ntest_split_size: 0.2\n"
+    )
     group = MintlineParser(prog="mintline align").add_subparsers(parser_class=MintlineParser)
     for parser in (dpo.make_parser(), dpo.make_parser(group)):
         *_, mixture = parser.parse_args_and_config(["--config", str(recipe), "--output_dir", str(tmp_path / "o")])[:4]
@@ -184,8 +223,11 @@ def test_a_mixture_recipe_parses_in_mintline_align_dpo_too(workdir, tmp_path):
 
 def test_the_reward_script_takes_the_same_mixture_recipe(cli, workdir, tmp_path, monkeypatch):
     recipe = tmp_path / "reward.yaml"
-    recipe.write_text(RECIPE + "datasets:\n  - path: prefs\n    split: train\n  - path: extra.jsonl\n"
-                      "test_split_size: 0.25\neval_strategy: steps\neval_steps: 1\nmax_steps: 1\n", encoding="utf-8")
+    recipe.write_text(
+        RECIPE + "datasets:\n  - path: prefs\n    split: train\n  - path: extra.jsonl\n"
+        "test_split_size: 0.25\neval_strategy: steps\neval_steps: 1\nmax_steps: 1\n",
+        encoding="utf-8",
+    )
     monkeypatch.chdir(workdir)
     result = cli("align", "reward", "--config", recipe, "--output_dir", tmp_path / "rm", "--json", "-q")
     assert result.code == 0, result
@@ -204,8 +246,9 @@ def test_bad_data_names_fail_with_one_line_and_download_nothing(cli, workdir, tm
     assert other.code == 2 and "not .jsonl, .jsonl.gz or .parquet" in other.err
     no_split = _dpo(cli, workdir, "--dataset_name", workdir / "prefs", "--dataset_train_split", "validation")
     assert no_split.code == 2 and "has no split 'validation' (has train, test)" in no_split.err
-    unbounded = _dpo(cli, workdir, "--dataset_name", workdir / "prefs", "--dataset_streaming", "true",
-                     "--max_steps", "-1")
+    unbounded = _dpo(
+        cli, workdir, "--dataset_name", workdir / "prefs", "--dataset_streaming", "true", "--max_steps", "-1"
+    )
     assert unbounded.code == 2 and "max_steps: required with a streaming dataset" in unbounded.err
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("datasets:\n  - path: prefs\n    splitt: train\n")

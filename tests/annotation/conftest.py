@@ -17,6 +17,8 @@ def ledger(tmp_path):
 @pytest.fixture
 def pairs():
     return [
-        PreferencePair(f"prompt {i}", f"answer a{i}", f"answer b{i}", model="nano", predicted="a", confidence=0.5 + i / 20)
+        PreferencePair(
+            f"prompt {i}", f"answer a{i}", f"answer b{i}", model="nano", predicted="a", confidence=0.5 + i / 20
+        )
         for i in range(6)
     ]

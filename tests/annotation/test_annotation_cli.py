@@ -15,7 +15,9 @@ def filled_run(tmp_path):
     run_dir = tmp_path / "run"
     with Ledger(run_dir / "annotate" / "ledger.sqlite") as ledger:
         sim = SimulatedAnnotators(lambda p, r: len(r), n_annotators=2, temperature=0.0, flip_rate=0.0, tie_margin=0.5)
-        pairs = [PreferencePair(f"q{i}", "long answer", "short") for i in range(5)] + [PreferencePair("tie", "same", "same")]
+        pairs = [PreferencePair(f"q{i}", "long answer", "short") for i in range(5)] + [
+            PreferencePair("tie", "same", "same")
+        ]
         SimulatedBackend(ledger, sim, annotators_per_pair=2).request(pairs, round=0)
     return run_dir
 

@@ -25,8 +25,11 @@ def test_annotations_recorded_once_and_aggregated(ledger, pairs):
     ledger.add_pairs(pairs)
     p0, p1, p2, p3 = pairs[:4]
     batch = [
-        vote(p0, "ann1", "a"), vote(p0, "ann2", "a"), vote(p0, "ann3", "b"),
-        vote(p1, "ann1", "a"), vote(p1, "ann2", "b"),  # a draw: explicit tie
+        vote(p0, "ann1", "a"),
+        vote(p0, "ann2", "a"),
+        vote(p0, "ann3", "b"),
+        vote(p1, "ann1", "a"),
+        vote(p1, "ann2", "b"),  # a draw: explicit tie
         vote(p2, "ann1", "skip"),  # a skip alone is not a label
         vote(p3, "ann1", "tie", kind="simulated", source="simulated"),
     ]
@@ -48,13 +51,17 @@ def test_annotations_recorded_once_and_aggregated(ledger, pairs):
 def test_a_pair_every_annotator_skipped_counts_as_skipped_not_pending(ledger, pairs):
     ledger.add_pairs(pairs[:5])
     p0, p1, p2, p3, p4 = pairs[:5]
-    ledger.record_annotations([
-        vote(p0, "ann1", "skip"), vote(p0, "ann2", "skip"),  # skipped by everyone who answered
-        vote(p1, "ann1", "skip"), vote(p1, "ann2", "b"),  # one skip, one vote: labelled
-        vote(p2, "ann1", "a"),
-        vote(p3, "ann1", "skip", external_id="ls:9", version=1),
-        vote(p3, "ann1", "a", external_id="ls:9", version=2),  # a skip edited into a vote: labelled
-    ])
+    ledger.record_annotations(
+        [
+            vote(p0, "ann1", "skip"),
+            vote(p0, "ann2", "skip"),  # skipped by everyone who answered
+            vote(p1, "ann1", "skip"),
+            vote(p1, "ann2", "b"),  # one skip, one vote: labelled
+            vote(p2, "ann1", "a"),
+            vote(p3, "ann1", "skip", external_id="ls:9", version=1),
+            vote(p3, "ann1", "a", external_id="ls:9", version=2),  # a skip edited into a vote: labelled
+        ]
+    )
     counts = ledger.counts()
     assert (counts["requested"], counts["labelled"], counts["pending"], counts["skipped"]) == (5, 3, 1, 1)
     assert counts["skips"] == 3  # latest annotations (p3's skip was edited away), where "skipped" counts pairs
@@ -97,8 +104,12 @@ def test_rejections_and_pseudo_labels_are_counted_apart(ledger, pairs, tmp_path)
     ledger.record_rejected("ls:9", "task 3: no choice", {"result": []})
     assert ledger.rejected()[0]["reason"] == "task 3: no choice" and ledger.counts()["rejected"] == 1
     # pseudo labels for pairs never requested: with their text (pairs=) or without
-    assert ledger.record_pseudo_labels([(pairs[2].pair_id, "b", 0.97), (pairs[0].pair_id, "a", 0.9)], model="rm-1",
-                                       pairs=[pairs[2]]) == 2
+    assert (
+        ledger.record_pseudo_labels(
+            [(pairs[2].pair_id, "b", 0.97), (pairs[0].pair_id, "a", 0.9)], model="rm-1", pairs=[pairs[2]]
+        )
+        == 2
+    )
     assert ledger.record_pseudo_labels([(pairs[2].pair_id, "b", 0.97)], model="rm-1") == 0
     assert ledger.record_pseudo_labels([("text-unknown", "a", 0.8)], model="rm-1") == 1
     with pytest.raises(LedgerError, match="choice"):
@@ -117,18 +128,26 @@ def test_rejections_and_pseudo_labels_are_counted_apart(ledger, pairs, tmp_path)
 
 def test_export_trl_with_provenance(ledger, pairs, tmp_path):
     ledger.add_pairs(pairs[:3])
-    ledger.record_annotations([
-        vote(pairs[0], "ann1", "b", shown_order="ba"), vote(pairs[0], "ann2", "b"),
-        vote(pairs[1], "ann1", "tie"),
-        vote(pairs[2], "ann1", "a"),
-    ])
+    ledger.record_annotations(
+        [
+            vote(pairs[0], "ann1", "b", shown_order="ba"),
+            vote(pairs[0], "ann2", "b"),
+            vote(pairs[1], "ann1", "tie"),
+            vote(pairs[2], "ann1", "a"),
+        ]
+    )
     out = tmp_path / "prefs.jsonl"
     assert ledger.export_trl(out) == 2  # the tie is left out
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[0]["prompt"] == pairs[0].prompt
     assert (rows[0]["chosen"], rows[0]["rejected"]) == (pairs[0].response_b, pairs[0].response_a)
-    assert rows[0]["provenance"] == {"kind": "human", "label": "b", "votes": {"a": 0, "b": 2, "tie": 0},
-                                     "annotators": ["ann1", "ann2"], "confidence": None}
+    assert rows[0]["provenance"] == {
+        "kind": "human",
+        "label": "b",
+        "votes": {"a": 0, "b": 2, "tie": 0},
+        "annotators": ["ann1", "ann2"],
+        "confidence": None,
+    }
     assert (rows[1]["chosen"], rows[1]["rejected"]) == (pairs[2].response_a, pairs[2].response_b)
     assert ledger.export_trl(out, include_ties=True) == 3
     assert ledger.position_bias() == {"decisive_votes": 1, "chose_shown_first": 1.0}
@@ -136,7 +155,9 @@ def test_export_trl_with_provenance(ledger, pairs, tmp_path):
 
 def test_agreement_over_latest_votes(ledger, pairs):
     ledger.add_pairs(pairs[:3])
-    ledger.record_annotations([vote(p, name, c) for p, c1, c2 in zip(pairs, "aab", "abb") for name, c in (("x", c1), ("y", c2))])
+    ledger.record_annotations(
+        [vote(p, name, c) for p, c1, c2 in zip(pairs, "aab", "abb") for name, c in (("x", c1), ("y", c2))]
+    )
     report = ledger.agreement()
     assert report["items"] == 3 and report["method"] == "cohen"
     assert report["percent_agreement"] == pytest.approx(2 / 3, abs=1e-4)

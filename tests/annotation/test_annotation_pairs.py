@@ -49,7 +49,9 @@ def test_errors_name_file_and_line(tmp_path):
     path.write_text(json.dumps({"prompt": "q", "response_a": "x"}) + "\n")
     with pytest.raises(PairsFileError, match=r"line 1: missing field 'response_b'"):
         read_pairs_jsonl(path)
-    path.write_text("\n".join(json.dumps({"prompt": "q", "response_a": a, "response_b": "y", "pair_id": "same"}) for a in "xz"))
+    path.write_text(
+        "\n".join(json.dumps({"prompt": "q", "response_a": a, "response_b": "y", "pair_id": "same"}) for a in "xz")
+    )
     with pytest.raises(PairsFileError, match=r"line 2: pair_id 'same' already names a different pair on line 1"):
         read_pairs_jsonl(path)
     with pytest.raises(PairsFileError, match="no such pairs file"):

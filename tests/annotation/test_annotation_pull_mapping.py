@@ -3,19 +3,29 @@ Label Studio 1.23's /api/tasks/?fields=all returns)."""
 
 import pytest
 
+from annotation.pairs import PreferencePair
 from annotation.pull import Rejection, interpret, read_choice
 from annotation.push import displayed_label, prediction_for, shown_order, task_payload
-from annotation.pairs import PreferencePair
 
 SIM_USER, HUMAN_USER = 5, 6
 EMAILS = {SIM_USER: "sim-1@simulated.mintline.invalid", HUMAN_USER: "someone@example.com"}
 
 
 def annotation(label=None, cancelled=False, user=HUMAN_USER, extra_result=()):
-    result = [] if label is None else [{"from_name": "preference", "to_name": "prompt", "type": "choices",
-                                        "value": {"choices": [label]}}]
-    return {"id": 11, "result": result + list(extra_result), "was_cancelled": cancelled, "completed_by": user,
-            "lead_time": 4.5, "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:01Z"}
+    result = (
+        []
+        if label is None
+        else [{"from_name": "preference", "to_name": "prompt", "type": "choices", "value": {"choices": [label]}}]
+    )
+    return {
+        "id": 11,
+        "result": result + list(extra_result),
+        "was_cancelled": cancelled,
+        "completed_by": user,
+        "lead_time": 4.5,
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:01Z",
+    }
 
 
 @pytest.mark.parametrize(
@@ -37,7 +47,9 @@ def test_skips_and_simulated_users():
 def test_malformed_annotations_are_rejections_with_reasons():
     assert read_choice(annotation()) == (None, "no choice")
     assert read_choice(annotation("Maybe"))[1] == "unknown choice 'Maybe'"
-    double = annotation("A", extra_result=[{"from_name": "preference", "type": "choices", "value": {"choices": ["B"]}}])
+    double = annotation(
+        "A", extra_result=[{"from_name": "preference", "type": "choices", "value": {"choices": ["B"]}}]
+    )
     assert read_choice(double)[1].startswith("several choices")
     rejected = interpret({"id": 3}, annotation(), "pair-1", "ab", EMAILS)
     assert isinstance(rejected, Rejection) and rejected.reason == "task 3: no choice"

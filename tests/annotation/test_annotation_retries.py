@@ -23,8 +23,10 @@ def client(delays, retries=3, url="http://127.0.0.1:9"):
 
 
 def test_transient_failures_are_retried_with_growing_back_off():
-    delays, answers = [], [httpx.ConnectError("refused"), ApiError(status_code=503, body="busy"),
-                           httpx.ReadTimeout("slow"), "done"]
+    delays, answers = (
+        [],
+        [httpx.ConnectError("refused"), ApiError(status_code=503, body="busy"), httpx.ReadTimeout("slow"), "done"],
+    )
 
     def call():
         answer = answers.pop(0)
@@ -99,4 +101,3 @@ def test_an_expired_personal_access_token_is_a_one_line_refusal():
     with pytest.raises(LabelStudioError, match="expired") as caught:
         LabelStudioClient("http://127.0.0.1:9", expired)
     assert expired not in str(caught.value)
-

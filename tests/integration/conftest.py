@@ -30,7 +30,7 @@ def label_studio():
     if not url or not key:
         if required:
             pytest.fail("MINTLINE_REQUIRE_LABEL_STUDIO=1 but LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY are not set")
-        pytest.skip("no Label Studio server: run `eval \"$(python3 .ci/labelstudio.py start)\"` first")
+        pytest.skip('no Label Studio server: run `eval "$(python3 .ci/labelstudio.py start)"` first')
     deadline = time.time() + float(os.environ.get("MINTLINE_LABEL_STUDIO_WAIT", "420"))
     while not _health(url):
         if time.time() > deadline:

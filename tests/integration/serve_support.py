@@ -139,9 +139,21 @@ def running_server(materials: dict, log_dir: Path, *options: str, startup_timeou
     """Yield the base URL of `mintline serve` with these options; stop it with SIGTERM afterwards."""
     port = free_port()
     command = [
-        sys.executable, "-m", "mintline", "serve",
-        "--keys", materials["keys"], "--pubkeys", materials["pubkeys"], "--tokenizer", materials["tokenizer"],
-        "--host", "127.0.0.1", "--port", str(port), *options,
+        sys.executable,
+        "-m",
+        "mintline",
+        "serve",
+        "--keys",
+        materials["keys"],
+        "--pubkeys",
+        materials["pubkeys"],
+        "--tokenizer",
+        materials["tokenizer"],
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *options,
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     log_path = log_dir / f"serve-{port}.log"

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -39,8 +38,14 @@ release:
 
 def mintline(*args, **kwargs):
     env = dict(os.environ, OMP_NUM_THREADS="2", TQDM_DISABLE="1")
-    return subprocess.run([sys.executable, "-m", "mintline", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=900, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "mintline", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        **kwargs,
+    )
 
 
 def test_run_killed_during_pretraining_resumes_and_releases(tmp_path):
@@ -74,13 +79,23 @@ def test_run_killed_during_pretraining_resumes_and_releases(tmp_path):
     assert stages["release"]["verified"] is True
 
     bundle, keys = run_dir / "release" / "bundle", run_dir / "release" / "keys"
-    verify = mintline("release", "verify", bundle, "--pubkey", keys / "publisher.pub", "--base", run_dir / "release" / "base")
+    verify = mintline(
+        "release", "verify", bundle, "--pubkey", keys / "publisher.pub", "--base", run_dir / "release" / "base"
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert oct((keys / "publisher.key").stat().st_mode & 0o777) == "0o600"
     assert oct((run_dir / "watermark" / "key.json").stat().st_mode & 0o777) == "0o600"
 
-    detect = mintline("watermark", "detect", "--key", run_dir / "watermark" / "key.json",
-                      "--tokenizer", run_dir / "pretrain" / "model", "--json", run_dir / "watermark" / "samples.jsonl")
+    detect = mintline(
+        "watermark",
+        "detect",
+        "--key",
+        run_dir / "watermark" / "key.json",
+        "--tokenizer",
+        run_dir / "pretrain" / "model",
+        "--json",
+        run_dir / "watermark" / "samples.jsonl",
+    )
     assert detect.returncode == 0, detect.stderr
     verdicts = [json.loads(line)["watermarked"] for line in detect.stdout.strip().splitlines()]
     assert verdicts and all(verdicts), detect.stdout

@@ -34,8 +34,16 @@ def make_pairs(n: int, seed: int) -> list[PreferencePair]:
         worse = "-" * rng.randint(1, 3) + f" reply {i}"
         a, b = (better, worse) if rng.random() < 0.5 else (worse, better)
         predicted = "a" if gold("", a) > gold("", b) else "b"
-        pairs.append(PreferencePair(f"question {i}?", a, b, model="nano-test", predicted=predicted,
-                                    confidence=round(rng.uniform(0.5, 1.0), 4)))
+        pairs.append(
+            PreferencePair(
+                f"question {i}?",
+                a,
+                b,
+                model="nano-test",
+                predicted=predicted,
+                confidence=round(rng.uniform(0.5, 1.0), 4),
+            )
+        )
     return pairs
 
 
@@ -44,8 +52,13 @@ def setup(label_studio, tmp_path_factory):
     url, key = label_studio
     root = tmp_path_factory.mktemp("labelstudio")
     state = {
-        "url": url, "key": key, "run_dir": root / "run", "title": f"mintline test {uuid.uuid4().hex[:8]}",
-        "pairs": make_pairs(30, seed=1), "more": make_pairs(35, seed=1)[30:], "root": root,
+        "url": url,
+        "key": key,
+        "run_dir": root / "run",
+        "title": f"mintline test {uuid.uuid4().hex[:8]}",
+        "pairs": make_pairs(30, seed=1),
+        "more": make_pairs(35, seed=1)[30:],
+        "root": root,
         "client": LabelStudioClient(url, key, retries=3, backoff=0.2),
     }
     write_pairs_jsonl(root / "pairs.jsonl", state["pairs"])
@@ -69,8 +82,15 @@ def test_init_creates_the_project_once(cli, setup):
 
     project = setup["client"].project(created["project_id"])
     config = project["label_config"]
-    for needle in ('<Text name="prompt"', 'name="shown_a"', 'name="shown_b"', '<Choices name="preference"',
-                   'value="A"', 'value="B"', 'value="Tie"'):
+    for needle in (
+        '<Text name="prompt"',
+        'name="shown_a"',
+        'name="shown_b"',
+        '<Choices name="preference"',
+        'value="A"',
+        'value="B"',
+        'value="Tie"',
+    ):
         assert needle in config
     assert project["show_skip_button"] is True and project["show_instruction"] is True
     assert "Tie" in project["expert_instruction"] and project["maximum_annotations"] == 2
@@ -151,7 +171,9 @@ def test_simulated_annotators_through_the_api_then_pull(cli, setup):
                     assert record.choice == "skip"
                     continue
                 shown = annotation["result"][0]["value"]["choices"][0]
-                expected = {"Tie": "tie", "A": "a" if order == "ab" else "b", "B": "b" if order == "ab" else "a"}[shown]
+                expected = {"Tie": "tie", "A": "a" if order == "ab" else "b", "B": "b" if order == "ab" else "a"}[
+                    shown
+                ]
                 assert record.choice == expected and record.shown_order == order
         counts = ledger.counts()
         assert counts["simulated"] == made["annotations"] and counts["human"] == 0 and counts["annotators"] == 3
@@ -169,8 +191,9 @@ def test_edits_skips_unknown_and_deleted_tasks(cli, setup):
     other = {"A": "B", "B": "A", "Tie": "A"}[target["result"][0]["value"]["choices"][0]]
     client.sdk.annotations.update(target["id"], result=choice_result(other))
     empty = client.sdk.annotations.create(empty_task["id"], result=[])  # submitted without a choice
-    stray = client.sdk.projects.import_tasks(project_id, request=[{"data": {"prompt": "?", "shown_a": "x", "shown_b": "y"}}],
-                                             return_task_ids=True).task_ids[0]
+    stray = client.sdk.projects.import_tasks(
+        project_id, request=[{"data": {"prompt": "?", "shown_a": "x", "shown_b": "y"}}], return_task_ids=True
+    ).task_ids[0]
     client.sdk.annotations.create(stray, result=choice_result("A"))  # a task mintline never pushed
     client.sdk.tasks.delete(str(deleted_task["id"]))
 
@@ -182,7 +205,8 @@ def test_edits_skips_unknown_and_deleted_tasks(cli, setup):
         assert [a.version for a in versions] == [1, 2]
         reasons = " | ".join(r["reason"] for r in ledger.rejected())
         assert f"task {empty_task['id']}: no choice" in reasons and f"labelstudio:{empty.id}" in {
-            r["external_id"] for r in ledger.rejected()}
+            r["external_id"] for r in ledger.rejected()
+        }
         assert f"task {stray}: unknown task" in reasons and f"task {deleted_task['id']} was deleted" in reasons
         assert ledger.counts()["deleted_tasks"] == 1
     again = cli("annotate", "pull", "--run_dir", setup["run_dir"], "--json").json()

@@ -34,10 +34,17 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
 def _pairs(tag: str) -> list[PreferencePair]:
-    return [PreferencePair(f"{tag} question {i}: what does sorted() return?", f"A new list ({tag} {i}).",
-                           f"The same list, sorted in place ({tag} {i}).", model="nano-test", predicted="a",
-                           confidence=confidence)
-            for i, confidence in enumerate(CONFIDENCES)]
+    return [
+        PreferencePair(
+            f"{tag} question {i}: what does sorted() return?",
+            f"A new list ({tag} {i}).",
+            f"The same list, sorted in place ({tag} {i}).",
+            model="nano-test",
+            predicted="a",
+            confidence=confidence,
+        )
+        for i, confidence in enumerate(CONFIDENCES)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +68,12 @@ def project(client, tmp_path_factory):
 
 def _project_showing_predictions(client: LabelStudioClient, tag: str) -> int:
     """A project as mintline made them before: the same labelling config, predictions shown."""
-    project_id = client.sdk.projects.create(title=f"mintline anchoring {tag} {uuid.uuid4().hex[:8]}",
-                                            label_config=LABEL_CONFIG, sampling="Uncertainty sampling",
-                                            show_collab_predictions=True).id
+    project_id = client.sdk.projects.create(
+        title=f"mintline anchoring {tag} {uuid.uuid4().hex[:8]}",
+        label_config=LABEL_CONFIG,
+        sampling="Uncertainty sampling",
+        show_collab_predictions=True,
+    ).id
     client.sdk.projects.import_tasks(project_id, request=[task_payload(p, "ab", MODEL_VERSION) for p in _pairs(tag)])
     client.sdk.projects.update(project_id, model_version=MODEL_VERSION)
     assert client.project(project_id)["show_collab_predictions"] is True
@@ -88,8 +98,11 @@ def test_predictions_order_the_queue_but_are_not_shown(client, project):
             client.sdk.annotations.create(task["id"], result=choice_result("A"))
     assert served == sorted(CONFIDENCES)  # least certain first, every pair once
     # the browser's queue: a first Data Manager tab by ascending score, whose table shows no prediction
-    (tab,) = [view for view in client.get_json("tabs", "api/dm/views/", {"project": project_id})
-              if view["data"]["title"] == QUEUE_VIEW]
+    (tab,) = [
+        view
+        for view in client.get_json("tabs", "api/dm/views/", {"project": project_id})
+        if view["data"]["title"] == QUEUE_VIEW
+    ]
     assert tab["data"]["ordering"] == ["tasks:predictions_score"]
     assert "tasks:predictions_results" in tab["data"]["hiddenColumns"]["labeling"]
 
@@ -132,8 +145,15 @@ def annotator_browser(label_studio):
     url, _ = label_studio
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
-                     "--disable-gpu", "--no-first-run", "--disable-extensions"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(90)
@@ -164,8 +184,9 @@ def _open_label_stream(driver, url: str, project_id: int) -> tuple[list[bool], s
 
 def test_a_fresh_task_opens_with_no_choice_selected(client, annotator_browser, tmp_path):
     driver, url = annotator_browser
-    ours = client.sdk.projects.create(title=f"mintline anchoring browser {uuid.uuid4().hex[:8]}",
-                                      label_config=LABEL_CONFIG).id
+    ours = client.sdk.projects.create(
+        title=f"mintline anchoring browser {uuid.uuid4().hex[:8]}", label_config=LABEL_CONFIG
+    ).id
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         bind_project(client, ledger, LabelStudioSettings(url=client.url, project_id=ours), MODEL_VERSION)
         push_pairs(client, ledger, ours, _pairs("browser"), model_version=MODEL_VERSION)

@@ -122,11 +122,19 @@ def world(label_studio, tmp_path_factory):
     url, key = label_studio
     proxy = FlakyProxy(url)
     root = tmp_path_factory.mktemp("labelstudio-failures")
-    settings = LabelStudioSettings(url=proxy.url, project_title=f"mintline failures {uuid.uuid4().hex[:8]}",
-                                   retries=3, backoff=0.05, max_backoff=0.2, timeout=5)
+    settings = LabelStudioSettings(
+        url=proxy.url,
+        project_title=f"mintline failures {uuid.uuid4().hex[:8]}",
+        retries=3,
+        backoff=0.05,
+        max_backoff=0.2,
+        timeout=5,
+    )
     config = AnnotationConfig(workdir=str(root / "base" / "annotate"), labelstudio=settings)
-    pairs = [PreferencePair(f"q{i}", "+" * (1 + i % 3) + f" a{i}", f"b{i}", predicted="a", confidence=0.5 + i / 100)
-             for i in range(25)]
+    pairs = [
+        PreferencePair(f"q{i}", "+" * (1 + i % 3) + f" a{i}", f"b{i}", predicted="a", confidence=0.5 + i / 100)
+        for i in range(25)
+    ]
     project_id = init_project(config, key)["project_id"]
     push(config, pairs, api_key=key)
     snapshot = root / "after-push.sqlite"
@@ -134,8 +142,15 @@ def world(label_studio, tmp_path_factory):
     client = LabelStudioClient(url, key)
     sim = SimulatedAnnotators(gold, n_annotators=2, temperature=0.5, flip_rate=0.2, seed=9)
     made = annotate_project(client, project_id, sim, annotators_per_task=2, skip_rate=0.1, workers=2)
-    yield {"proxy": proxy, "root": root, "key": key, "snapshot": snapshot, "settings": settings,
-           "expected": made["annotations"] + made["skips"], "project_id": project_id}
+    yield {
+        "proxy": proxy,
+        "root": root,
+        "key": key,
+        "snapshot": snapshot,
+        "settings": settings,
+        "expected": made["annotations"] + made["skips"],
+        "project_id": project_id,
+    }
     proxy.close()
 
 
@@ -152,8 +167,21 @@ def ledger_dump(run_dir) -> list[str]:
 
 
 def pull_args(world, run_dir, *extra):
-    return ("annotate", "pull", "--run_dir", run_dir, "--url", world["proxy"].url, "--retries", "3",
-            "--backoff", "0.05", "--max_backoff", "0.2", *extra)
+    return (
+        "annotate",
+        "pull",
+        "--run_dir",
+        run_dir,
+        "--url",
+        world["proxy"].url,
+        "--retries",
+        "3",
+        "--backoff",
+        "0.05",
+        "--max_backoff",
+        "0.2",
+        *extra,
+    )
 
 
 def test_5xx_is_retried_with_back_off(cli, world):
@@ -196,8 +224,20 @@ def test_server_down_names_the_url(cli, world, label_studio):
     run_dir = fresh_run(world, "down")
     stopped = FlakyProxy(label_studio[0])
     stopped.close()  # a loopback port that was just closed: connections are refused
-    pulled = cli("annotate", "pull", "--run_dir", run_dir, "--url", stopped.url, "--project_id",
-                 str(world["project_id"]), "--retries", "2", "--backoff", "0.05")
+    pulled = cli(
+        "annotate",
+        "pull",
+        "--run_dir",
+        run_dir,
+        "--url",
+        stopped.url,
+        "--project_id",
+        str(world["project_id"]),
+        "--retries",
+        "2",
+        "--backoff",
+        "0.05",
+    )
     assert pulled.code == 2 and pulled.err.count("\n") == 1
     assert stopped.url in pulled.err and "connection refused" in pulled.err
     assert ledger_dump(run_dir) == ledger_dump(fresh_run(world, "down-reference"))
@@ -225,8 +265,13 @@ def test_pull_killed_at_any_point_then_rerun_records_each_annotation_once(world)
     for kill_after, extra_sleep in ((1, 0.0), (2, 0.0), (3, 0.0), (3, 0.35)):
         proxy.reset(latency=0.3)
         start = proxy.requests
-        puller = subprocess.Popen([sys.executable, "-c", PULLER, workdir, proxy.url], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        puller = subprocess.Popen(
+            [sys.executable, "-c", PULLER, workdir, proxy.url],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.time() + 90
         while proxy.requests - start < kill_after + 1 and puller.poll() is None and time.time() < deadline:
             time.sleep(0.01)  # request k+1 arriving means request k was answered
@@ -240,8 +285,9 @@ def test_pull_killed_at_any_point_then_rerun_records_each_annotation_once(world)
             assert puller.returncode == -signal.SIGKILL and recorded == 0
         assert recorded in (0, world["expected"])  # all or nothing
     proxy.reset()
-    finished = subprocess.run([sys.executable, "-c", PULLER, workdir, proxy.url], env=env, capture_output=True,
-                              text=True, timeout=120)
+    finished = subprocess.run(
+        [sys.executable, "-c", PULLER, workdir, proxy.url], env=env, capture_output=True, text=True, timeout=120
+    )
     assert finished.returncode == 0, finished.stderr
     with Ledger(run_dir / "annotate" / "ledger.sqlite") as ledger:
         rows = ledger._db.execute("SELECT COUNT(*), COUNT(DISTINCT external_id) FROM annotations").fetchone()

@@ -274,7 +274,6 @@ def test_ray_on_two_nodes_keeps_exactly_what_local_keeps(ray_cluster, corpus, lo
 def test_a_worker_killed_mid_job_leaves_no_partial_shard_and_the_result_is_the_same(
     ray_cluster, corpus, local_output, tmp_path
 ):
-    import pyarrow.parquet as pq
 
     address, env, cluster = ray_cluster
     _, local_out = local_output

@@ -36,8 +36,20 @@ def materials(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def full_server(materials, tmp_path_factory):
-    options = ("--detail", "full", "--rate_limit", "0", "--query_budget", "0", "--upload_timeout", "2",
-               "--max_text_bytes", "200000", "--max_bundle_bytes", "30000000")
+    options = (
+        "--detail",
+        "full",
+        "--rate_limit",
+        "0",
+        "--query_budget",
+        "0",
+        "--upload_timeout",
+        "2",
+        "--max_text_bytes",
+        "200000",
+        "--max_bundle_bytes",
+        "30000000",
+    )
     with running_server(materials, tmp_path_factory.mktemp("serve-full"), *options) as url:
         with httpx.Client(base_url=url, timeout=60, event_hooks={"response": [_record]}) as client:
             yield client
@@ -108,7 +120,9 @@ def test_mixed_text_gets_marked_spans_over_the_marked_part(full_server, material
     start = mixed.index(marked)
     answer = full_server.post("/api/v1/detect", json={"text": mixed}).json()
     assert answer["verdict"] == "watermarked" and answer["spans"]
-    covered = sum(max(0, min(start + len(marked), s["end_char"]) - max(start, s["start_char"])) for s in answer["spans"])
+    covered = sum(
+        max(0, min(start + len(marked), s["end_char"]) - max(start, s["start_char"])) for s in answer["spans"]
+    )
     assert covered > 0.6 * len(marked)
     marked_key = json.loads(Path(materials["key_files"][0]).read_text())["key_id"]
     assert answer["key_id"] == marked_key
@@ -139,7 +153,9 @@ def test_verify_verdicts_equal_the_cli(full_server, materials, cli):
         ).json()
         assert answer["verified"] == expected["ok"] and answer["reasons"] == expected["reasons"], name
         assert run.code == (0 if expected["ok"] else 1)
-    good = full_server.post("/api/v1/verify", files={"file": ("good.tar", Path(materials["bundles"]["good"]).read_bytes())})
+    good = full_server.post(
+        "/api/v1/verify", files={"file": ("good.tar", Path(materials["bundles"]["good"]).read_bytes())}
+    )
     good = good.json()
     assert good["verdict"] == "verified" and good["reasons"] == []
     assert good["signer_fingerprint"] == publisher and good["signer_algorithm"] == "ed25519"
@@ -180,12 +196,21 @@ def test_bad_requests_get_one_line_json_4xx_and_the_server_keeps_serving(full_se
         (full_server.post(detect, content=b"caf\xe9 \xff\xfe text", headers={"Content-Type": "text/plain"}), 400),
         (full_server.post(detect, content=b'{"text": ', headers={"Content-Type": "application/json"}), 400),
         (full_server.post(detect, json={"texts": ["x"]}), 400),
-        (full_server.post(detect, content=b'{"text": "\\udc80 lone surrogate"}',
-                          headers={"Content-Type": "application/json"}), 400),
+        (
+            full_server.post(
+                detect, content=b'{"text": "\\udc80 lone surrogate"}', headers={"Content-Type": "application/json"}
+            ),
+            400,
+        ),
         (full_server.post(detect, files={"other": ("a.txt", b"abc")}), 400),
         (full_server.post("/api/v1/verify", content=b""), 400),
         (full_server.post("/api/v1/verify", content=b"\x00not a tar at all" * 100), 400),
-        (full_server.post("/api/v1/verify", content=_tar_bytes([("b", None, None), ("b/evil", None, "/etc/passwd")])), 400),
+        (
+            full_server.post(
+                "/api/v1/verify", content=_tar_bytes([("b", None, None), ("b/evil", None, "/etc/passwd")])
+            ),
+            400,
+        ),
         (full_server.post("/api/v1/verify", content=_tar_bytes([("a/x", b"1", None), ("b/y", b"2", None)])), 400),
         (full_server.post("/api/v1/verify", content=_tar_bytes([("b/../../escape", b"1", None)])), 400),
         (full_server.post("/api/v1/verify", content=b"x" * 40_000_000), 413),
@@ -203,7 +228,9 @@ def test_bad_requests_get_one_line_json_4xx_and_the_server_keeps_serving(full_se
 def test_a_slow_upload_gets_408_and_the_server_keeps_serving(full_server, materials):
     host, port = full_server.base_url.host, full_server.base_url.port
     with socket.create_connection((host, port), timeout=30) as raw:
-        raw.sendall(b"POST /api/v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n")
+        raw.sendall(
+            b"POST /api/v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n"
+        )
         raw.sendall(b"only the first bytes")  # and then nothing: the 2 s upload deadline passes
         started = time.monotonic()
         reply = b""
@@ -224,7 +251,9 @@ def test_detection_runs_off_the_event_loop(full_server, materials):
     finished: dict[str, float] = {}
 
     def long_request():
-        response = full_server.post("/api/v1/detect", content=long_text.encode(), headers={"Content-Type": "text/plain"})
+        response = full_server.post(
+            "/api/v1/detect", content=long_text.encode(), headers={"Content-Type": "text/plain"}
+        )
         assert response.status_code == 200
         finished["long"] = time.monotonic()
 
@@ -269,7 +298,9 @@ def test_rate_limit_answers_429_with_retry_after_and_recovers(default_server, ma
     assert 1 <= retry_after <= 2  # one request's worth of tokens at 0.5 per second
     assert default_server.get("/healthz").status_code == 200  # liveness is never rate limited
     time.sleep(retry_after + 0.2)
-    assert default_server.post("/api/v1/detect", content=text, headers={"Content-Type": "text/plain"}).status_code == 200
+    assert (
+        default_server.post("/api/v1/detect", content=text, headers={"Content-Type": "text/plain"}).status_code == 200
+    )
 
 
 def test_query_budget_counts_per_client_and_resets():
@@ -314,11 +345,18 @@ def test_no_response_carries_key_material(default_server, full_server, materials
     needles: list[bytes] = []
     for path in materials["key_files"]:
         secret = bytes.fromhex(json.loads(Path(path).read_text())["secret"])
-        needles += [secret, secret.hex().encode(), secret.hex().upper().encode(), base64.b64encode(secret),
-                    base64.urlsafe_b64encode(secret), secret.hex()[:16].encode()]
+        needles += [
+            secret,
+            secret.hex().encode(),
+            secret.hex().upper().encode(),
+            base64.b64encode(secret),
+            base64.urlsafe_b64encode(secret),
+            secret.hex()[:16].encode(),
+        ]
     private = load_private_key(materials["publisher_key"])
-    raw = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                serialization.NoEncryption())
+    raw = private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
     pem = Path(materials["publisher_key"]).read_bytes()
     needles += [raw, raw.hex().encode(), base64.b64encode(raw), b"PRIVATE KEY"]
     needles += [line for line in pem.splitlines() if line and not line.startswith(b"-----")]
@@ -353,7 +391,10 @@ def test_run_prints_a_serve_command_that_starts_on_its_own_layout(tmp_path, mate
     *configs, _ = parser.parse_args_and_config(argv[2:])
     app = create_app(*configs)
     assert {"/api/v1/detect", "/api/v1/verify"} <= {route.path for route in app.routes}
-    assert str(run / "release" / "bundle") in lines[1] and "--data-binary @- http://127.0.0.1:8000/api/v1/verify" in lines[1]
+    assert (
+        str(run / "release" / "bundle") in lines[1]
+        and "--data-binary @- http://127.0.0.1:8000/api/v1/verify" in lines[1]
+    )
 
 
 def test_serve_refuses_unusable_keys_in_one_line(cli, tmp_path, materials):
@@ -363,8 +404,15 @@ def test_serve_refuses_unusable_keys_in_one_line(cli, tmp_path, materials):
     assert run.code == 2 and "holds no watermark key file" in run.err and len(run.err.strip().splitlines()) == 1
     run = cli("serve", "--keys", materials["keys"], "--pubkeys", empty, "--tokenizer", materials["tokenizer"])
     assert run.code == 2 and "holds no public key" in run.err
-    run = cli("serve", "--keys", materials["keys"], "--pubkeys", materials["publisher_key"],
-              "--tokenizer", materials["tokenizer"])
+    run = cli(
+        "serve",
+        "--keys",
+        materials["keys"],
+        "--pubkeys",
+        materials["publisher_key"],
+        "--tokenizer",
+        materials["tokenizer"],
+    )
     assert run.code == 2 and "private key" in run.err
     run = cli("serve", "--keys", materials["keys"], "--pubkeys", materials["pubkeys"])
     assert run.code == 2 and "--tokenizer" in run.err

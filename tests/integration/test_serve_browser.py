@@ -23,15 +23,24 @@ def browser():
     if not (CHROMIUM and CHROMEDRIVER):
         if os.environ.get("CI") == "true":
             pytest.fail("chromium / chromedriver missing under CI: .ci/run should have installed them")
-        pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+        pytest.skip(
+            "Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
+        )
     os.environ.setdefault("SE_OFFLINE", "true")  # selenium must never fetch a browser or a driver
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1700",
-                     "--disable-gpu", "--no-first-run", "--disable-extensions"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,1700",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(60)
@@ -82,7 +91,8 @@ def _paste(driver, text: str) -> None:
     # let the page see an input event
     driver.execute_script(
         "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input', {bubbles: true}));",
-        box, text,
+        box,
+        text,
     )
     driver.find_element(By.ID, "check-text").click()
 
@@ -102,7 +112,8 @@ def _drop_file(driver, path: str, zone_id: str) -> None:
         "for (const type of ['dragover', 'drop']) zone.dispatchEvent("
         "  new DragEvent(type, {dataTransfer: data, bubbles: true, cancelable: true}));"
         "arguments[0].remove();",
-        source, zone_id,
+        source,
+        zone_id,
     )
     assert not driver.find_elements(By.ID, "drag-source")
 

@@ -57,5 +57,7 @@ def small_corpus_records() -> list[dict]:
     # 30 distinct words + "of the end" (33): under min_doc_words=50, and no n-gram repeats
     records.append({"id": "too-short", "text": " ".join(pseudo_words(30, seed=77)).capitalize() + " of the end."})
     records.append({"id": "symbols", "text": " ".join(["1234 5678 = ( ) ; 42 the of ."] * 30)})
-    records.append({"id": "contact", "text": prose(12, seed=99) + "\nWrite to jane.doe@mail.com or call 8.8.8.8 today."})
+    records.append(
+        {"id": "contact", "text": prose(12, seed=99) + "\nWrite to jane.doe@mail.com or call 8.8.8.8 today."}
+    )
     return records

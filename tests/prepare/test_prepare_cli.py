@@ -35,7 +35,10 @@ def test_prepare_records_the_stage_and_reruns_as_a_no_op(cli, tmp_path, small_co
     with open(small_corpus, "a") as handle:
         handle.write(json.dumps({"id": "late", "text": prose(seed=500)}) + "\n")
     assert prepare(cli, run_dir, "--inputs", small_corpus, "--min_doc_words", "40", "--json").json()["docs_read"] == 36
-    assert prepare(cli, run_dir, "--inputs", small_corpus, "--min_doc_words", "40", "--force", "--json").json()["skipped"] is False
+    assert (
+        prepare(cli, run_dir, "--inputs", small_corpus, "--min_doc_words", "40", "--force", "--json").json()["skipped"]
+        is False
+    )
 
 
 def test_explain_prints_rule_value_and_threshold(cli, tmp_path, small_corpus):
@@ -61,7 +64,10 @@ def test_explain_prints_rule_value_and_threshold(cli, tmp_path, small_corpus):
     [
         (lambda p: [p / "missing"], "no such file or directory"),
         (lambda p: [write_jsonl(p / "empty.jsonl", [{"text": " "}])], "no documents to prepare"),
-        (lambda p: [write_jsonl(p / "short.jsonl", [{"text": "too short to keep."}] * 3)], "the filters removed all 3 documents"),
+        (
+            lambda p: [write_jsonl(p / "short.jsonl", [{"text": "too short to keep."}] * 3)],
+            "the filters removed all 3 documents",
+        ),
         (lambda p: [write_jsonl(p / "field.jsonl", [{"body": "x"}])], "no record has the text field 'text'"),
     ],
 )
@@ -71,7 +77,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, tmp_path, make_inp
     assert result.code == 2, result
     assert message in result.err and result.err.count("\n") == 1 and "Traceback" not in result.err
     assert not (run_dir / "prepare").exists()
-    assert not [p for p in run_dir.glob(".prepare.*")]
+    assert not list(run_dir.glob(".prepare.*"))
 
 
 def test_counted_warnings_for_skipped_files(cli, tmp_path):
@@ -118,7 +124,9 @@ def test_profile_precedence_flags_over_config_over_profile(tmp_path):
     config.write_text("profile: python-docs\ninputs: [x.jsonl]\nmax_non_alpha_words_ratio: 0.7\n")
     assert parse("--config", config).gopher_quality.max_non_alpha_words_ratio == 0.7
     assert parse("--config", config).gopher_repetition.dup_5_gram_frac == 0.25
-    assert parse("--config", config, "--max_non_alpha_words_ratio", "0.5").gopher_quality.max_non_alpha_words_ratio == 0.5
+    assert (
+        parse("--config", config, "--max_non_alpha_words_ratio", "0.5").gopher_quality.max_non_alpha_words_ratio == 0.5
+    )
 
 
 def test_builtin_corpus_default_run_keeps_enough_text(cli, tmp_path):

@@ -38,7 +38,10 @@ def removed_records(out: Path) -> dict[str, dict]:
 
 def test_layout_and_records(prepared):
     _, out, figures = prepared
-    assert sorted(p.name for p in (out / "data").iterdir()) == ["train-00000-of-00001.jsonl", "validation-00000-of-00001.jsonl"]
+    assert sorted(p.name for p in (out / "data").iterdir()) == [
+        "train-00000-of-00001.jsonl",
+        "validation-00000-of-00001.jsonl",
+    ]
     train = list(iter_shard_records([out / "data" / "train-00000-of-00001.jsonl"]))
     validation = list(iter_shard_records([out / "data" / "validation-00000-of-00001.jsonl"]))
     assert all(set(r) == {"id", "text", "source"} for r in train + validation)
@@ -104,7 +107,9 @@ def test_tokenizer_round_trip(prepared):
     assert ids[0] == tokenizer.bos_token_id
     assert tokenizer.decode(ids, skip_special_tokens=True) == text
     assert {tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token} == {"<|bos|>", "<|eos|>", "<|pad|>"}
-    chat = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    chat = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert chat == "<|user|>\nhi<|eos|>\n<|assistant|>\n"
 
 
@@ -127,7 +132,10 @@ def test_parquet_output_and_several_shards(tmp_path, small_corpus):
 
     out = tmp_path / "prepare"
     figures = prepare_corpus(
-        config_for(small_corpus, output_format="parquet", max_shard_bytes=8000, train_tokenizer=False, near_dedup=False), out
+        config_for(
+            small_corpus, output_format="parquet", max_shard_bytes=8000, train_tokenizer=False, near_dedup=False
+        ),
+        out,
     )
     assert figures["exact_duplicates"] == 1 and figures["near_duplicates"] == 0
     shards = sorted((out / "data").glob("train-*.parquet"))
@@ -146,8 +154,12 @@ def test_empty_corpus_is_an_error_and_writes_nothing(tmp_path):
 
 
 def test_corpus_the_filters_empty_names_the_rule(tmp_path):
-    corpus = write_jsonl(tmp_path / "short.jsonl", [{"text": " ".join(pseudo_words(30, seed=i)) + " of the."} for i in range(5)])
-    with pytest.raises(CorpusError, match=r"removed all 5 documents; most were removed by gopher_quality/gopher_short_doc \(5"):
+    corpus = write_jsonl(
+        tmp_path / "short.jsonl", [{"text": " ".join(pseudo_words(30, seed=i)) + " of the."} for i in range(5)]
+    )
+    with pytest.raises(
+        CorpusError, match=r"removed all 5 documents; most were removed by gopher_quality/gopher_short_doc \(5"
+    ):
         prepare_corpus(config_for(corpus), tmp_path / "prepare")
 
 

@@ -5,10 +5,10 @@ datatrove compares with strict inequalities, so a value equal to the threshold i
 """
 
 import pytest
+from prepare_helpers import prose, pseudo_words
 
 from pretrain.corpus.document import Document
 from pretrain.filters import GopherQualityConfig, GopherQualityFilter
-from prepare_helpers import prose, pseudo_words
 
 ALL_OFF = dict(
     min_doc_words=0,
@@ -38,7 +38,13 @@ CASES = {
     "min_doc_words": (50, words(50), words(49), "gopher_short_doc", 49),
     "max_doc_words": (100, words(100), words(101), "gopher_long_doc", 101),
     "min_avg_word_length": (3, "abc " * 10, "abc " * 9 + "ab", "gopher_below_avg_threshold", 2.9),
-    "max_avg_word_length": (10, "abcdefghij " * 10, "abcdefghij " * 9 + "abcdefghijk", "gopher_above_avg_threshold", 10.1),
+    "max_avg_word_length": (
+        10,
+        "abcdefghij " * 10,
+        "abcdefghij " * 9 + "abcdefghijk",
+        "gopher_above_avg_threshold",
+        10.1,
+    ),
     # '#' and '...' standing alone are words of their own: 2 of 20 words vs 3 of 20
     "max_symbol_word_ratio": (0.1, words(18) + " # #", words(17) + " # # #", "gopher_too_many_hashes", 0.15),
     "max_bullet_lines_ratio": (
@@ -56,7 +62,13 @@ CASES = {
         0.4,
     ),
     # words holding a letter: 8 of 10 vs 7 of 10 ("12" has none)
-    "max_non_alpha_words_ratio": (0.8, words(8) + " 12 34", words(7) + " 12 34 56", "gopher_below_alpha_threshold", 0.7),
+    "max_non_alpha_words_ratio": (
+        0.8,
+        words(8) + " 12 34",
+        words(7) + " 12 34 56",
+        "gopher_below_alpha_threshold",
+        0.7,
+    ),
     # distinct stop words: "the" and "of" vs "the" twice
     "min_stop_words": (2, words(10) + " the of", words(10) + " the the", "gopher_enough_stop_words", 1),
 }
@@ -76,7 +88,11 @@ def test_rule_keeps_inside_and_drops_outside(rule):
 
 def test_ellipsis_ratio_counts_both_spellings():
     kept, removal = judge(words(17) + " ... … ...", max_symbol_word_ratio=0.1)
-    assert not kept and removal["reason"] == "gopher_too_many_ellipsis" and removal["value"] == pytest.approx(0.15, abs=1e-6)
+    assert (
+        not kept
+        and removal["reason"] == "gopher_too_many_ellipsis"
+        and removal["value"] == pytest.approx(0.15, abs=1e-6)
+    )
 
 
 def test_words_follow_datatrove_tokenizer():
@@ -89,7 +105,11 @@ def test_defaults_are_datatrove_and_keep_plain_prose():
     config = GopherQualityConfig()
     assert (config.min_doc_words, config.max_doc_words) == (50, 100_000)
     assert (config.min_avg_word_length, config.max_avg_word_length) == (3, 10)
-    assert (config.max_symbol_word_ratio, config.max_bullet_lines_ratio, config.max_ellipsis_lines_ratio) == (0.1, 0.9, 0.3)
+    assert (config.max_symbol_word_ratio, config.max_bullet_lines_ratio, config.max_ellipsis_lines_ratio) == (
+        0.1,
+        0.9,
+        0.3,
+    )
     assert (config.max_non_alpha_words_ratio, config.min_stop_words) == (0.8, 2)
     assert GopherQualityFilter()(Document(id="p", text=prose()))
 

@@ -4,7 +4,6 @@ executor's, its parts are committed atomically and skipped once committed, and w
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
@@ -263,7 +262,9 @@ def test_a_written_part_holds_its_range_in_input_order_in_parquet_shards(tmp_pat
     }
     spec = {"part": 0, "filtered_parts": [0, 1], "start": position_of(0, 0), "stop": position_of(0, 20)}
     summary = write_part(spec, plan, work.uri)
-    assert work.exists(written_marker(0)) and len(summary["train"]["files"]) > 1 and summary["validation"]["files"] == []
+    assert (
+        work.exists(written_marker(0)) and len(summary["train"]["files"]) > 1 and summary["validation"]["files"] == []
+    )
     rows = [row for name in summary["train"]["files"] for row in pq.read_table(work.path(name)).to_pylist()]
     assert [row["id"] for row in rows] == ["clean-0", "renamed"] + [f"clean-{i}" for i in range(3, 20)]
     assert rows[0]["text"] == records[0]["text"] and set(rows[0]) == {"id", "text", "source"}

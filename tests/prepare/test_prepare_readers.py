@@ -54,9 +54,9 @@ def test_datasets_save_to_disk(tmp_path):
     from datasets import Dataset, DatasetDict
 
     Dataset.from_dict({"text": ["one", "two"]}).save_to_disk(str(tmp_path / "ds"))
-    DatasetDict({"train": Dataset.from_dict({"text": ["a"]}), "test": Dataset.from_dict({"text": ["b"]})}).save_to_disk(
-        str(tmp_path / "dd")
-    )
+    DatasetDict(
+        {"train": Dataset.from_dict({"text": ["a"]}), "test": Dataset.from_dict({"text": ["b"]})}
+    ).save_to_disk(str(tmp_path / "dd"))
     docs, _ = read([tmp_path / "ds"])
     assert [d.text for d in docs] == ["one", "two"]
     docs, _ = read([tmp_path / "dd"])
@@ -93,8 +93,14 @@ def test_bad_json_lines_and_records_without_text_are_counted(tmp_path):
     [
         (lambda p: p / "missing.txt", "missing.txt: no such file or directory"),
         (lambda p: p / "*.nothing", r"\*.nothing: no file matches this pattern"),
-        (lambda p: write_jsonl(p / "w.jsonl", [{"body": "x"}]), "no record has the text field 'text' \\(fields seen in the first 1000 lines: body\\)"),
-        (lambda p: (p / "bad.parquet").write_bytes(b"not parquet") and p / "bad.parquet", "not a readable Parquet file"),
+        (
+            lambda p: write_jsonl(p / "w.jsonl", [{"body": "x"}]),
+            "no record has the text field 'text' \\(fields seen in the first 1000 lines: body\\)",
+        ),
+        (
+            lambda p: (p / "bad.parquet").write_bytes(b"not parquet") and p / "bad.parquet",
+            "not a readable Parquet file",
+        ),
     ],
 )
 def test_inputs_that_cannot_work_raise_corpus_error(tmp_path, make, message):

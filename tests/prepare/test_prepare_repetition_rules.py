@@ -13,7 +13,7 @@ from pretrain.corpus.document import Document
 from pretrain.filters import GopherRepetitionConfig, GopherRepetitionFilter
 from pretrain.filters.gopher_repetition import duplicated_ngram_chars
 
-ALL_OFF = {name: 0 for name in GopherRepetitionConfig.__dataclass_fields__}
+ALL_OFF = dict.fromkeys(GopherRepetitionConfig.__dataclass_fields__, 0)
 
 
 def judge(text: str, **rule):
@@ -38,9 +38,7 @@ def test_repeated_line_and_paragraph_fraction(rule, separator, reason):
     assert not kept and removal["reason"] == reason and removal["value"] == pytest.approx(0.4, abs=1e-6)
 
 
-@pytest.mark.parametrize(
-    "rule, separator", [("dup_para_char_frac", "\n\n"), ("dup_line_char_frac", "\n")]
-)
+@pytest.mark.parametrize("rule, separator", [("dup_para_char_frac", "\n\n"), ("dup_line_char_frac", "\n")])
 def test_characters_in_repeated_lines_and_paragraphs(rule, separator):
     # A + sep + B + sep + A: the repeated A holds 10 of 50 characters (0.2), or 10 of 49
     a = "a" * 10
@@ -78,7 +76,11 @@ def test_duplicated_ngram_fraction(n):
     kept, _ = judge(text, **{f"dup_{n}_gram_frac": share})
     assert kept
     kept, removal = judge(text, **{f"dup_{n}_gram_frac": share - 1e-6})
-    assert not kept and removal["reason"] == f"duplicated_{n}_n_grams" and removal["value"] == pytest.approx(share, abs=1e-6)
+    assert (
+        not kept
+        and removal["reason"] == f"duplicated_{n}_n_grams"
+        and removal["value"] == pytest.approx(share, abs=1e-6)
+    )
 
 
 def _datatrove_find_all_duplicate(words, n):

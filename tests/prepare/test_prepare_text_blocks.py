@@ -28,7 +28,9 @@ def test_min_num_sentences_inside_and_outside():
     kept, _, _ = c4(FIVE_SENTENCES)
     assert kept
     kept, doc, _ = c4("\n".join(FIVE_SENTENCES.splitlines()[:4]))
-    assert not kept and doc.metadata["removal"]["reason"] == "too_few_sentences" and doc.metadata["removal"]["value"] == 4
+    assert (
+        not kept and doc.metadata["removal"]["reason"] == "too_few_sentences" and doc.metadata["removal"]["value"] == 4
+    )
 
 
 def test_sentences_are_counted_inside_a_line():

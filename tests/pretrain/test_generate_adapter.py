@@ -34,8 +34,9 @@ def base_and_adapter(tmp_path_factory, tokenizer_dir):
     base_dir, adapter_dir = root / "base", root / "adapter"
     AutoModelForCausalLM.from_config(config).save_pretrained(base_dir)
     tokenizer.save_pretrained(base_dir)
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM",
-                      init_lora_weights=False)  # random B: the adapter changes the output
+    lora = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM", init_lora_weights=False
+    )  # random B: the adapter changes the output
     peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), lora)
     peft_model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)  # as the align stage saves it
@@ -63,8 +64,19 @@ def set_base(adapter_dir: Path, value: str) -> None:
 
 
 def generate(cli, model: Path, *extra) -> list[str]:
-    result = cli("generate", "--model", model, "--do_sample", "false", "--max_new_tokens", "12", "--json",
-                 "--prompt", *PROMPTS, *extra)
+    result = cli(
+        "generate",
+        "--model",
+        model,
+        "--do_sample",
+        "false",
+        "--max_new_tokens",
+        "12",
+        "--json",
+        "--prompt",
+        *PROMPTS,
+        *extra,
+    )
     assert result.code == 0, result
     return [sample["completion"] for sample in result.json()["samples"]]
 
@@ -111,7 +123,17 @@ def test_watermarked_generation_from_an_adapter(cli, tmp_path, base_and_adapter)
     _, adapter_dir = base_and_adapter
     key = tmp_path / "key.json"
     generate_key(adapter_dir, key)
-    result = cli("generate", "--model", adapter_dir, "--prompt", "The return value", "--max_new_tokens", "8",
-                 "--watermark_key", key, "--json")
+    result = cli(
+        "generate",
+        "--model",
+        adapter_dir,
+        "--prompt",
+        "The return value",
+        "--max_new_tokens",
+        "8",
+        "--watermark_key",
+        key,
+        "--json",
+    )
     assert result.code == 0, result
     assert result.json()["watermark_key_id"].startswith("wmk")

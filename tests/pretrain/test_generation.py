@@ -22,7 +22,12 @@ def test_min_new_tokens_holds_off_end_of_text(trained_model_dir):
     end_now = [_EndTextNow(tokenizer.eos_token_id)]
 
     unfloored = generate_texts(
-        model, tokenizer, prompts, GenerationArguments(max_new_tokens=30), logits_processor=end_now, return_token_ids=True
+        model,
+        tokenizer,
+        prompts,
+        GenerationArguments(max_new_tokens=30),
+        logits_processor=end_now,
+        return_token_ids=True,
     )
     floored = generate_texts(
         model,

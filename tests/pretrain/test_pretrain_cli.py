@@ -6,8 +6,25 @@ import json
 
 import pytest
 
-FAST = ["--model", "nano", "--block_size", "64", "--per_device_batch_size", "4", "--max_steps", "4",
-        "--warmup_steps", "1", "--eval_blocks", "8", "--save_steps", "4", "--precision", "fp32", "-q"]
+FAST = [
+    "--model",
+    "nano",
+    "--block_size",
+    "64",
+    "--per_device_batch_size",
+    "4",
+    "--max_steps",
+    "4",
+    "--warmup_steps",
+    "1",
+    "--eval_blocks",
+    "8",
+    "--save_steps",
+    "4",
+    "--precision",
+    "fp32",
+    "-q",
+]
 
 
 @pytest.mark.parametrize(
@@ -33,8 +50,15 @@ def test_missing_prepare_output_names_the_fix(cli, tmp_path):
 
 
 def test_tokenizer_that_does_not_match_the_model(cli, run_dir, tmp_path):
-    config = {"model_type": "llama", "vocab_size": 1000, "hidden_size": 32, "num_hidden_layers": 1,
-              "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128}
+    config = {
+        "model_type": "llama",
+        "vocab_size": 1000,
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 128,
+    }
     (tmp_path / "config.json").write_text(json.dumps(config))
     run = cli("pretrain", "--run_dir", run_dir, *FAST, "--model", tmp_path / "config.json")
     assert run.code == 2 and "vocab_size 1000" in run.err

@@ -8,10 +8,39 @@ import shutil
 import pytest
 from transformers import AutoModelForCausalLM
 
-PRUNED = ["--model", "nano", "--block_size", "64", "--per_device_batch_size", "4", "--max_steps", "12",
-          "--warmup_steps", "1", "--eval_blocks", "8", "--eval_steps", "6", "--save_steps", "6",
-          "--precision", "fp32", "--prune_heads", "0.5", "--prune_neurons", "0.5",
-          "--prune_start", "0.25", "--prune_end", "0.25", "--prune_events", "1", "--importance_window", "2", "-q"]
+PRUNED = [
+    "--model",
+    "nano",
+    "--block_size",
+    "64",
+    "--per_device_batch_size",
+    "4",
+    "--max_steps",
+    "12",
+    "--warmup_steps",
+    "1",
+    "--eval_blocks",
+    "8",
+    "--eval_steps",
+    "6",
+    "--save_steps",
+    "6",
+    "--precision",
+    "fp32",
+    "--prune_heads",
+    "0.5",
+    "--prune_neurons",
+    "0.5",
+    "--prune_start",
+    "0.25",
+    "--prune_end",
+    "0.25",
+    "--prune_events",
+    "1",
+    "--importance_window",
+    "2",
+    "-q",
+]
 
 
 def test_pruned_run_saves_a_smaller_plain_transformers_model_and_resumes_after_pruning(cli, run_dir):
@@ -59,8 +88,15 @@ def test_a_schedule_below_one_head_per_layer_is_refused(cli, run_dir, tmp_path):
     from transformers import AutoTokenizer
 
     vocab = len(AutoTokenizer.from_pretrained(run_dir / "prepare" / "tokenizer"))
-    config = {"model_type": "llama", "vocab_size": vocab, "hidden_size": 32, "num_hidden_layers": 1,
-              "num_attention_heads": 1, "intermediate_size": 64, "max_position_embeddings": 128}
+    config = {
+        "model_type": "llama",
+        "vocab_size": vocab,
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 1,
+        "intermediate_size": 64,
+        "max_position_embeddings": 128,
+    }
     (tmp_path / "config.json").write_text(json.dumps(config))
     run = cli("pretrain", "--run_dir", run_dir, *PRUNED, "--model", tmp_path / "config.json")
     assert run.code == 2, run

@@ -35,9 +35,19 @@ def transformers_warnings():
 
 def short_run(prepared_data) -> PretrainArguments:
     return PretrainArguments(
-        model="nano", data_dir=str(prepared_data["data"]), tokenizer=str(prepared_data["tokenizer"]),
-        block_size=64, per_device_batch_size=4, max_steps=4, warmup_steps=1, eval_steps=100, eval_blocks=4,
-        save_steps=2, logging_steps=1, precision="fp32", seed=5,
+        model="nano",
+        data_dir=str(prepared_data["data"]),
+        tokenizer=str(prepared_data["tokenizer"]),
+        block_size=64,
+        per_device_batch_size=4,
+        max_steps=4,
+        warmup_steps=1,
+        eval_steps=100,
+        eval_blocks=4,
+        save_steps=2,
+        logging_steps=1,
+        precision="fp32",
+        seed=5,
     )
 
 

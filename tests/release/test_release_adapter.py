@@ -31,8 +31,9 @@ def pipeline_release(tmp_path_factory, nano_model_dir):
     run_dir = tmp_path_factory.mktemp("runs") / "demo"
     shutil.copytree(nano_model_dir, run_dir / "pretrain" / "model")
     torch.manual_seed(1)
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM",
-                      init_lora_weights=False)  # random B: the adapter changes the output
+    lora = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM", init_lora_weights=False
+    )  # random B: the adapter changes the output
     policy = get_peft_model(AutoModelForCausalLM.from_pretrained(run_dir / "pretrain" / "model"), lora)
     policy.save_pretrained(run_dir / "align" / "model")
     AutoTokenizer.from_pretrained(nano_model_dir).save_pretrained(run_dir / "align" / "model")
@@ -118,8 +119,9 @@ def test_copied_release_verifies_and_names_its_base_by_digest(pipeline_release, 
     release_parameters = provenance["predicate"]["buildDefinition"]["externalParameters"]["release"]
     assert release_parameters["base_bundle_location"] == "../base"
 
-    generated = cli("generate", "--model", copied / "bundle", "--prompt", "def add(", "--max_new_tokens", "4",
-                    "--json")
+    generated = cli(
+        "generate", "--model", copied / "bundle", "--prompt", "def add(", "--max_new_tokens", "4", "--json"
+    )
     assert generated.code == 0, generated
     assert Path(generated.json()["base_model"]).resolve() == (copied / "base").resolve()
 

@@ -53,9 +53,15 @@ def _file(name, data):
 @pytest.mark.parametrize(
     "change, expected",
     [
-        (lambda i, d: [(i, d[:-1] + b"\x00" if i.name.endswith("config.json") else d)] if i.isfile() else [(i, d)], "changed: config.json"),
+        (
+            lambda i, d: [(i, d[:-1] + b"\x00" if i.name.endswith("config.json") else d)] if i.isfile() else [(i, d)],
+            "changed: config.json",
+        ),
         (lambda i, d: [(i, d)] + ([_file("../evil", b"x")] if i.name.endswith("LICENSE") else []), "climbs out"),
-        (lambda i, d: [(i, d)] + ([_file(i.name, b"second copy")] if i.name.endswith("LICENSE") else []), "appears twice"),
+        (
+            lambda i, d: [(i, d)] + ([_file(i.name, b"second copy")] if i.name.endswith("LICENSE") else []),
+            "appears twice",
+        ),
         (lambda i, d: [(i, d)] + ([_file("/abs/path", b"x")] if i.name.endswith("LICENSE") else []), "absolute path"),
     ],
 )

@@ -24,8 +24,17 @@ def test_round_trip_bundle_contents_and_the_model_loads(pristine_bundles, nano_m
 
     bundle = pristine_bundles["ed25519"]
     names = sorted(p.name for p in bundle.iterdir())
-    assert {"LICENSE", "README.md", "provenance.json", "model.sig", "config.json", "model.safetensors",
-            "generation_config.json", "tokenizer.json", "tokenizer_config.json"} <= set(names)
+    assert {
+        "LICENSE",
+        "README.md",
+        "provenance.json",
+        "model.sig",
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    } <= set(names)
     for name in ("model.safetensors", "config.json", "tokenizer.json"):
         assert (bundle / name).read_bytes() == (nano_model_dir / name).read_bytes()
     assert (bundle / "LICENSE").read_text() == mit_license("Test Holder", 2026)
@@ -46,7 +55,11 @@ def test_model_card_front_matter_and_body(pristine_bundles):
     assert values == {"loss": 4.51, "perplexity": 90.9}  # the final evaluation, not initial_eval_loss
     body = text.split("---\n", 2)[2]
     assert "| docs_kept | 870 |" in body and "| removed.near_duplicate | 50 |" in body  # cleaning figures
-    assert "| real (human) labels | 0 |" in body and "| simulated labels | 188 |" in body and "| pseudo labels | 40 |" in body
+    assert (
+        "| real (human) labels | 0 |" in body
+        and "| simulated labels | 188 |" in body
+        and "| pseudo labels | 40 |" in body
+    )
     assert "kgw-selfhash" in body and "wmk-" + "ab" * 16 in body  # scheme + public key id
     assert "## Intended use" in body and "## Limitations" in body
 
@@ -55,9 +68,13 @@ def test_label_counts_explicit_or_attributed_by_backend():
     from release.card import label_counts
     from release.run_record import RunRecord, Stage
 
-    explicit = RunRecord(stages={"align": Stage("align", figures={"human_labels": 12, "simulated_labels": 3, "pseudo_labels": 5})})
+    explicit = RunRecord(
+        stages={"align": Stage("align", figures={"human_labels": 12, "simulated_labels": 3, "pseudo_labels": 5})}
+    )
     assert list(label_counts(explicit).values()) == [12, 3, 5]
-    human = RunRecord(stages={"align": Stage("align", config={"backend": "labelstudio"}, figures={"labels_received": 7})})
+    human = RunRecord(
+        stages={"align": Stage("align", config={"backend": "labelstudio"}, figures={"labels_received": 7})}
+    )
     assert list(label_counts(human).values()) == [7, 0, None]
     unknown = RunRecord(stages={"align": Stage("align", figures={"labels_received": 7})})
     assert list(label_counts(unknown).values()) == [None, None, None]
@@ -76,9 +93,13 @@ def test_private_key_material_is_absent_from_the_bundle(pristine_bundles, keypai
     for algorithm, bundle in pristine_bundles.items():
         key_path = key_file(keypairs[algorithm], ".key")
         private_key = load_private_key(key_path)
-        der = private_key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        der = private_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         if algorithm == "ed25519":
-            raw = private_key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+            raw = private_key.private_bytes(
+                serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+            )
         else:
             raw = private_key.private_numbers().private_value.to_bytes(32, "big")
         needles = [key_path.read_bytes(), der, raw, raw.hex().encode(), base64.b64encode(der), base64.b64encode(raw)]
@@ -95,9 +116,16 @@ def test_provenance_is_an_in_toto_slsa_statement(pristine_bundles, nano_model_di
     subjects = {s["name"]: s["digest"]["sha256"] for s in document["subject"]}
     import hashlib
 
-    assert subjects["model.safetensors"] == hashlib.sha256((nano_model_dir / "model.safetensors").read_bytes()).hexdigest()
+    assert (
+        subjects["model.safetensors"]
+        == hashlib.sha256((nano_model_dir / "model.safetensors").read_bytes()).hexdigest()
+    )
     build = document["predicate"]["buildDefinition"]
-    assert build["externalParameters"]["run"]["pretrain"] == {"model": "nano", "max_steps": 300, "learning_rate": 0.003}
+    assert build["externalParameters"]["run"]["pretrain"] == {
+        "model": "nano",
+        "max_steps": 300,
+        "learning_rate": 0.003,
+    }
     assert "secret" not in build["externalParameters"]["run"]["watermark"]
     dependencies = {d["name"]: d for d in build["resolvedDependencies"]}
     assert dependencies["prepare/input/corpus"]["digest"] == {"sha256": "1" * 64}
@@ -161,11 +189,15 @@ def test_a_crash_leaves_nothing_at_the_destination(tmp_path, nano_model_dir, key
     assert list(tmp_path.iterdir()) == []
 
 
-def test_crash_during_overwrite_keeps_the_old_bundle(tmp_path, pristine_bundles, nano_model_dir, keypairs, monkeypatch):
+def test_crash_during_overwrite_keeps_the_old_bundle(
+    tmp_path, pristine_bundles, nano_model_dir, keypairs, monkeypatch
+):
     out = tmp_path / "out"
     shutil.copytree(pristine_bundles["ed25519"], out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    monkeypatch.setattr(bundle_module.signing, "sign_directory", lambda *a, **k: (_ for _ in ()).throw(OSError("boom")))
+    monkeypatch.setattr(
+        bundle_module.signing, "sign_directory", lambda *a, **k: (_ for _ in ()).throw(OSError("boom"))
+    )
     with pytest.raises(OSError):
         build_bundle(nano_model_dir, out, key_file(keypairs["ed25519"], ".key"), overwrite=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
@@ -173,7 +205,9 @@ def test_crash_during_overwrite_keeps_the_old_bundle(tmp_path, pristine_bundles,
 
 def test_run_json_errors_are_typed(tmp_path, nano_model_dir, keypairs):
     with pytest.raises(ReleaseError, match="no such file"):
-        build_bundle(nano_model_dir, tmp_path / "out", key_file(keypairs["ed25519"], ".key"), run_json=tmp_path / "nope.json")
+        build_bundle(
+            nano_model_dir, tmp_path / "out", key_file(keypairs["ed25519"], ".key"), run_json=tmp_path / "nope.json"
+        )
     bad = tmp_path / "run.json"
     bad.write_text("{not json")
     with pytest.raises(ReleaseError, match="not readable JSON"):
@@ -190,8 +224,10 @@ def adapter_dir(tmp_path_factory, nano_model_dir):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(nano_model_dir),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(nano_model_dir),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    )
     out = tmp_path_factory.mktemp("adapter")
     model.save_pretrained(out)
     return out
@@ -200,8 +236,14 @@ def adapter_dir(tmp_path_factory, nano_model_dir):
 def test_adapter_bundle_records_and_checks_its_base(tmp_path, adapter_dir, pristine_bundles, keypairs):
     pub = key_file(keypairs["ed25519"], ".pub")
     base = pristine_bundles["ed25519"]
-    figures = build_bundle(adapter_dir, tmp_path / "adapter", key_file(keypairs["ed25519"], ".key"), name="nano-lora",
-                           base_bundle=base, base_pubkey=pub)
+    figures = build_bundle(
+        adapter_dir,
+        tmp_path / "adapter",
+        key_file(keypairs["ed25519"], ".key"),
+        name="nano-lora",
+        base_bundle=base,
+        base_pubkey=pub,
+    )
     base_digest = verify_bundle(base, pub).figures["manifest_digest"]
     assert figures["adapter"] and figures["base_manifest_digest"] == base_digest
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
@@ -215,7 +257,9 @@ def test_adapter_bundle_records_and_checks_its_base(tmp_path, adapter_dir, prist
     assert chained.figures["base_checked"] and chained.figures["base_manifest_digest"] == base_digest
 
     other_base = pristine_bundles["ecdsa-p256"]
-    wrong = verify_bundle(tmp_path / "adapter", pub, base=other_base, base_pubkey_path=key_file(keypairs["ecdsa-p256"], ".pub"))
+    wrong = verify_bundle(
+        tmp_path / "adapter", pub, base=other_base, base_pubkey_path=key_file(keypairs["ecdsa-p256"], ".pub")
+    )
     assert not wrong.ok and any("base bundle mismatch" in r for r in wrong.reasons)
 
     tampered_base = tmp_path / "tampered-base"

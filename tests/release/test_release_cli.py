@@ -9,16 +9,42 @@ from release_helpers import key_file
 
 def test_keygen_build_verify_round_trip(cli, tmp_path, nano_model_dir, run_json, monkeypatch):
     monkeypatch.setenv("RELEASE_TEST_PASSPHRASE", "s3cret-pass")
-    keygen = cli("release", "keygen", "--out", tmp_path / "pub", "--algorithm", "ecdsa-p256",
-                 "--passphrase-env", "RELEASE_TEST_PASSPHRASE", "--json")
+    keygen = cli(
+        "release",
+        "keygen",
+        "--out",
+        tmp_path / "pub",
+        "--algorithm",
+        "ecdsa-p256",
+        "--passphrase-env",
+        "RELEASE_TEST_PASSPHRASE",
+        "--json",
+    )
     assert keygen.code == 0, keygen
     info = keygen.json()
     assert info["encrypted"] and info["algorithm"] == "ecdsa-p256" and len(info["fingerprint"]) == 64
     assert stat.S_IMODE((tmp_path / "pub.key").stat().st_mode) == 0o600
 
-    build = cli("release", "build", nano_model_dir, "--out", tmp_path / "bundle", "--key", tmp_path / "pub.key",
-                "--name", "nano-cli", "--version", "2.0", "--holder", "CLI Holder", "--run_json", run_json,
-                "--passphrase_env", "RELEASE_TEST_PASSPHRASE", "--json")
+    build = cli(
+        "release",
+        "build",
+        nano_model_dir,
+        "--out",
+        tmp_path / "bundle",
+        "--key",
+        tmp_path / "pub.key",
+        "--name",
+        "nano-cli",
+        "--version",
+        "2.0",
+        "--holder",
+        "CLI Holder",
+        "--run_json",
+        run_json,
+        "--passphrase_env",
+        "RELEASE_TEST_PASSPHRASE",
+        "--json",
+    )
     assert build.code == 0, build
     assert build.json()["key_fingerprint"] == info["fingerprint"]
 
@@ -49,11 +75,35 @@ def test_usage_errors_are_exit_2_and_one_line(cli, tmp_path, pristine_bundles, k
         ("release", "verify", pristine_bundles["ed25519"]),  # no --pubkey
         ("release", "verify", tmp_path / "nope", "--pubkey", key_file(keypairs["ed25519"], ".pub")),
         ("release", "verify", pristine_bundles["ed25519"], "--pubkey", tmp_path / "missing.pub"),
-        ("release", "verify", pristine_bundles["ed25519"], "--pubkey", key_file(keypairs["ed25519"], ".pub"), "--colour"),
+        (
+            "release",
+            "verify",
+            pristine_bundles["ed25519"],
+            "--pubkey",
+            key_file(keypairs["ed25519"], ".pub"),
+            "--colour",
+        ),
         ("release", "build", nano_model_dir, "--out", tmp_path / "b", "--key", tmp_path / "missing.key"),
-        ("release", "build", nano_model_dir, "--out", tmp_path / "b", "--key", key_file(keypairs["ed25519"], ".key"),
-         "--passphrase_env", "RELEASE_TEST_UNSET_VARIABLE"),
-        ("release", "build", nano_model_dir, "--out", pristine_bundles["ed25519"], "--key", key_file(keypairs["ed25519"], ".key")),
+        (
+            "release",
+            "build",
+            nano_model_dir,
+            "--out",
+            tmp_path / "b",
+            "--key",
+            key_file(keypairs["ed25519"], ".key"),
+            "--passphrase_env",
+            "RELEASE_TEST_UNSET_VARIABLE",
+        ),
+        (
+            "release",
+            "build",
+            nano_model_dir,
+            "--out",
+            pristine_bundles["ed25519"],
+            "--key",
+            key_file(keypairs["ed25519"], ".key"),
+        ),
         ("release", "keygen", "--out", tmp_path / "k", "--algorithm", "rsa"),
         ("release", "sign"),
     ]

@@ -21,7 +21,14 @@ def write_tree(root, sizes):
 
 
 def test_digests_match_hashlib_parallel_and_serial(tmp_path):
-    sizes = {"empty": 0, "one": 1, "chunk": 1 << 20, "chunk_plus": (1 << 20) + 7, "big.safetensors": 3 * (1 << 20) + 5, "d/e/f": 4097}
+    sizes = {
+        "empty": 0,
+        "one": 1,
+        "chunk": 1 << 20,
+        "chunk_plus": (1 << 20) + 7,
+        "big.safetensors": 3 * (1 << 20) + 5,
+        "d/e/f": 4097,
+    }
     write_tree(tmp_path, sizes)
     jobs = [HashJob(n, tmp_path / n, s) for n, s in sizes.items()]
     expected = {n: hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in sizes}
@@ -62,7 +69,9 @@ def test_unreadable_and_special_files_are_errors_not_hangs(tmp_path):
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "target").write_text("x")
     (tmp_path / "link").symlink_to(tmp_path / "target")
-    report = hash_files([HashJob("fifo", tmp_path / "fifo"), HashJob("link", tmp_path / "link"), HashJob("gone", tmp_path / "gone")])
+    report = hash_files(
+        [HashJob("fifo", tmp_path / "fifo"), HashJob("link", tmp_path / "link"), HashJob("gone", tmp_path / "gone")]
+    )
     assert set(report.errors) == {"fifo", "link", "gone"} and not report.digests
     listing = list_files(tmp_path)
     assert any("fifo is not a regular file" in p for p in listing.problems)

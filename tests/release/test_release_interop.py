@@ -19,8 +19,19 @@ STOCK_CLI = Path(sys.executable).with_name("model_signing")
 def stock_verify(bundle: Path, public_key: Path) -> subprocess.CompletedProcess:
     command = [str(STOCK_CLI)] if STOCK_CLI.exists() else [sys.executable, "-m", "model_signing"]
     return subprocess.run(
-        [*command, "verify", "key", "--public_key", str(public_key), "--signature", str(bundle / "model.sig"), str(bundle)],
-        capture_output=True, text=True, timeout=120,
+        [
+            *command,
+            "verify",
+            "key",
+            "--public_key",
+            str(public_key),
+            "--signature",
+            str(bundle / "model.sig"),
+            str(bundle),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

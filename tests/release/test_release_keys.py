@@ -73,6 +73,8 @@ def test_key_file_errors_are_one_line_and_typed(tmp_path, keypairs):
 def test_unsupported_curve_is_refused(tmp_path):
     key = ec.generate_private_key(ec.SECP256K1())
     path = tmp_path / "k1.pub"
-    path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    path.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     with pytest.raises(KeyFileError, match="unsupported key type secp256k1"):
         load_public_key(path)

@@ -80,8 +80,17 @@ def test_card_licence_alone_is_enough_to_refuse(tmp_path, model_copy, keypairs):
 def test_allow_relicense_builds_and_records_it(cli, tmp_path, model_copy, keypairs):
     model = model_copy(LICENSE=APACHE_HEADER, README_md="---\nlicense: apache-2.0\n---\n")
     out = tmp_path / "bundle"
-    result = cli("release", "build", model, "--out", out, "--key", key_file(keypairs["ed25519"], ".key"),
-                 "--allow_relicense", "--json")
+    result = cli(
+        "release",
+        "build",
+        model,
+        "--out",
+        out,
+        "--key",
+        key_file(keypairs["ed25519"], ".key"),
+        "--allow_relicense",
+        "--json",
+    )
     assert result.code == 0, result
     assert result.json()["input_license"] == "apache-2.0" and result.json()["relicensed_to_mit"] is True
     assert verify_bundle(out, key_file(keypairs["ed25519"], ".pub")).ok  # still a valid MIT bundle

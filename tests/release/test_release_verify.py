@@ -7,9 +7,9 @@ import os
 import re
 
 import pytest
+from release_helpers import key_file, read_statement, resign, resign_files
 
 from release.verifying import verify_bundle
-from release_helpers import key_file, read_statement, resign, resign_files
 
 
 def verify(bundle, keypairs, algorithm="ed25519", **kwargs):
@@ -171,7 +171,10 @@ def test_signature_over_a_different_payload(bundle_copy, keypairs):
         (lambda text: "", "not valid JSON"),
         (lambda text: "[1, 2]", "not a Sigstore bundle"),
         (lambda text: text.replace('"payload":"', '"payload":"!!'), "not valid base64"),
-        (lambda text: text.replace("application/vnd.dev.sigstore.bundle.v0.3+json", "application/x-other"), "media type"),
+        (
+            lambda text: text.replace("application/vnd.dev.sigstore.bundle.v0.3+json", "application/x-other"),
+            "media type",
+        ),
         (lambda text: text.replace("application/vnd.in-toto+json", "text/plain"), "payload type"),
         (lambda text: text.replace('"sig":"', '"sig":"AAAA'), "signature does not verify"),
         (lambda text: re.sub(r'"signatures":\[.*?\]', '"signatures":[]', text), "no well-formed signature"),
@@ -235,6 +238,12 @@ def test_every_reason_is_listed_at_once(bundle_copy, keypairs):
     (bundle / "LICENSE").write_text("All rights reserved.\n")
     result = verify(bundle, keypairs, "other")
     text = reasons_text(result)
-    for expected in ("signature does not verify", "changed: config.json", "missing file: generation_config.json",
-                     "extra file not in the manifest: extra.bin", "changed: LICENSE", "LICENSE does not start with 'MIT License'"):
+    for expected in (
+        "signature does not verify",
+        "changed: config.json",
+        "missing file: generation_config.json",
+        "extra file not in the manifest: extra.bin",
+        "changed: LICENSE",
+        "LICENSE does not start with 'MIT License'",
+    ):
         assert expected in text

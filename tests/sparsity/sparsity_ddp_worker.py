@@ -22,8 +22,14 @@ def main(out: Path) -> None:
     blocks = torch.randint(0, 512, (256, 16), generator=torch.Generator().manual_seed(0))
     sparsity = SparsityArguments(sparsity=0.5, sparsity_method="rigl", sparsity_every=2, sparsity_end=1.0)
     callbacks = build_callbacks(sparsity, model)
-    args = training_arguments(out / "trainer", max_steps=6, per_device_train_batch_size=4, save_strategy="no",
-                              ddp_backend="gloo", ddp_find_unused_parameters=False)
+    args = training_arguments(
+        out / "trainer",
+        max_steps=6,
+        per_device_train_batch_size=4,
+        save_strategy="no",
+        ddp_backend="gloo",
+        ddp_find_unused_parameters=False,
+    )
     masks = {}
 
     class Snapshot(TrainerCallback):  # records the masks in use after every step

@@ -5,8 +5,16 @@ from __future__ import annotations
 import torch
 
 
-def tiny_llama(vocab_size: int = 512, heads: int = 4, kv_heads: int = 4, hidden: int = 64, intermediate: int = 128,
-               layers: int = 2, model_type: str = "llama", seed: int = 0):
+def tiny_llama(
+    vocab_size: int = 512,
+    heads: int = 4,
+    kv_heads: int = 4,
+    hidden: int = 64,
+    intermediate: int = 128,
+    layers: int = 2,
+    model_type: str = "llama",
+    seed: int = 0,
+):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     torch.manual_seed(seed)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from sparsity_helpers import tiny_llama
 
 from pretrain.errors import ConfigError
 from pretrain.sparsity.architectures import UnsupportedArchitectureError
 from pretrain.sparsity.callbacks import build_callbacks
 from pretrain.sparsity.config import PostTrainingArguments, SparsityArguments
-
-from sparsity_helpers import tiny_llama
 
 
 @pytest.mark.parametrize(
@@ -25,7 +24,6 @@ def test_out_of_range_settings_name_the_field(field, value):
 
 def test_a_bad_schedule_on_the_command_line_is_one_line_and_exit_2(capsys):
     from mintline.argparsing import MintlineParser
-
     from pretrain.config import PretrainArguments
 
     # the pretrain command will carry these beside the engine's own options: no clash, and every
@@ -77,13 +75,19 @@ def test_prune_cli_bad_input(cli, tmp_path, gpt2_dir):
     data.write_text(json.dumps({"id": "1", "text": "hello " * 50, "source": "t"}) + "\n")
     run = ["--run_dir", tmp_path / "run"]
     _one_line_exit_2(cli("prune", "--model", gpt2_dir, "--sparsity", "1.0", *run), "sparsity", "[0, 1)")
-    _one_line_exit_2(cli("prune", "--model", gpt2_dir, "--sparsity", "0.5", "--calibration_data", data, *run), "'gpt2'", "not supported")
+    _one_line_exit_2(
+        cli("prune", "--model", gpt2_dir, "--sparsity", "0.5", "--calibration_data", data, *run),
+        "'gpt2'",
+        "not supported",
+    )
     _one_line_exit_2(cli("prune", "--model", gpt2_dir, "--method", "obd", *run), "method")
     _one_line_exit_2(cli("prune", "--model", gpt2_dir, "--structured", "--sparsity", "0.3", *run), "2:4")
     _one_line_exit_2(cli("prune", "--model", tmp_path / "nowhere", *run), "no config.json")
     tiny = tmp_path / "tiny"
     tiny_llama().save_pretrained(tiny)
-    _one_line_exit_2(cli("prune", "--model", tiny, "--calibration_data", tmp_path / "missing", *run), "calibration_data")
+    _one_line_exit_2(
+        cli("prune", "--model", tiny, "--calibration_data", tmp_path / "missing", *run), "calibration_data"
+    )
 
 
 def test_post_training_arguments_reject_a_partial_two_four():

@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
+from sparsity_helpers import TokenBlocks, tiny_llama, training_arguments
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback
 
 from pretrain.sparsity.callbacks import build_callbacks, sparsity_figures
@@ -14,9 +15,9 @@ from pretrain.sparsity.config import SparsityArguments
 from pretrain.sparsity.masking import mask_of
 from pretrain.sparsity.structured import restore_pruned_shapes, weight_parameter
 
-from sparsity_helpers import TokenBlocks, tiny_llama, training_arguments
-
-PRUNING = dict(prune_heads=0.5, prune_neurons=0.5, prune_start=0.25, prune_end=0.5, prune_events=2, importance_window=2)
+PRUNING = dict(
+    prune_heads=0.5, prune_neurons=0.5, prune_start=0.25, prune_end=0.5, prune_events=2, importance_window=2
+)
 
 
 def _train(model, blocks, output_dir, sparsity: SparsityArguments, resume=None, extra=(), **overrides):
@@ -61,11 +62,18 @@ def test_structured_pruning_shrinks_the_model_and_it_reloads_and_generates(prune
     AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp_path)
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path)  # plain transformers, no mintline code
     config = reloaded.config
-    assert (config.num_attention_heads, config.num_key_value_heads, config.head_dim, config.intermediate_size) == (2, 2, 16, 64)
+    assert (config.num_attention_heads, config.num_key_value_heads, config.head_dim, config.intermediate_size) == (
+        2,
+        2,
+        16,
+        64,
+    )
     assert reloaded.model.layers[1].self_attn.q_proj.weight.shape == (32, 64)
     assert reloaded.model.layers[1].mlp.down_proj.weight.shape == (64, 64)
     assert figures["parameters_after"] == sum(p.numel() for p in reloaded.parameters())
-    texts = generate_texts(reloaded, AutoTokenizer.from_pretrained(tmp_path), ["The return value"], GenerationArguments(max_new_tokens=8))
+    texts = generate_texts(
+        reloaded, AutoTokenizer.from_pretrained(tmp_path), ["The return value"], GenerationArguments(max_new_tokens=8)
+    )
     assert len(texts) == 1 and texts[0]
 
 
@@ -76,7 +84,9 @@ def test_resume_across_a_pruning_step_matches_the_uninterrupted_run(pruned_run, 
     shutil.copytree(output_dir / f"checkpoint-{resume_step}", checkpoint)
     model = tiny_llama(vocab_size=4096, seed=123)  # a fresh model, as a restarted process builds it
     restore_pruned_shapes(model, checkpoint)  # the engine's one extra step (a no-op before any pruning)
-    resumed, callbacks = _train(model, corpus_blocks, tmp_path, SparsityArguments(**PRUNING), resume=checkpoint, save_steps=2)
+    resumed, callbacks = _train(
+        model, corpus_blocks, tmp_path, SparsityArguments(**PRUNING), resume=checkpoint, save_steps=2
+    )
     expected = _state(trainer.model)
     got = _state(resumed.model)
     assert got.keys() == expected.keys()
@@ -135,7 +145,12 @@ def test_masks_stay_applied_through_optimizer_steps_and_checkpoints(tmp_path, co
     shutil.copytree(checkpoint, resumed_dir / "checkpoint-8")
     probe_after = MaskProbe()
     resumed, _ = _train(
-        tiny_llama(vocab_size=4096, seed=7), corpus_blocks, resumed_dir, sparsity, resume=resumed_dir / "checkpoint-8", extra=[probe_after]
+        tiny_llama(vocab_size=4096, seed=7),
+        corpus_blocks,
+        resumed_dir,
+        sparsity,
+        resume=resumed_dir / "checkpoint-8",
+        extra=[probe_after],
     )
     assert probe_after.checked_steps == 4
     final, final_resumed = _state(trainer.model), _state(resumed.model)

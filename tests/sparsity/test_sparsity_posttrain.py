@@ -36,8 +36,14 @@ def with_outlier_channels(model, channels: int = 4, scale: float = 16.0):
 
 
 def _zero_pattern(model) -> torch.Tensor:
-    return torch.cat([(linear.weight == 0).flatten() for layer in model.model.layers for linear in layer.mlp.children()
-                      if isinstance(linear, torch.nn.Linear)])
+    return torch.cat(
+        [
+            (linear.weight == 0).flatten()
+            for layer in model.model.layers
+            for linear in layer.mlp.children()
+            if isinstance(linear, torch.nn.Linear)
+        ]
+    )
 
 
 def test_wanda_beats_magnitude_at_half_sparsity(trained_model_dir, validation_file):
@@ -46,7 +52,9 @@ def test_wanda_beats_magnitude_at_half_sparsity(trained_model_dir, validation_fi
     calibration, evaluation = calibration_and_evaluation_blocks(tokenizer, [validation_file], 128, 32, 48)
     outliers = with_outlier_channels(model)
     dense = evaluate_loss(model, evaluation)
-    assert evaluate_loss(outliers, evaluation) == pytest.approx(dense, abs=1e-4)  # nothing changed but the weights' scale
+    assert evaluate_loss(outliers, evaluation) == pytest.approx(
+        dense, abs=1e-4
+    )  # nothing changed but the weights' scale
 
     pruned = {}
     for name, base in (("plain", model), ("outliers", outliers)):
@@ -75,10 +83,27 @@ def _run_with_validation(tmp_path, validation):
     return run_dir
 
 
-def test_prune_command_writes_a_sparse_model_plain_transformers_loads(cli, tmp_path, trained_model_dir, validation_file):
+def test_prune_command_writes_a_sparse_model_plain_transformers_loads(
+    cli, tmp_path, trained_model_dir, validation_file
+):
     run_dir = _run_with_validation(tmp_path, validation_file)
-    args = ["prune", "--model", trained_model_dir, "--method", "wanda", "--sparsity", "0.5", "--run_dir", run_dir,
-            "--calibration_samples", "16", "--evaluation_samples", "16", "--block_size", "128"]
+    args = [
+        "prune",
+        "--model",
+        trained_model_dir,
+        "--method",
+        "wanda",
+        "--sparsity",
+        "0.5",
+        "--run_dir",
+        run_dir,
+        "--calibration_samples",
+        "16",
+        "--evaluation_samples",
+        "16",
+        "--block_size",
+        "128",
+    ]
     result = cli(*args, "--json")
     assert result.code == 0, result
     figures = result.json()
@@ -102,9 +127,28 @@ def test_prune_command_writes_a_sparse_model_plain_transformers_loads(cli, tmp_p
 
 def test_two_four_pattern_and_a_clear_word_about_the_hardware(cli, tmp_path, trained_model_dir, validation_file):
     out = tmp_path / "two-four"
-    result = cli("prune", "--model", trained_model_dir, "--method", "wanda", "--wanda_group", "layer", "--structured",
-                 "--calibration_data", validation_file, "--out", out, "--run_dir", tmp_path / "run",
-                 "--calibration_samples", "8", "--evaluation_samples", "8", "--block_size", "128")
+    result = cli(
+        "prune",
+        "--model",
+        trained_model_dir,
+        "--method",
+        "wanda",
+        "--wanda_group",
+        "layer",
+        "--structured",
+        "--calibration_data",
+        validation_file,
+        "--out",
+        out,
+        "--run_dir",
+        tmp_path / "run",
+        "--calibration_samples",
+        "8",
+        "--evaluation_samples",
+        "8",
+        "--block_size",
+        "128",
+    )
     assert result.code == 0, result
     assert "2:4" in result.out
     if not torch.cuda.is_available():

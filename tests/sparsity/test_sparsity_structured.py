@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from sparsity_helpers import tiny_llama
 
 from pretrain.errors import CheckpointError
 from pretrain.sparsity.structured import prune_heads, prune_neurons, restore_pruned_shapes, valid_head_counts
-
-from sparsity_helpers import tiny_llama
 
 
 def _silence(model, heads: list[int], neurons: list[int]) -> None:

@@ -30,8 +30,16 @@ def large_vocab_model(tmp_path_factory):
     )
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=128, pad_token_id=1, eos_token_id=2, bos_token_id=2,
+        vocab_size=VOCAB,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=1,
+        eos_token_id=2,
+        bos_token_id=2,
     )
     out = tmp_path_factory.mktemp("vocab50k")
     LlamaForCausalLM(config).save_pretrained(out)
