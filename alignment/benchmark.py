@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from alignment.acquisition import SelectionContext, StrategySpec, parse_strategies, parse_strategy, pseudo_label
+from alignment.bradley_terry import RewardModelConfig
 from alignment.data import PreferenceRow, read_preference_file
 from alignment.errors import ConfigError
 from alignment.features import FeatureConfig
-from alignment.reward_model import RewardModelConfig
 from alignment.reward_models import RewardFamilyConfig, RewardInputs, new_reward_model, prepare_reward_inputs
 
 log = logging.getLogger("alignment")

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from alignment.acquisition import SelectionContext, parse_strategy, pseudo_label
+from alignment.bradley_terry import BradleyTerryModel, PairFeatureSpace, RewardModelConfig
 from alignment.errors import ConfigError
 from alignment.features import FeatureConfig, feature_blocks
-from alignment.reward_model import BradleyTerryModel, PairFeatureSpace, RewardModelConfig
 from alignment.reward_models import FixedPairFeatures
 from annotation.pairs import PreferencePair
 

@@ -9,7 +9,7 @@ The data flags are TRL's (`dataset_name`, or a `datasets:` mixture; see `alignme
 The policy checkpoint is loaded as `AutoModelForSequenceClassification(num_labels=1)`: its body
 is reused and a fresh scalar head is trained with the Bradley–Terry loss. This is the
 expensive, most accurate reward model; the active-learning loop uses the cheap Bradley–Terry
-heads over frozen features (`alignment.reward_model`) because it refits after every batch.
+heads over frozen features (`alignment.bradley_terry`) because it refits after every batch.
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from alignment.atomic import atomic_path
+from alignment.bradley_terry import BradleyTerryModel, PairFeatureSpace, RewardModelConfig
 from alignment.errors import ConfigError, UnknownEncoderError
-from alignment.reward_model import BradleyTerryModel, PairFeatureSpace, RewardModelConfig
 
 log = logging.getLogger("alignment")
 

@@ -19,12 +19,12 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from alignment.bradley_terry import RewardModelConfig
+from alignment.candidates import CandidateConfig, generate_candidate_pairs, prompts_from_documents, read_prompts
 from alignment.errors import ConfigError, PreferenceDataError
 from alignment.features import FeatureConfig
 from alignment.gold import gold_score
 from alignment.loop import ActiveLoopConfig, pair_feature_matrix, run_active_loop
-from alignment.pairs import CandidateConfig, generate_candidate_pairs, prompts_from_documents, read_prompts
-from alignment.reward_model import RewardModelConfig
 from alignment.reward_models import RewardFamilyConfig, new_reward_model, prepare_reward_inputs
 
 log = logging.getLogger("alignment")
@@ -311,8 +311,8 @@ def gold_win_rate(
     no candidate pair used (the same sampling seed for both, so they differ only in the weights)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from alignment.candidates import sample_responses
     from alignment.evaluation import win_rate
-    from alignment.pairs import sample_responses
 
     used = {p.prompt for p in pairs}
     drawn = load_prompts(AlignStageConfig(**{**asdict(config), "num_prompts": 4 * config.gold_win_prompts}), seed + 7)

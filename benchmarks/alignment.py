@@ -52,9 +52,9 @@ def pipeline_pairs(policy: Path, n_prompts: int, samples: int, cache: Path, seed
     """Candidate pairs from the policy (cached), and a TRL file whose `chosen` is the gold judge's pick."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from alignment.candidates import CandidateConfig, generate_candidate_pairs, prompts_from_documents
     from alignment.features import model_digest
     from alignment.gold import gold_score
-    from alignment.pairs import CandidateConfig, generate_candidate_pairs, prompts_from_documents
     from annotation.pairs import read_pairs_jsonl, write_pairs_jsonl
     from pretrain.corpus.builtin import iter_builtin_corpus
 
@@ -102,8 +102,8 @@ def label_efficiency(
     """Every strategy at `--reward_model`, its ceiling, and (for a trained family) random + `linear` on the plain
     encoder as the standard recipe the whole stage is measured against; with `linear`, the feature gain instead."""
     from alignment.benchmark import BenchmarkConfig, run_benchmark
+    from alignment.bradley_terry import RewardModelConfig
     from alignment.report import plot_curves, summarise
-    from alignment.reward_model import RewardModelConfig
     from alignment.reward_models import RewardFamilyConfig
     from mintline.commands.align import benchmark_text
 

@@ -303,9 +303,9 @@ def _reward_model_asker(policy: Path, pairs, strategy: str, args):
 
 def _pipeline_features(policy: Path, pairs, args):
     """The reward model's pair features on the pipeline pairs (`--pipeline_features`, `--pipeline_dim`) and its config."""
+    from alignment.bradley_terry import RewardModelConfig
     from alignment.features import FeatureConfig
     from alignment.loop import pair_feature_matrix
-    from alignment.reward_model import RewardModelConfig
 
     rm_config = RewardModelConfig(feature_dim=args.pipeline_dim)
     x = pair_feature_matrix(
@@ -320,7 +320,7 @@ def _pipeline_features(policy: Path, pairs, args):
 
 def _held_out_prompts(pairs, n: int) -> list[str]:
     """`n` prompts from the built-in corpus that no candidate pair uses: the DPO'd policies answer these."""
-    from alignment.pairs import prompts_from_documents
+    from alignment.candidates import prompts_from_documents
     from pretrain.corpus.builtin import iter_builtin_corpus
 
     used = {p.prompt for p in pairs}
@@ -332,8 +332,8 @@ def _held_out_prompts(pairs, n: int) -> list[str]:
 def _gold_terms(model, tokenizer, prompts: list[str], samples: int, seed: int) -> list[list[dict]]:
     """The gold judge's rubric terms of `samples` responses per prompt; the sampling seed depends on `seed` only,
     so every arm of a seed is judged on the same draw."""
+    from alignment.candidates import CandidateConfig, sample_responses
     from alignment.gold import gold_components
-    from alignment.pairs import CandidateConfig, sample_responses
 
     generation = CandidateConfig(samples_per_prompt=samples, max_new_tokens=32, sample_seed=1000 + seed)
     responses = sample_responses(model, tokenizer, prompts, generation)
@@ -354,8 +354,8 @@ def _per_prompt(terms: list[list[dict]]) -> list[float]:
 
 def _write_reward_model_preferences(ledger, pool, pool_x, targets, target_x, rm_config, seed: int, path: Path) -> None:
     """Fit the reward model on the ledger's human labels of `pool`, and write its verdict on `targets` as TRL rows."""
+    from alignment.bradley_terry import BradleyTerryModel
     from alignment.loop import training_set
-    from alignment.reward_model import BradleyTerryModel
 
     ids = [pair.pair_id for pair in pool]
     positions, prefer_a = training_set(ledger, ids, {pair_id: i for i, pair_id in enumerate(ids)})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from alignment.acquisition.base import SelectionContext, Strategy
-from alignment.reward_model import sigmoid
+from alignment.bradley_terry import sigmoid
 
 N_DRAWS = 32
 

@@ -21,9 +21,9 @@ from mintline.console import CommandResult, format_table, format_value
 
 def make_parser(subparsers: argparse._SubParsersAction | None = None):
     from alignment.benchmark import BenchmarkConfig
+    from alignment.bradley_terry import RewardModelConfig
+    from alignment.candidates import CandidateConfig
     from alignment.loop import ActiveLoopConfig
-    from alignment.pairs import CandidateConfig
-    from alignment.reward_model import RewardModelConfig
     from alignment.reward_models import RewardFamilyConfig
     from alignment.stage import AlignStageConfig
     from mintline.argparsing import MintlineParser, add_lazy_parser

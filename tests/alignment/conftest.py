@@ -64,7 +64,7 @@ def policy_pairs(trained_model_dir):
     """Candidate pairs sampled from the nano policy (12 prompts x 4 samples)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from alignment.pairs import CandidateConfig, generate_candidate_pairs
+    from alignment.candidates import CandidateConfig, generate_candidate_pairs
 
     tokenizer = AutoTokenizer.from_pretrained(trained_model_dir)
     model = AutoModelForCausalLM.from_pretrained(trained_model_dir).eval()

@@ -7,8 +7,8 @@ import pytest
 
 from alignment.acquisition import BASE_STRATEGIES, SelectionContext, parse_strategies, parse_strategy, pseudo_label
 from alignment.acquisition.epig import expected_information
+from alignment.bradley_terry import BradleyTerryModel, RewardModelConfig, sigmoid
 from alignment.errors import UnknownStrategyError
-from alignment.reward_model import BradleyTerryModel, RewardModelConfig, sigmoid
 
 ALL = [*BASE_STRATEGIES, *(f"{name}+kcenter" for name in BASE_STRATEGIES), "adpo"]
 

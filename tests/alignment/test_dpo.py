@@ -140,9 +140,9 @@ def test_rlhf_lite_stage_end_to_end_moves_the_policy(trained_model_dir, tmp_path
     The judge here prefers concise answers, a preference a 1M-parameter policy can learn from 40 pairs;
     the pipeline's own gold judge and 25% label flips are measured by benchmarks/alignment.py.
     """
+    from alignment.bradley_terry import RewardModelConfig
+    from alignment.candidates import CandidateConfig
     from alignment.loop import ActiveLoopConfig
-    from alignment.pairs import CandidateConfig
-    from alignment.reward_model import RewardModelConfig
     from alignment.stage import AlignStageConfig, run_align_stage
 
     def concise_judge(prompt: str, response: str) -> float:

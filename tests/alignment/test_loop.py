@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from alignment.bradley_terry import RewardModelConfig
 from alignment.errors import ConfigError
 from alignment.features import FeatureConfig
 from alignment.gold import gold_score
 from alignment.loop import ActiveLoopConfig, pair_feature_matrix, run_active_loop
-from alignment.reward_model import RewardModelConfig
 from annotation.backends import SimulatedBackend
 from annotation.ledger import Ledger
 from annotation.simulated import SimulatedAnnotators

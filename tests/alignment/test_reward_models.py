@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from alignment.bradley_terry import RewardModelConfig
 from alignment.errors import ConfigError, UnknownEncoderError
 from alignment.features import FeatureConfig
-from alignment.reward_model import RewardModelConfig
 from alignment.reward_models import RewardFamilyConfig, new_reward_model, prepare_reward_inputs
 
 COLOURS = ["red", "blue", "green", "yellow", "black", "white", "orange", "purple"]

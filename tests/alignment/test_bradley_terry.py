@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from alignment.bradley_terry import BradleyTerryModel, PairFeatureSpace, RewardModelConfig
 from alignment.errors import ConfigError
-from alignment.reward_model import BradleyTerryModel, PairFeatureSpace, RewardModelConfig
 
 
 def data(n, d=8, seed=0):
