@@ -92,11 +92,23 @@ class BradleyTerryModel:
         """MAP of the L2-penalised logistic likelihood (no bias: the model is antisymmetric in a/b)."""
         w = w0.copy()
         eye = np.eye(x.shape[1])
+
+        def objective(v):
+            margin = x @ v
+            return float(np.sum(s * (np.logaddexp(0.0, margin) - y * margin)) + 0.5 * lam * v @ v)
+
         for _ in range(steps):
             p = sigmoid(x @ w)
             grad = x.T @ (s * (p - y)) + lam * w
             hess = (x * (s * p * (1 - p))[:, None]).T @ x + lam * eye
             step = np.linalg.solve(hess, grad)
+            # Backtracking: on (nearly) separable labels with a weak prior the full Newton step can overshoot
+            # and flip the weights; a step that does not lower the penalised loss is halved until it does.
+            current = objective(w)
+            for _ in range(30):
+                if objective(w - step) <= current + 1e-12:
+                    break
+                step = step / 2
             w -= step
             if np.max(np.abs(step)) < 1e-6:
                 break

@@ -28,9 +28,12 @@ class Collect(logging.Handler):
 def transformers_warnings():
     handler = Collect()
     logger = logging.getLogger("transformers")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # other tests (and libraries) lower transformers' verbosity to errors only
     logger.addHandler(handler)
     yield handler.messages
     logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 def short_run(prepared_data) -> PretrainArguments:
