@@ -114,9 +114,9 @@ def run_active_loop(
     while True:
         positions, targets = training_set(ledger, ids, index)
         pending = [pair_id for pair_id in ledger.pending() if pair_id in index]
-        skipped = _skipped_only(ledger, pending)
         requested = set(pending) | {ids[i] for i in positions}
-        outstanding = [pair_id for pair_id in pending if pair_id not in skipped]
+        # pairs every annotator skipped are requested (never asked again) but nothing is coming for them
+        outstanding = [pair_id for pair_id in ledger.pending(include_skipped=False) if pair_id in index]
         if len(positions):
             reward_model.fit(pair_a[positions], None if pair_b is None else pair_b[positions], targets)
             pool_x = reward_model.pair_features(pair_a, pair_b)
@@ -209,12 +209,6 @@ class EvalSet:
     def accuracy(self, reward_model) -> float:
         x = self.features if self.features is not None else reward_model.pair_features(*self.pairs)
         return round(reward_model.head.accuracy(x, self.targets), 4)
-
-
-def _skipped_only(ledger, pending: list[str]) -> set[str]:
-    """Pending pairs that were answered with skips only: nothing to wait for, nothing to learn from."""
-    pending_set = set(pending)
-    return {a.pair_id for a in ledger.annotations() if a.choice == "skip" and a.pair_id in pending_set}
 
 
 def _with_prediction(pair: PreferencePair, model: BradleyTerryModel, x_row: np.ndarray) -> PreferencePair:

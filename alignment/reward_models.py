@@ -112,7 +112,9 @@ def encoder_directory(encoder: str) -> Path:
     directory = Path(encoder)
     if not (directory / "config.json").is_file():
         raise UnknownEncoderError(f"encoder: {encoder!r} is neither 'minilm' nor a model directory with a config.json")
-    if not any((directory / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
+    from alignment.top_layers import has_tokenizer
+
+    if not has_tokenizer(directory):
         raise UnknownEncoderError(f"encoder: {directory} has no tokenizer (tokenizer.json or vocab.txt)")
     return directory
 

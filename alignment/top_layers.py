@@ -30,6 +30,13 @@ class TokenizedTexts:
     token_type_ids: np.ndarray | None = None
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+
+
+def has_tokenizer(directory: Path) -> bool:
+    return any((directory / name).is_file() for name in TOKENIZER_FILES)
+
+
 def load_backbone(model_dir: str | Path):
     """(tokenizer, base model, is_causal) of a local directory; one line of error when it cannot serve."""
     import json
@@ -40,7 +47,7 @@ def load_backbone(model_dir: str | Path):
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise UnknownEncoderError(f"reward model: {directory} has no config.json (give a local model directory)")
-    if not any((directory / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
+    if not has_tokenizer(directory):
         raise UnknownEncoderError(f"reward model: {directory} has no tokenizer (tokenizer.json or vocab.txt)")
     architectures = json.loads(config_path.read_text()).get("architectures") or []
     is_causal = any(a.endswith("ForCausalLM") for a in architectures)
