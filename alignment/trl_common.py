@@ -22,6 +22,7 @@ import logging
 from contextlib import contextmanager
 from pathlib import Path
 
+from alignment.atomic import atomic_write_text
 from alignment.data import is_preference_file_name, read_preference_file
 from alignment.errors import ConfigError, PreferenceDataError
 
@@ -250,10 +251,7 @@ def save_trained(trainer, tokenizer, output_dir: str) -> dict:
 
 
 def write_figures(output_dir: str, name: str, figures: dict) -> None:
-    path = Path(output_dir) / name
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(figures, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(Path(output_dir) / name, json.dumps(figures, indent=2, default=str) + "\n")
 
 
 def keep_stdout_for_results(trainer) -> None:
@@ -278,18 +276,89 @@ def keep_stdout_for_results(trainer) -> None:
         trainer.add_callback(StderrProgress())
 
 
+# Set in the processes `accelerate launch` starts for us, so they train instead of launching again.
+LAUNCHED_ENV = "MINTLINE_UNDER_ACCELERATE"
+
+
+def launch_option_names() -> set[str]:
+    """The options `accelerate launch` takes (`num_processes`, `mixed_precision`, ...), plus TRL's `accelerate_config`.
+
+    TRL's CLI hands every recipe key its training dataclasses do not know to `accelerate launch`, so a
+    recipe written for `trl dpo` may carry them.
+    """
+    from accelerate.commands.launch import launch_command_parser
+
+    names = {a.dest for a in launch_command_parser()._actions if a.option_strings} - {"help", "module"}
+    return names | {"accelerate_config"}
+
+
+def launch_options(strings: list[str]) -> list[str]:
+    """The leftover `--key value` strings of a recipe or command line, checked to be `accelerate launch` options."""
+    names = launch_option_names()
+    for token in strings:
+        if token.startswith("--") and token[2:].split("=")[0] not in names:
+            raise ConfigError(f"unknown option {token}: neither a training option nor an `accelerate launch` option")
+    return list(strings)
+
+
+def launch_through_accelerate(launch_args: list[str], module_args: list[str]) -> int:
+    """Run `python -m <module_args>` under `accelerate launch <launch_args>`, as `trl dpo` runs its scripts."""
+    import os
+    import subprocess
+
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from trl.cli.accelerate_config import resolve_accelerate_config_argument
+
+    launch = launch_command_parser().parse_args([*resolve_accelerate_config_argument(launch_args), "-m", *module_args])
+    os.environ[LAUNCHED_ENV] = "1"
+    try:
+        launch_command(launch)
+    except subprocess.CalledProcessError as exc:  # the child has printed its own error
+        return exc.returncode or 1
+    finally:
+        os.environ.pop(LAUNCHED_ENV, None)
+    return 0
+
+
+def under_accelerate() -> bool:
+    import os
+
+    return bool(os.environ.get(LAUNCHED_ENV))
+
+
+def _without(strings: list[str], taken: list[str]) -> list[str]:
+    """`strings` less the ordered subsequence `taken` (the command line less its launch options)."""
+    out, rest = [], list(taken)
+    for token in strings:
+        if rest and token == rest[0]:
+            rest.pop(0)
+        else:
+            out.append(token)
+    return out
+
+
 def run_script(name: str, make_parser, main) -> int:
-    """`python -m alignment.<name>`: parse (a bad flag, key or value is one line), run, print the figures as JSON."""
+    """`python -m alignment.<name>`: parse (a bad flag, key or value is one line), run, print the figures as JSON.
+
+    Keys that are `accelerate launch` options (a recipe written for `trl dpo` may set `num_processes`) start the
+    script again under `accelerate launch`, as TRL's CLI does; any other unknown key is an error.
+    """
     import sys
 
     from alignment.errors import AlignmentError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    argv = sys.argv[1:]
     try:
-        configs = make_parser().parse_args_and_config()
-    except (ValueError, TypeError) as exc:  # TrlParser's unknown YAML keys, dataclass checks, bad `datasets:` entries
-        sys.stderr.write(f"{name}: error: {_first_line(exc)}\n")
+        *configs, config_rest, cli_rest = make_parser().parse_args_and_config(
+            argv, return_remaining_strings=True, separate_remaining_strings=True
+        )
+        launch = launch_options(config_rest + cli_rest)
+    except (ValueError, TypeError) as exc:  # dataclass checks, bad `datasets:` entries, unknown keys
+        sys.stderr.write(f"{name}: error: {exc if isinstance(exc, AlignmentError) else _first_line(exc)}\n")
         return 2
+    if launch and not under_accelerate():
+        return launch_through_accelerate(launch, [name, *_without(argv, cli_rest)])
     try:
         print(json.dumps(main(*configs)))
     except AlignmentError as exc:

@@ -53,6 +53,10 @@ class MintlineParser(TrlParser):
         # --config files whose name the user never saw (the run's per-stage sections): path -> label or
         # label(key), so errors name the user's file and section instead
         self.config_labels: dict[str, Any] = {}
+        # Config keys this parser leaves to a launcher (`accelerate launch` for TRL recipes): a function
+        # returning their names, set by the sub-command; such keys come back as `options.launch_args`.
+        self.launcher_keys: Callable[[], set[str]] | None = None
+        self.launch_args: list[str] = []
         super().__init__(dataclass_types=dataclass_types, **kwargs)
         add_common_options(self)
 
@@ -81,6 +85,8 @@ class MintlineParser(TrlParser):
         import yaml
 
         argv = list(sys.argv[1:] if args is None else args)
+        given = list(argv)
+        self.launch_args = []
         config_path = _pop_option(argv, "--config")
         if config_path is not None:
             try:
@@ -101,6 +107,8 @@ class MintlineParser(TrlParser):
         namespace, unknown = self.parse_known_args(argv)
         if unknown:
             self.error(_unknown_message(unknown[0], self.option_names()))
+        if self.launcher_keys is not None:
+            namespace.launch_args, namespace.argv = self.launch_args, given
         return (*self.build_dataclasses(namespace), namespace)
 
     def build_dataclasses(self, namespace: argparse.Namespace) -> list[Any]:
@@ -124,6 +132,9 @@ class MintlineParser(TrlParser):
         for key, value in config.items():
             label = source(key) if callable(source) else source
             action = self._option_string_actions.get(f"--{key}")
+            if action is None and self.launcher_keys is not None and key in self.launcher_keys():
+                self.launch_args += [f"--{key}", str(value)]
+                continue
             if action is None or action.dest in ("help", "config"):
                 self.error(f"{label}: {_unknown_message(key, self.option_names())}")
             if isinstance(action, argparse._StoreFalseAction):  # `no_x: true` means x = False

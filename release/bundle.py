@@ -132,6 +132,14 @@ def release_stage(model_dir: str | os.PathLike, config: ReleaseConfig) -> dict:
     )
 
 
+def _missing_parent_message(out: Path) -> str:
+    """Why `out` cannot be created: its nearest existing ancestor is a file, or a directory is missing."""
+    for ancestor in out.parents:
+        if ancestor.exists() and not ancestor.is_dir():
+            return f"{ancestor}: is a file, not a directory (--out {out})"
+    return f"{out.parent}: no such directory for the bundle"
+
+
 def build_bundle(
     model_dir: str | os.PathLike,
     out: str | os.PathLike,
@@ -161,7 +169,7 @@ def build_bundle(
         if target is not None and (target.exists() or target.is_symlink()) and not overwrite:
             raise BundleExistsError(f"{target} already exists; choose another --out or pass --overwrite")
     if not out.parent.is_dir():
-        raise ReleaseError(f"{out.parent}: no such directory for the bundle")
+        raise ReleaseError(_missing_parent_message(out))
     if not name.strip() or "/" in name:
         raise ReleaseError(f"name: {name!r} must be a non-empty name without '/'")
     private_key = keys.load_private_key(key_path, passphrase)  # bad key or passphrase: fail before any copying

@@ -92,7 +92,7 @@ def test_unwritable_outputs_are_one_line(cli, tmp_path, a_file, small_tokenizer,
         "--holder",
         "Jane Doe",
     )
-    one_line_error(build, str(a_file))
+    one_line_error(build, str(a_file), "is a file, not a directory")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory")

@@ -66,16 +66,20 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
 
 def build_dpo_parser(group):
     from alignment import dpo
+    from alignment.trl_common import launch_option_names
 
     parser = dpo.make_parser(group)
+    parser.launcher_keys = launch_option_names  # a `trl dpo` recipe's `num_processes: 2` etc.
     parser.set_defaults(handler=dpo_main)
     return parser
 
 
 def build_reward_parser(group):
     from alignment import reward
+    from alignment.trl_common import launch_option_names
 
     parser = reward.make_parser(group)
+    parser.launcher_keys = launch_option_names
     parser.set_defaults(handler=reward_main)
     return parser
 
@@ -141,18 +145,38 @@ def dpo_accuracy_text(dpo: dict) -> str:
 
 
 # -- TRL scripts -------------------------------------------------------------------------------
-def dpo_main(script_args, training_args, model_args, dataset_args, options) -> CommandResult:
+def dpo_main(script_args, training_args, model_args, dataset_args, options) -> CommandResult | None:
     from alignment.dpo import main
 
+    if _relaunch_under_accelerate("dpo", options):
+        return None
     figures = main(script_args, training_args, model_args, dataset_args)
     return CommandResult(data=figures)
 
 
-def reward_main(script_args, training_args, model_args, dataset_args, options) -> CommandResult:
+def reward_main(script_args, training_args, model_args, dataset_args, options) -> CommandResult | None:
     from alignment.reward import main
 
+    if _relaunch_under_accelerate("reward", options):
+        return None
     figures = main(script_args, training_args, model_args, dataset_args)
     return CommandResult(data=figures)
+
+
+def _relaunch_under_accelerate(command: str, options) -> bool:
+    """A recipe with `accelerate launch` keys runs this command again under `accelerate launch`, as `trl dpo` does.
+
+    True when it did (the launched run printed its own result); a failed launched run is an error here.
+    """
+    from alignment.errors import AlignmentError
+    from alignment.trl_common import launch_through_accelerate, under_accelerate
+
+    if not options.launch_args or under_accelerate():
+        return False
+    code = launch_through_accelerate(options.launch_args, ["mintline", "align", command, *options.argv])
+    if code:
+        raise AlignmentError(f"align {command}: the run under `accelerate launch` failed (exit {code})")
+    return True
 
 
 # -- benchmark ---------------------------------------------------------------------------------

@@ -254,3 +254,32 @@ def test_bad_data_names_fail_with_one_line_and_download_nothing(cli, workdir, tm
     recipe.write_text("datasets:\n  - path: prefs\n    splitt: train\n")
     bad_entry = _dpo(cli, workdir, "--config", recipe)
     assert bad_entry.code == 2 and bad_entry.err.count("\n") == 1 and "splitt" in bad_entry.err, bad_entry
+
+
+@pytest.mark.slow
+def test_a_recipe_with_accelerate_launch_keys_runs_under_accelerate_in_both_entry_points(cli, workdir, monkeypatch):
+    """`trl dpo` hands `num_processes` & co. to `accelerate launch`; mintline's two entry points do the same."""
+    (workdir / "launch.yaml").write_text(
+        RECIPE + "dataset_name: prefs\nnum_processes: 1\nmixed_precision: 'no'\n", encoding="utf-8"
+    )
+    shutil.rmtree(workdir / "out-launch", ignore_errors=True)
+    command = [sys.executable, "-m", "alignment.dpo", "--config", "launch.yaml", "--output_dir", "out-launch"]
+    ours = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=240)
+    assert ours.returncode == 0, ours.stderr[-3000:]
+    assert json.loads(ours.stdout.strip().splitlines()[-1])["steps"] == 2
+    assert (workdir / "out-launch" / "model.safetensors").is_file()
+    monkeypatch.chdir(workdir)
+    result = cli("align", "dpo", "--config", "launch.yaml", "--output_dir", "out-launch-cli", "-q")
+    assert result.code == 0, result
+    assert (workdir / "out-launch-cli" / "model.safetensors").is_file()
+    (workdir / "typo.yaml").write_text(RECIPE + "dataset_name: prefs\nnum_processess: 1\n", encoding="utf-8")
+    typo = subprocess.run(
+        [sys.executable, "-m", "alignment.dpo", "--config", "typo.yaml", "--output_dir", "o"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    last = typo.stderr.strip().splitlines()[-1]  # (transformers may warn first about the recipe's keys)
+    assert typo.returncode == 2 and last.startswith("alignment.dpo: error: unknown option --num_processess"), last
+    assert cli("align", "dpo", "--config", workdir / "typo.yaml").code == 2
