@@ -23,3 +23,11 @@ class InputTextError(WatermarkError):
 
 class ConfigError(WatermarkError):
     """Watermark parameters or evaluation settings that cannot work."""
+
+
+class WeightMarkError(WatermarkError):
+    """A weight mark that is missing from the key, or reference weights that are not the marked release."""
+
+
+class IncompatibleModelError(WatermarkError):
+    """A model whose architecture or vocabulary cannot be compared with the marked release."""

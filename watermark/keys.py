@@ -122,6 +122,7 @@ class WatermarkKey:
     vocab_size: int
     created_at: str = ""
     path: str | None = None
+    weight_mark: dict[str, Any] | None = None  # set by `watermark embed` (watermark/weights.py)
 
     @property
     def key_id(self) -> str:
@@ -144,6 +145,7 @@ class WatermarkKey:
             "tokenizer": {"digest": self.tokenizer_digest, "vocab_size": self.vocab_size},
             "secret": self.secret.hex(),
             "created_at": self.created_at,
+            **({"weight_mark": self.weight_mark} if self.weight_mark else {}),
         }
 
     def public_info(self) -> dict[str, Any]:
@@ -157,6 +159,22 @@ def fingerprint(secret: bytes, scheme: str, params: dict[str, Any], digest: str)
     material = json.dumps({"scheme": scheme, "params": params, "tokenizer": digest}, sort_keys=True).encode()
     h = hashlib.sha256(b"mintline/watermark/key-id/v1\x00" + secret + b"\x00" + material)
     return "wmk1-" + h.hexdigest()[:32]
+
+
+WEIGHT_MARK_SCHEME = "gaussmark"
+
+
+def weight_mark_id(secret: bytes, body: dict[str, Any]) -> str:
+    """Integrity id of a key's weight-mark record: a hand-edited sigma or digest is caught on load.
+
+    Separate from the key id, so embedding a mark leaves the already published key id unchanged
+    and readers that predate weight marks still load the key (they ignore the section).
+    """
+    material = json.dumps({k: v for k, v in body.items() if k != "mark_id"}, sort_keys=True).encode()
+    return (
+        "wmm1-"
+        + hashlib.sha256(b"mintline/watermark/weight-mark/v1\x00" + secret + b"\x00" + material).hexdigest()[:32]
+    )
 
 
 def generate_key(
@@ -271,6 +289,16 @@ def _parse_key(data: Any, path: Path) -> WatermarkKey:
         vocab_size = int(tokenizer.get("vocab_size", 0))
     except (ConfigError, TypeError, ValueError) as exc:
         raise KeyFileError(f"{path}: malformed key file ({exc})") from None
+    weight_mark = data.get("weight_mark")
+    if weight_mark is not None:
+        if (
+            not isinstance(weight_mark, dict)
+            or weight_mark.get("scheme") != WEIGHT_MARK_SCHEME
+            or not isinstance(weight_mark.get("tensors"), dict)
+        ):
+            raise KeyFileError(f"{path}: malformed key file (weight_mark)")
+        if weight_mark.get("mark_id") != weight_mark_id(secret, weight_mark):
+            raise KeyFileError(f"{path}: weight mark does not match its id (edited or corrupted key file)")
     key = WatermarkKey(
         secret=secret,
         scheme=data["scheme"],
@@ -279,6 +307,7 @@ def _parse_key(data: Any, path: Path) -> WatermarkKey:
         vocab_size=vocab_size,
         created_at=str(data.get("created_at", "")),
         path=str(path),
+        weight_mark=weight_mark,
     )
     if key.key_id != data["key_id"]:
         raise KeyFileError(f"{path}: key id does not match its contents (edited or corrupted key file)")

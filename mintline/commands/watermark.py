@@ -86,11 +86,15 @@ class DetectArguments:
         default=None,
         metadata={"help": "synthid keys: a Bayesian detector trained by 'watermark evaluate' (adds its posterior)"},
     )
+    reference: str = field(
+        default=None,
+        metadata={"help": "weight mark: the released (marked) model, from the key holder; runs GaussMark's text test"},
+    )
 
     def __post_init__(self):
         if not self.key:
             raise ValueError("key: required (a key file written by 'mintline watermark keygen')")
-        if not self.tokenizer:
+        if not self.tokenizer and not self.reference:
             raise ValueError("tokenizer: required (the directory holding tokenizer.json)")
 
 
@@ -146,7 +150,7 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
             "watermark", help="watermark keys, detection, evaluation, distillation", description=description
         )
     verbs = parser.add_subparsers(
-        parser_class=MintlineParser, title="verbs", metavar="{keygen,detect,evaluate,distill}"
+        parser_class=MintlineParser, title="verbs", metavar="{keygen,detect,evaluate,distill,embed,trace}"
     )
 
     keygen = verbs.add_parser(
@@ -194,6 +198,10 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
         dataclass_types=(DistillArguments, DistillConfig, GenerationArguments, RunArguments),
     )
     distill.set_defaults(handler=distill_main)
+
+    from mintline.commands.watermark_weights import add_weight_verbs
+
+    add_weight_verbs(verbs)
     return parser
 
 
@@ -364,6 +372,10 @@ def keygen_main(args: KeygenArguments, options: argparse.Namespace) -> CommandRe
 
 
 def detect_main(args: DetectArguments, config: DetectionConfig, options: argparse.Namespace) -> CommandResult | None:
+    if args.reference:  # the mark in the weights (watermark embed): a gradient test, not green lists
+        from mintline.commands.watermark_weights import detect_reference_main
+
+        return detect_reference_main(args, config, options)
     from watermark.detect import Detector, summarize
     from watermark.inputs import read_inputs
     from watermark.keys import load_keys

@@ -1,0 +1,304 @@
+"""`mintline watermark embed|trace` and `detect --reference`: the mark in the weights (watermark/weights.py).
+
+    mintline watermark embed --model DIR --key KEYFILE --out DIR [--relative_scale 0.7]
+    mintline watermark detect --key KEYFILE --reference RELEASED_DIR [--json] FILE... | -
+    mintline watermark trace --model SUSPECT --key KEYFILE [--reference RELEASED_DIR] [--samples N] [--json]
+
+Kept apart from mintline/commands/watermark.py (the text mark's verbs), which registers these
+verbs with `add_weight_verbs`, so each file stays one reader's worth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mintline.console import CommandResult, format_key_values, format_table
+
+CALIBRATION_TEXTS = 16  # base-model samples that set the text test's nuisance direction
+
+
+@dataclass
+class EmbedArguments:
+    model: str = field(default=None, metadata={"help": "model directory to mark (with its tokenizer)"})
+    key: str = field(default=None, metadata={"help": "key file (from keygen); the mark is recorded in it"})
+    out: str = field(default=None, metadata={"help": "directory for the marked model (the release)"})
+    replace_mark: bool = field(
+        default=False, metadata={"help": "replace a weight mark the key already records for another release"}
+    )
+    validation_passages: int = field(
+        default=200, metadata={"help": "human passages for the perplexity of marked vs unmarked (0 = skip)"}
+    )
+
+    def __post_init__(self):
+        if not self.model or not self.key or not self.out:
+            raise ValueError("model, key and out: all required")
+
+
+@dataclass
+class TraceArguments:
+    model: str = field(default=None, metadata={"help": "the suspect model directory"})
+    key: str = field(default=None, metadata={"help": "key file holding the weight mark"})
+    reference: str = field(
+        default=None,
+        metadata={
+            "help": "the released (marked) model, supplied by the key holder: sharper white-box test, "
+            "and needed by --samples"
+        },
+    )
+
+    def __post_init__(self):
+        if not self.model or not self.key:
+            raise ValueError("model and key: both required")
+
+
+def add_weight_verbs(verbs) -> None:
+    from watermark.trace import TraceConfig
+    from watermark.weights import EmbedConfig
+
+    embed = verbs.add_parser(
+        "embed",
+        help="put a keyed mark into the weights (GaussMark), so plain generate carries it",
+        description="Add keyed Gaussian noise (sigma = relative_scale x each matrix's RMS) to the chosen weight "
+        "matrices, save the marked model to --out, and record the mark (tensors, sigmas, the release's digest) in "
+        "the key file. Reports validation perplexity of the marked vs unmarked model.",
+        dataclass_types=(EmbedArguments, EmbedConfig),
+    )
+    embed.set_defaults(handler=embed_main)
+    trace = verbs.add_parser(
+        "trace",
+        help="did these weights come from our release? white-box test, and --samples N black-box",
+        description="White-box: the suspect's marked tensors (minus the base weights when --reference is given) "
+        "projected on the keyed noise; exactly N(0,1) for an unrelated model, one exact p-value. --samples N: "
+        "generate N texts from the suspect and run the text test on them (needs --reference).",
+        dataclass_types=(TraceArguments, TraceConfig),
+    )
+    trace.set_defaults(handler=trace_main)
+
+
+def _calibration_prompts(count: int, skip: int = 0) -> list[str]:
+    from mintline.pipeline.corpus import human_passages
+    from watermark.evaluate import prompts_from
+
+    return prompts_from(human_passages()[skip:], count)
+
+
+def _plain_generate(model, tokenizer, seed: int):
+    """generate(prompts, tokens) -> completion ids with the default sampling settings, EOS suppressed."""
+    from pretrain.generation import GenerationArguments, make_generate
+
+    generate = make_generate(model, tokenizer, GenerationArguments(batch_size=16, seed=seed))
+    return lambda prompts, tokens: generate(prompts, tokens, None)
+
+
+def load_base(reference_dir, key, mark):
+    """(base model rebuilt from the release and the key, tokenizer); refuses weights that are not the release."""
+    from pretrain.generation import load_model_and_tokenizer
+    from watermark.keys import tokenizer_digest
+    from watermark.weights import restore_base
+
+    key.check_tokenizer(tokenizer_digest(reference_dir)[0], where=f"the tokenizer in {reference_dir}")
+    model, tokenizer = load_model_and_tokenizer(reference_dir)
+    restore_base(model, key, mark)
+    return model, tokenizer
+
+
+def base_scorer(reference_dir, key, mark):
+    from watermark.trace import calibrated_scorer
+
+    base, tokenizer = load_base(reference_dir, key, mark)
+    scorer = calibrated_scorer(
+        base,
+        key,
+        mark,
+        tokenizer,
+        _calibration_prompts(CALIBRATION_TEXTS, skip=7),
+        _plain_generate(base, tokenizer, 7),
+    )
+    return scorer, tokenizer
+
+
+def validation_perplexity(model, tokenizer, passages, max_tokens: int = 256) -> float:
+    import math
+
+    import torch
+
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for passage in passages:
+            ids = torch.tensor([tokenizer(passage)["input_ids"][:max_tokens]])
+            if ids.shape[1] < 2:
+                continue
+            loss = model(input_ids=ids, labels=ids).loss.item()
+            total, count = total + loss * (ids.shape[1] - 1), count + ids.shape[1] - 1
+    return math.exp(total / max(count, 1))
+
+
+def embed_main(args: EmbedArguments, config, options: argparse.Namespace) -> CommandResult:
+    from pretrain.generation import load_model_and_tokenizer
+    from watermark.keys import load_key_for
+    from watermark.weights import attach_mark, embed_weight_mark, weights_digest
+
+    key = load_key_for(args.key, args.model)
+    model, tokenizer = load_model_and_tokenizer(args.model)
+    passages = []
+    if args.validation_passages:
+        from mintline.pipeline.corpus import human_passages
+
+        passages = human_passages(limit=args.validation_passages)
+        before = validation_perplexity(model, tokenizer, passages)
+    mark = embed_weight_mark(model, key, config)
+    out = Path(args.out)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    saved, _ = load_model_and_tokenizer(out)
+    if weights_digest(saved) != mark.model_digest:  # what is published is what the key is bound to
+        from watermark.errors import WeightMarkError
+
+        raise WeightMarkError(f"{out}: the saved weights differ from the marked ones (dtype or tying changed)")
+    key = attach_mark(key, mark, replace=args.replace_mark)
+    data = {
+        "model_dir": str(out),
+        "key_id": key.key_id,
+        "mark_id": key.weight_mark["mark_id"],
+        "model_digest": mark.model_digest,
+        "tensors_marked": len(mark.sigmas),
+        "weights_marked": mark.num_marked,
+        "relative_scale": mark.relative_scale,
+    }
+    if passages:
+        after = validation_perplexity(model, tokenizer, passages)
+        data.update(
+            {"validation_perplexity_unmarked": before, "validation_perplexity_marked": after, "ratio": after / before}
+        )
+    return CommandResult(data=data, text=format_key_values(data))
+
+
+def detect_reference_main(args, config, options: argparse.Namespace) -> CommandResult | None:
+    """`watermark detect --reference DIR`: GaussMark's text test, one exact p-value per input and one joint."""
+    from watermark.errors import ConfigError
+    from watermark.inputs import read_inputs
+    from watermark.keys import load_key
+    from watermark.weights import WeightMark
+
+    if len(args.key) != 1:
+        raise ConfigError("detect --reference: exactly one --key (the one that marked the release)")
+    key = load_key(args.key[0])
+    mark = WeightMark.from_key(key)
+    items = read_inputs(options.files)
+    scorer, tokenizer = base_scorer(args.reference, key, mark)
+    prompts = [prompt if prompt is not None else args.prompt for _, _, prompt in items]
+    scores, joint = scorer.score_texts(tokenizer, [t for _, t, _ in items], prompts)
+    results = []
+    for (source, _, _), score in zip(items, scores):
+        verdict = None if score.num_tokens_scored < config.min_tokens else bool(score.p_value <= config.fpr)
+        results.append(
+            {
+                "source": source,
+                **score.to_dict(),
+                "watermarked": verdict,
+                "key_id": key.key_id,
+                "mark_id": mark_id_of(key),
+                "test": "gaussmark",
+                "p_value_kind": "exact",
+            }
+        )
+    if options.json:
+        for result in results:
+            sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.flush()
+        return None
+    rows = [
+        {
+            "source": r["source"],
+            "watermarked": r["watermarked"],
+            "statistic": round(r["statistic"], 2),
+            "p_value": r["p_value"],
+            "tokens": r["num_tokens_scored"],
+        }
+        for r in results
+    ]
+    text = format_table(rows) + (
+        f"\nall {len(results)} inputs together: statistic {joint.statistic:.2f}, p-value {joint.p_value:.3g} "
+        f"(exact: N(0,1) for text written without the marked weights; fpr {config.fpr:g})"
+    )
+    data = {"results": results, "joint": joint.to_dict()}
+    return CommandResult(data=data, text=text)
+
+
+def mark_id_of(key) -> str:
+    return (key.weight_mark or {}).get("mark_id", "")
+
+
+def trace_main(args: TraceArguments, config, options: argparse.Namespace) -> CommandResult:
+    from pretrain.generation import load_model_and_tokenizer, locate_model
+    from watermark.errors import ConfigError, IncompatibleModelError, TokenizerError
+    from watermark.keys import load_key, tokenizer_digest
+    from watermark.trace import black_box, white_box
+    from watermark.weights import WeightMark, check_comparable
+
+    key = load_key(args.key)
+    mark = WeightMark.from_key(key)
+    if config.samples and not args.reference:
+        raise ConfigError("trace --samples: the text test needs the released weights (--reference DIR)")
+    location = locate_model(args.model)
+    try:
+        digest, vocab = tokenizer_digest(location.tokenizer_dir or location.model_dir)
+    except TokenizerError:
+        digest = None  # weights only: the white-box test still compares the tensors
+    if digest is not None and digest != key.tokenizer_digest:
+        raise IncompatibleModelError(
+            f"{args.model}: its tokenizer ({vocab} tokens, {digest[:19]}…) is not the marked release's "
+            f"({key.tokenizer_digest[:19]}…); its vocabulary cannot be compared with the mark"
+        )
+    if digest is not None:
+        suspect, tokenizer = load_model_and_tokenizer(args.model)
+    else:
+        from transformers import AutoModelForCausalLM
+
+        suspect, tokenizer = AutoModelForCausalLM.from_pretrained(location.model_dir).eval(), None
+    check_comparable(suspect, mark, str(args.model))
+    base, base_tokenizer = load_base(args.reference, key, mark) if args.reference else (None, None)
+    tokenizer = tokenizer or base_tokenizer  # a weights-only suspect generates with the release's tokenizer
+    data = {"model": str(args.model), "key_id": key.key_id, "mark_id": mark_id_of(key), "fpr": config.fpr}
+    data["white_box"] = white_box(suspect, key, mark, base=base, fpr=config.fpr)
+    if config.samples:
+        from watermark.trace import calibrated_scorer
+
+        scorer = calibrated_scorer(
+            base,
+            key,
+            mark,
+            tokenizer,
+            _calibration_prompts(CALIBRATION_TEXTS, skip=7),
+            _plain_generate(base, tokenizer, 7),
+        )
+        data["black_box"] = black_box(
+            scorer,
+            tokenizer,
+            _calibration_prompts(config.samples),
+            _plain_generate(suspect, tokenizer, 0),
+            tokens=config.sample_tokens,
+            fpr=config.fpr,
+        )
+    data["p_value"] = data["white_box"]["p_value"]
+    data["derived"] = data["white_box"]["derived"]
+    lines = [
+        f"white-box: statistic {data['white_box']['statistic']:.2f}, p-value {data['white_box']['p_value']:.3g} "
+        f"(log10 {data['white_box']['log10_p_value']:.1f}), mark retained {data['white_box']['retained']:.2f} "
+        f"({data['white_box']['method']}, {mark.num_marked} weights)"
+    ]
+    if "black_box" in data:
+        b = data["black_box"]
+        lines.append(
+            f"black-box: {b['samples']} texts, joint statistic {b['statistic']:.2f}, p-value {b['p_value']:.3g}; "
+            f"single texts detected at {b['text_fpr']:g}: {b['texts_detected']:.0%}"
+        )
+    lines.append(
+        f"verdict at fpr {config.fpr:g}: "
+        + ("derived from the marked release" if data["derived"] else "no evidence it derives from the release")
+    )
+    return CommandResult(data=data, text="\n".join(lines))

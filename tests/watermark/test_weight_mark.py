@@ -1,0 +1,187 @@
+"""The mark in the weights: embed, trace (white-box, black-box), detect --reference, attacks, no false accusations."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.watermark.conftest import one_thread
+from watermark.stats import binomial_sf
+
+
+def one_line_error(run, *needles):
+    assert run.code == 2, run
+    assert "Traceback" not in run.err and run.err.strip().count("\n") == 0, run.err
+    for needle in needles:
+        assert needle in run.err, run.err
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory, trained_model_dir):
+    """(key, released model dir, embed output): the trained nano marked with a fresh key."""
+    from mintline.cli import main
+    from watermark.keys import generate_key
+
+    root = tmp_path_factory.mktemp("weight-mark")
+    key = root / "key.json"
+    generate_key(trained_model_dir, key)
+    out = root / "released"
+    json_out = root / "embed.json"
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), one_thread():
+        code = main(
+            ["watermark", "embed", "--model", str(trained_model_dir), "--key", str(key), "--out", str(out)]
+            + ["--validation_passages", "60", "--json", "-q"]
+        )
+    assert code == 0, buffer.getvalue()
+    json_out.write_text(buffer.getvalue())
+    return key, out, json.loads(buffer.getvalue().strip().splitlines()[-1])
+
+
+def test_embed_keeps_perplexity_and_records_the_mark_in_the_key(release, tmp_path):
+    from watermark.errors import KeyFileError
+    from watermark.keys import load_key
+
+    key_path, released, figures = release
+    assert figures["ratio"] <= 1.05, figures  # the issue's quality bound: validation perplexity within +5%
+    assert figures["weights_marked"] > 100_000 and (released / "model.safetensors").is_file()
+    key = load_key(key_path)
+    assert key.key_id == figures["key_id"] and key.weight_mark["model_digest"] == figures["model_digest"]
+    tampered = json.loads(key_path.read_text())
+    name = next(iter(tampered["weight_mark"]["tensors"]))
+    tampered["weight_mark"]["tensors"][name]["sigma"] *= 2
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(tampered))
+    bad.chmod(0o600)
+    with pytest.raises(KeyFileError, match="weight mark does not match"):
+        load_key(bad)
+
+
+def test_trace_detects_the_release_after_fine_tuning(cli, release, trained_model_dir, tmp_path, single_thread):
+    from pretrain.generation import load_model_and_tokenizer
+    from watermark.weight_attacks import finetune, package_descriptions, token_blocks
+
+    key, released, _ = release
+    model, tokenizer = load_model_and_tokenizer(released)
+    attacked = finetune(model, token_blocks(tokenizer, package_descriptions()[:20]), steps=40, learning_rate=1e-4)
+    suspect = tmp_path / "suspect"
+    attacked.save_pretrained(suspect)
+    tokenizer.save_pretrained(suspect)
+    for extra in ([], ["--reference", released]):
+        run = cli("watermark", "trace", "--model", suspect, "--key", key, *extra, "--json")
+        assert run.code == 0, run
+        data = run.json()
+        assert data["derived"] is True and data["white_box"]["log10_p_value"] < -6, data
+    unmarked = cli("watermark", "trace", "--model", trained_model_dir, "--key", key, "--reference", released, "--json")
+    assert unmarked.code == 0 and unmarked.json()["derived"] is False, unmarked
+
+
+def test_a_wrong_key_never_detects(cli, release, trained_model_dir, tmp_path, single_thread):
+    from watermark.keys import generate_key
+
+    key, released, _ = release
+    other = tmp_path / "other.json"
+    generate_key(trained_model_dir, other)
+    missing = cli("watermark", "trace", "--model", released, "--key", other)
+    one_line_error(missing, "no weight mark")
+    other_release = tmp_path / "other-release"
+    made = cli("watermark", "embed", "--model", trained_model_dir, "--key", other, "--out", other_release)
+    assert made.code == 0, made
+    for extra in ([], ["--reference", other_release]):
+        run = cli("watermark", "trace", "--model", released, "--key", other, *extra, "--json")
+        assert run.code == 0 and run.json()["derived"] is False and run.json()["p_value"] > 1e-3, run
+    wrong_reference = cli("watermark", "trace", "--model", released, "--key", key, "--reference", other_release)
+    one_line_error(wrong_reference, "not the marked release")
+
+
+def test_trace_refuses_models_that_cannot_be_compared(cli, release, tmp_path, builtin_documents):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pretrain.presets import build_config
+    from pretrain.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
+
+    key, released, _ = release
+    tokenizer = AutoTokenizer.from_pretrained(released)
+    config = build_config("nano", len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, 0)
+    config.intermediate_size = 256  # another MLP width: the marked tensors have other shapes
+    wider = tmp_path / "other-arch"
+    AutoModelForCausalLM.from_config(config).save_pretrained(wider)
+    tokenizer.save_pretrained(wider)
+    one_line_error(cli("watermark", "trace", "--model", wider, "--key", key), "cannot be compared")
+
+    small_vocab = save_tokenizer(
+        train_tokenizer((d.text for d in builtin_documents[:200]), TokenizerConfig(vocab_size=1024)), tmp_path / "tok"
+    )
+    other_tokenizer = AutoTokenizer.from_pretrained(small_vocab)
+    config = build_config("nano", len(other_tokenizer), other_tokenizer.bos_token_id, other_tokenizer.eos_token_id, 0)
+    other_vocab = tmp_path / "other-vocab"
+    AutoModelForCausalLM.from_config(config).save_pretrained(other_vocab)
+    other_tokenizer.save_pretrained(other_vocab)
+    one_line_error(cli("watermark", "trace", "--model", other_vocab, "--key", key), "vocabulary cannot be compared")
+    for name in ("tokenizer.json", "tokenizer_config.json"):  # weights only: the vocabulary size still refuses it
+        (other_vocab / name).unlink()
+    one_line_error(cli("watermark", "trace", "--model", other_vocab, "--key", key), "vocabulary of 1024")
+
+
+def test_no_false_accusations_on_unrelated_models(release, trained_model_dir, single_thread):
+    """24 models of the same architecture from other seeds (random inits, a few steps on other text):
+    the white-box p-value is exact, so flags at 5% must be binomially plausible and none at 1e-6."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from pretrain.generation import load_model_and_tokenizer
+    from watermark.keys import load_key
+    from watermark.trace import white_box
+    from watermark.weight_attacks import finetune, package_descriptions, token_blocks
+    from watermark.weights import WeightMark, restore_base
+
+    key_path, released, _ = release
+    key = load_key(key_path)
+    mark = WeightMark.from_key(key)
+    base, tokenizer = load_model_and_tokenizer(released)
+    restore_base(base, key, mark)
+    blocks = token_blocks(tokenizer, package_descriptions()[:10])
+    p_values = []
+    for seed in range(1, 25):
+        torch.manual_seed(seed)
+        unrelated = AutoModelForCausalLM.from_config(base.config)
+        unrelated = finetune(unrelated, blocks, steps=2, learning_rate=1e-3, batch_size=4, seed=seed)
+        for reference in (base, None):
+            p_values.append(white_box(unrelated, key, mark, base=reference)["p_value"])
+    flagged = sum(p <= 0.05 for p in p_values)
+    assert binomial_sf(flagged, len(p_values), 0.05) > 1e-3, p_values
+    assert min(p_values) > 1e-6, p_values
+
+
+def test_detect_reference_finds_marked_text_and_holds_its_rate_on_human_text(
+    cli, release, human_passages, generate_samples, sample_prompts, tmp_path, single_thread
+):
+    from mintline.commands.watermark_weights import base_scorer
+    from watermark.keys import load_key
+    from watermark.weights import WeightMark
+
+    key_path, released, _ = release
+    texts, _ = generate_samples(released, None, sample_prompts, 200)  # plain generate: no processor
+    records = tmp_path / "marked.jsonl"
+    records.write_text(
+        "".join(json.dumps({"prompt": p, "completion": t}) + "\n" for p, t in zip(sample_prompts, texts))
+    )
+    run = cli("watermark", "detect", "--key", key_path, "--reference", released, "--json", records)
+    assert run.code == 0, run
+    lines = [json.loads(line) for line in run.out.strip().splitlines()]
+    assert len(lines) == len(texts) and all(line["test"] == "gaussmark" for line in lines)
+    statistics = sorted(line["statistic"] for line in lines)
+    assert statistics[len(statistics) // 2] > 1.0, statistics  # the median text leans marked
+
+    key = load_key(key_path)
+    scorer, tokenizer = base_scorer(released, key, WeightMark.from_key(key))
+    _, joint = scorer.score_texts(tokenizer, texts, sample_prompts)
+    assert joint.p_value < 1e-4, joint  # 12 texts of 200 tokens together
+    human, human_joint = scorer.score_texts(tokenizer, human_passages[:200])
+    flagged = sum(score.p_value <= 0.05 for score in human)
+    assert binomial_sf(flagged, len(human), 0.05) > 1e-3, flagged
+    assert human_joint.p_value > 1e-4, human_joint
