@@ -9,6 +9,7 @@ from typing import Literal
 from pretrain.presets import PRESETS
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
+RecipeName = Literal["dense", "frugal"]  # pretrain/recipes.py
 Distributed = Literal["ddp", "fsdp"]
 
 
@@ -36,6 +37,13 @@ class PretrainArguments:
     precision: Precision = field(
         default="auto",
         metadata={"help": "auto picks bf16 where the hardware runs it fast, else fp16 on GPUs, else fp32"},
+    )
+    recipe: RecipeName = field(
+        default="dense",
+        metadata={
+            "help": "dense: AdamW + cosine, as before; frugal: the levers benchmarks/frugal.py kept "
+            "(pretrain/recipes.py), to reach dense's loss for less compute"
+        },
     )
     compile: bool = field(default=False, metadata={"help": "torch.compile the model (first steps pay 30-60 s)"})
     eval_steps: int = field(default=100, metadata={"help": "evaluate on the validation split every N steps"})

@@ -31,6 +31,7 @@ from pretrain.errors import CheckpointError, ConfigError, CorpusError, PretrainE
 from pretrain.figures import count_parameters, flops_per_token, perplexity
 from pretrain.precision import PrecisionChoice, choose_precision
 from pretrain.presets import build_config
+from pretrain.recipes import Recipe, build_scheduler, get_recipe
 from pretrain.sparsity.callbacks import build_callbacks as build_sparsity_callbacks
 from pretrain.sparsity.callbacks import sparsity_figures
 from pretrain.sparsity.config import SparsityArguments
@@ -62,10 +63,34 @@ class PretrainTrainer(Trainer):
       does not store (`lm_head.weight`); any other missing key is still warned about.
     """
 
-    def __init__(self, *args, precision: PrecisionChoice, own_autocast: bool, **kwargs):
+    def __init__(self, *args, precision: PrecisionChoice, own_autocast: bool, recipe: Recipe | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.precision = precision
         self.own_autocast = own_autocast
+        self.recipe = recipe or get_recipe("dense")
+
+    def create_optimizer(self, model=None):
+        # the frugal recipe's Muon + AdamW (pretrain/optimizers.py); dense keeps the Trainer's own AdamW
+        if self.optimizer is None and self.recipe.optimizer != "adamw":
+            from pretrain.optimizers import build_optimizer
+
+            betas = (self.args.adam_beta1, self.args.adam_beta2)
+            model = self.model if model is None else model
+            self.optimizer = build_optimizer(
+                self.recipe.optimizer, model, self.args.learning_rate, self.args.weight_decay, betas
+            )
+        return super().create_optimizer(model)
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None and (self.recipe.schedule != "cosine" or self.recipe.horizon != 1.0):
+            self.lr_scheduler = build_scheduler(
+                self.recipe,
+                optimizer or self.optimizer,
+                self.args.get_warmup_steps(num_training_steps),
+                num_training_steps,
+                self.args.lr_scheduler_kwargs["min_lr_rate"],
+            )
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def autocast_smart_context_manager(self, cache_enabled: bool | None = True):
         if self.own_autocast and self.precision.autocast_dtype is not None:
@@ -108,6 +133,8 @@ def run_identity(
     """What makes two runs the same run (and a checkpoint of one resumable by the other)."""
     fields = {k: v for k, v in asdict(args).items() if k not in PretrainArguments.RESUMABLE_FIELDS}
     fields.pop("data_dir"), fields.pop("tokenizer")  # paths may move; their contents are below
+    if fields.get("recipe") == "dense":
+        fields.pop("recipe")  # a dense run's identity stays what it was before recipes existed
     if sparsity is not None and (sparsity.structured or sparsity.unstructured):
         # a dense run's identity stays as it was; a sparse run's checkpoints only resume the same schedule
         fields.update({f"sparsity.{k}": v for k, v in asdict(sparsity).items() if k != "measure_throughput"})
@@ -146,6 +173,7 @@ def check_output_dir(output_dir: Path, identity: dict[str, Any], overwrite: bool
 
 
 def build_training_arguments(args: PretrainArguments, output_dir: Path, precision: PrecisionChoice, on_cpu: bool):
+    recipe = get_recipe(args.recipe)
     # On GPUs the Trainer's own mixed precision (accelerate) is used, fp16 with its loss scaler;
     # on CPUs we autocast ourselves (see PretrainTrainer).
     trainer_amp = not on_cpu
@@ -155,7 +183,7 @@ def build_training_arguments(args: PretrainArguments, output_dir: Path, precisio
         per_device_train_batch_size=args.per_device_batch_size,
         per_device_eval_batch_size=args.per_device_batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
-        learning_rate=args.learning_rate,
+        learning_rate=args.learning_rate * recipe.lr_multiplier,
         lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr_rate": args.min_lr_ratio},
         warmup_steps=args.warmup_steps,
@@ -306,6 +334,7 @@ def pretrain(
         processing_class=tokenizer,
         precision=precision,
         own_autocast=on_cpu,
+        recipe=get_recipe(args.recipe),
         callbacks=[
             ThroughputCallback(meter, training_flops, peak_flops, world_size, cpu_threads=threads if on_cpu else None),
             interrupt,
@@ -370,6 +399,7 @@ def pretrain(
         "precision": precision.dtype_name,
         "precision_reason": precision.reason,
         "compile": args.compile,
+        "recipe": args.recipe,
         "world_size": world_size,
         "threads_per_process": threads,
         "resumed_from_step": _step_of(resume_from),

@@ -4,6 +4,7 @@ mintline pretrain --run_dir runs/demo --model tiny --max_steps 2000
 OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 -m mintline pretrain --run_dir runs/demo
 mintline pretrain --config pretrain.yaml --learning_rate 1e-3      # YAML + overrides
 mintline pretrain --run_dir runs/demo --prune_heads 0.5 --prune_neurons 0.5   # dynamic pruning
+mintline pretrain --run_dir runs/demo --recipe frugal      # Muon + WSD (pretrain/recipes.py); dense: as before
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ SUMMARY_KEYS = (
     "eval_perplexity",
     "tokens_per_second",
     "mfu",
+    "recipe",
     "precision",
     "precision_reason",
     "world_size",
@@ -96,10 +98,7 @@ def run_pretrain_stage(
     journal = Journal(run_dir)
     with journal.stage(
         "pretrain",
-        # a dense run's recorded config stays what it was before sparsity existed
-        config={**asdict(args), "sparsity": asdict(sparsity)}
-        if sparsity.structured or sparsity.unstructured
-        else args,
+        config=journal_config(args, sparsity),
         inputs={"data": args.data_dir, "tokenizer": args.tokenizer},
         outputs=[output_dir / "model"],
         force=run.force,
@@ -108,6 +107,17 @@ def run_pretrain_stage(
             return stage.figures, True
         stage.figures.update(pretrain(args, output_dir, extra_callbacks=extra_callbacks, sparsity=sparsity))
         return stage.figures, False
+
+
+def journal_config(args: PretrainArguments, sparsity: SparsityArguments) -> dict:
+    """The stage's recorded config: a dense run's stays what it was before sparsity and recipes existed
+    (so a finished run is still recognised as finished)."""
+    config = asdict(args)
+    if config["recipe"] == "dense":
+        config.pop("recipe")
+    if sparsity.structured or sparsity.unstructured:
+        config["sparsity"] = asdict(sparsity)
+    return config
 
 
 def leave_process_group() -> None:

@@ -1,0 +1,522 @@
+"""Frugal pretraining measured to the loss: time, CPU-seconds, FLOPs and energy to dense's final loss.
+
+    python -m benchmarks.frugal [--quick] [--model tiny] [--steps 1200] [--arms dense,muon,frugal]
+
+The dense baseline is the pipeline's pretraining as `mintline pretrain --recipe dense` runs it:
+the same model preset and data, AdamW (fused, decay on matrices only), warm-up + cosine to 10%,
+gradient clipping at 1, the default precision (`auto`: fp32 on a CPU without native bf16). It
+trains N optimizer steps; its final validation loss is the target. Every other arm changes one
+lever (or, `frugal`, the recipe `mintline pretrain --recipe frugal` runs) and trains on the same
+blocks in the same order from the same initial weights, until it reaches the target (found by
+evaluating every few steps and interpolating linearly between the two evaluations around the
+crossing) or until it cannot win any more.
+
+All arms live in this one process and take turns step by step (round robin), so whatever else
+loads the machine hits them alike. Each arm's training time is the sum of its own steps (forward,
+backward, clipping, optimizer, schedule, pruning events, and torch.compile's compilation inside its
+first steps), in wall-clock seconds and process CPU-seconds; evaluations are not counted. FLOPs
+are the engine's formula (pretrain/figures.py: 6N + 12·L·T·d_attn per token with N the current
+parameter count, so a pruned model counts fewer) plus Muon's Newton-Schulz matmuls. Energy is an
+estimate: CPU-seconds × a stated watts-per-core constant (no power meter is readable here), so its
+ratio equals the CPU-seconds ratio.
+
+Targets (issue 23): time to target <= 0.40× dense, FLOPs to target <= 0.5×, and the frugal arm's
+loss after dense's full token budget no worse than dense's. Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if not __package__:  # `python benchmarks/frugal.py`: this folder's pretrain.py would shadow the package
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import copy
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from types import SimpleNamespace
+
+from pretrain.recipes import RECIPES, Recipe
+
+REPO = Path(__file__).resolve().parents[1]
+# A stated constant, not a measurement: about what one busy core of a current server CPU draws
+# (a 64-core, ~225 W EPYC: ~3.5 W per core, rounded up for memory and uncore).
+WATTS_PER_CORE = 4.0
+MAX_TIME_RATIO = 1.25  # an arm slower than this to target has lost; stop it
+SLOW_STEP_RATIO = 2.5  # an arm whose steps are this much slower than dense's cannot reach 0.4x; stop it
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One training run: a recipe plus the levers that are plain engine options."""
+
+    name: str
+    lever: str
+    recipe: Recipe = RECIPES["dense"]
+    precision: str = "fp32"
+    compile: bool = False
+    prune: bool = False
+    batch_multiplier: float = 1.0
+    runs_to_end: bool = False  # train dense's whole token budget even after reaching the target
+
+
+def default_arms(frugal: Recipe = RECIPES["frugal"]) -> list[Arm]:
+    dense = RECIPES["dense"]
+    return [
+        Arm("dense", "baseline: AdamW, cosine, fp32 (auto)", runs_to_end=True),
+        Arm("bf16", "bf16 autocast (emulated on this CPU)", precision="bf16"),
+        Arm("compile", "torch.compile (compile time counted)", compile=True),
+        Arm("prune", "dynamic structured pruning (the pipeline's schedule)", prune=True),
+        Arm("muon", "Muon for hidden matrices, AdamW for the rest", recipe=replace(dense, optimizer="muon")),
+        Arm("wsd", "warm-up / stable / decay schedule", recipe=replace(dense, schedule="wsd")),
+        Arm("lr2x", "learning rate x2", recipe=replace(dense, lr_multiplier=2.0)),
+        Arm("batch_half", "half the batch, twice the steps (same tokens)", batch_multiplier=0.5),
+        Arm("horizon_half", "schedule ends at half the token budget", recipe=replace(dense, horizon=0.5)),
+        Arm("frugal", "the frugal recipe (mintline pretrain --recipe frugal)", recipe=frugal, runs_to_end=True),
+    ]
+
+
+@dataclass
+class Curve:
+    """What one arm did: evaluations with the cumulative cost at each."""
+
+    arm: Arm
+    points: list[dict] = field(default_factory=list)  # tokens, steps, wall, cpu, flops, loss
+    step_seconds: list[float] = field(default_factory=list)
+    wall: float = 0.0
+    cpu: float = 0.0
+    flops: float = 0.0
+    tokens: int = 0
+    steps: int = 0
+    stopped: str = ""
+
+
+# -- data -----------------------------------------------------------------------------------
+
+
+def prepare(root: Path, block: int, data: Path | None = None, tokenizer_dir: Path | None = None):
+    """Shards + tokenizer (default: the built-in corpus, as benchmarks/pruning.py builds them), tokenized once."""
+    from transformers import AutoTokenizer
+
+    from benchmarks.pruning import build_data
+    from pretrain.data import PackedBlocks, find_shards, tokenize_split
+
+    if data is None or tokenizer_dir is None:
+        data, tokenizer_dir = root / "data", root / "tokenizer"
+        if not (tokenizer_dir / "tokenizer.json").is_file():  # a kept --workdir is reused
+            data, tokenizer_dir = build_data(root)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    splits = {}
+    for split in ("train", "validation"):
+        tokens = tokenize_split(find_shards(data, split), tokenizer, tokenizer_dir, root / "cache", split)
+        splits[split] = PackedBlocks(tokens, block, len(tokenizer))
+    return tokenizer, splits["train"], splits["validation"]
+
+
+def block_order(num_blocks: int, seed: int, needed: int) -> list[int]:
+    """The one data order every arm reads: shuffled epochs, reshuffled each time round."""
+    import torch
+
+    order: list[int] = []
+    epoch = 0
+    while len(order) < needed:
+        generator = torch.Generator().manual_seed(seed + epoch)
+        order += torch.randperm(num_blocks, generator=generator).tolist()
+        epoch += 1
+    return order[:needed]
+
+
+# -- one arm --------------------------------------------------------------------------------
+
+
+def evaluate(model, blocks) -> float:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        losses = [model(input_ids=batch, labels=batch).loss.item() for batch in blocks.split(16)]
+    model.train()
+    return statistics.fmean(losses)
+
+
+def flops_per_token_now(model, block: int) -> float:
+    from pretrain.figures import count_parameters, flops_per_token
+
+    config = model.config
+    return flops_per_token(
+        count_parameters(model),
+        config.num_hidden_layers,
+        config.num_attention_heads * getattr(config, "head_dim", config.hidden_size // config.num_attention_heads),
+        block,
+    )
+
+
+def train_arm(arm: Arm, setup: dict, curve: Curve):
+    """A generator: each `next()` trains one optimizer step (timed); evaluations in between are not timed."""
+    import torch
+    from transformers import AutoModelForCausalLM, get_scheduler
+
+    from pretrain.optimizers import MuonWithAdamW, build_optimizer
+    from pretrain.recipes import build_scheduler
+
+    batch = max(1, round(setup["batch"] * arm.batch_multiplier))
+    steps = setup["steps"] * setup["batch"] // batch
+    warmup = max(1, round(setup["warmup"] * setup["batch"] / batch))
+    torch.manual_seed(setup["seed"])
+    # each arm its own config: pruning shrinks the config's head and neuron counts in place
+    model = AutoModelForCausalLM.from_config(copy.deepcopy(setup["model_config"]))
+    model.train()
+    lr = setup["learning_rate"] * arm.recipe.lr_multiplier
+    optimizer = build_optimizer(arm.recipe.optimizer, model, lr, 0.1)
+    if not arm.recipe.changes_engine:  # the dense recipe: exactly the Trainer's scheduler
+        scheduler = get_scheduler(
+            "cosine_with_min_lr", optimizer, warmup, steps, scheduler_specific_kwargs={"min_lr_rate": 0.1}
+        )
+    else:
+        scheduler = build_scheduler(arm.recipe, optimizer, warmup, steps, 0.1)
+    pruner = trainer_view = None
+    if arm.prune:
+        from pretrain.sparsity.callbacks import StructuredPruningCallback
+        from pretrain.sparsity.config import SparsityArguments
+
+        pruner = StructuredPruningCallback(
+            SparsityArguments(**setup["pruning"], importance_window=max(5, steps // 40), measure_throughput=False)
+        )
+        trainer_view = SimpleNamespace(
+            args=SimpleNamespace(world_size=1, output_dir=str(setup["out"]), seed=setup["seed"]),
+            state=SimpleNamespace(global_step=0, max_steps=steps, is_world_process_zero=True),
+            control=SimpleNamespace(should_save=False),
+        )
+        pruner.on_train_begin(*vars(trainer_view).values(), model=model)
+    forward = torch.compile(model) if arm.compile else model
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=arm.precision == "bf16")
+    order, train = setup["order"], setup["train"]
+    eval_every_tokens = setup["eval_every"] * setup["batch"] * setup["block"]
+    per_token = flops_per_token_now(model, setup["block"])
+    curve.points.append(
+        {"tokens": 0, "steps": 0, "wall": 0.0, "cpu": 0.0, "flops": 0.0, "loss": evaluate(model, setup["validation"])}
+    )
+    for step in range(steps):
+        yield
+        indices = order[step * batch : (step + 1) * batch]
+        inputs = torch.stack([train[i]["input_ids"] for i in indices])
+        wall, cpu = time.perf_counter(), time.process_time()
+        if pruner is not None:
+            pruner.on_step_begin(*vars(trainer_view).values(), model=model)
+        with autocast:
+            loss = forward(input_ids=inputs, labels=inputs).loss
+        loss.backward()
+        # drop the graph now: a live grad_fn keeps each weight's gradient accumulator, which remembers
+        # the old shape after a pruning event
+        del loss
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if pruner is not None:
+            pruner.on_pre_optimizer_step(*vars(trainer_view).values(), model=model)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step_flops = per_token * inputs.numel()
+        if isinstance(optimizer, MuonWithAdamW):
+            step_flops += optimizer.newton_schulz_flops()
+        if pruner is not None:
+            trainer_view.state.global_step = step + 1
+            events = len(pruner.events)
+            pruner.step_end(*vars(trainer_view).values(), model=model, optimizer=optimizer)
+            if len(pruner.events) != events:
+                per_token = flops_per_token_now(model, setup["block"])
+        elapsed = time.perf_counter() - wall
+        curve.step_seconds.append(elapsed)
+        curve.wall += elapsed
+        curve.cpu += time.process_time() - cpu
+        curve.flops += step_flops
+        curve.tokens += inputs.numel()
+        curve.steps = step + 1
+        if (
+            curve.tokens // eval_every_tokens != (curve.tokens - inputs.numel()) // eval_every_tokens
+            or step == steps - 1
+        ):
+            curve.points.append(
+                {
+                    "tokens": curve.tokens,
+                    "steps": curve.steps,
+                    "wall": curve.wall,
+                    "cpu": curve.cpu,
+                    "flops": curve.flops,
+                    "loss": evaluate(model, setup["validation"]),
+                }
+            )
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def crossing(points: list[dict], target: float) -> dict | None:
+    """Cost at the first time the validation loss reaches `target`, linear between evaluations."""
+    for before, after in zip(points, points[1:]):
+        if after["loss"] <= target:
+            if before["loss"] <= target:
+                return dict(before)
+            share = (before["loss"] - target) / (before["loss"] - after["loss"])
+            return {
+                key: before[key] + share * (after[key] - before[key])
+                for key in ("tokens", "steps", "wall", "cpu", "flops")
+            }
+    return None
+
+
+def run_arms(arms: list[Arm], setup: dict, log=print) -> dict[str, Curve]:
+    curves = {arm.name: Curve(arm) for arm in arms}
+    live = {arm.name: train_arm(arm, setup, curves[arm.name]) for arm in arms}
+    dense = curves["dense"]
+    target = None
+    rounds = 0
+    while live:
+        for name in list(live):
+            try:
+                next(live[name])
+            except StopIteration:
+                del live[name]
+                if name == "dense":
+                    target = dense.points[-1]["loss"]
+                    log(f"dense finished: target loss {target:.4f} after {dense.wall:.1f}s")
+        rounds += 1
+        for name in list(live):
+            curve = curves[name]
+            if name == "dense":
+                continue
+            reason = ""
+            if target is not None:
+                if not curve.arm.runs_to_end and crossing(curve.points, target) is not None:
+                    reason = "reached the target"
+                elif curve.wall > MAX_TIME_RATIO * dense.wall and not curve.arm.runs_to_end:
+                    reason = f"over {MAX_TIME_RATIO}x dense's time without reaching the target"
+            elif len(curve.step_seconds) == 4 and len(dense.step_seconds) >= 4:
+                slower = statistics.median(curve.step_seconds[2:4]) / statistics.median(dense.step_seconds[1:4])
+                if slower > SLOW_STEP_RATIO and not curve.arm.runs_to_end:
+                    reason = f"steps {slower:.1f}x slower than dense's"
+            if reason:
+                curve.stopped = reason
+                live[name].close()
+                del live[name]
+                log(f"{name}: stopped after {curve.steps} steps ({reason})")
+        if rounds % 20 == 0:
+            log("  ".join(f"{n}:{curves[n].steps}" for n in curves))
+    return curves
+
+
+def summarise(curves: dict[str, Curve], watts_per_core: float) -> dict:
+    dense = curves["dense"]
+    target = dense.points[-1]["loss"]
+    table = {}
+    for name, curve in curves.items():
+        at = (
+            crossing(curve.points, target)
+            if name != "dense"
+            else {k: getattr(dense, k) for k in ("wall", "cpu", "flops", "tokens")}
+        )
+        slowdown = (
+            statistics.median(curve.step_seconds[2:]) / statistics.median(dense.step_seconds[2:])
+            if len(curve.step_seconds) > 2
+            else None
+        )
+        row = {
+            "lever": curve.arm.lever,
+            "reached": at is not None,
+            "time_to_target_ratio": round(at["wall"] / dense.wall, 3) if at else None,
+            "cpu_seconds_to_target_ratio": round(at["cpu"] / dense.cpu, 3) if at else None,
+            "flops_to_target_ratio": round(at["flops"] / dense.flops, 3) if at else None,
+            "tokens_to_target_ratio": round(at["tokens"] / dense.tokens, 3) if at else None,
+            "step_time_vs_dense": round(slowdown, 3) if slowdown else None,
+            "final_loss": round(curve.points[-1]["loss"], 4),
+            "tokens_trained": curve.tokens,
+            "stopped": curve.stopped or ("full budget" if curve.tokens >= dense.tokens else ""),
+        }
+        if at is None:  # a lower bound: it had not reached the target when it stopped
+            row["time_ratio_at_stop"] = round(curve.wall / dense.wall, 3)
+        table[name] = row
+    result = {"target_loss": round(target, 4), "dense_final_loss": round(target, 4)}
+    frugal = curves.get("frugal")
+    if frugal is not None:
+        row = table["frugal"]
+        result.update(
+            {
+                "time_to_target_ratio": row["time_to_target_ratio"],
+                "flops_to_target_ratio": row["flops_to_target_ratio"],
+                "cpu_seconds_to_target_ratio": row["cpu_seconds_to_target_ratio"],
+                # CPU-seconds × a constant: the same ratio as CPU-seconds, in joules below
+                "energy_to_target_ratio": row["cpu_seconds_to_target_ratio"],
+                "frugal_final_loss": row["final_loss"],
+            }
+        )
+        at = crossing(frugal.points, target)
+        result["energy_to_target_joules"] = {
+            "dense": round(dense.cpu * watts_per_core, 1),
+            "frugal": round(at["cpu"] * watts_per_core, 1) if at else None,
+            "watts_per_core": watts_per_core,
+            "basis": "estimate: process CPU-seconds x watts_per_core (no power meter readable)",
+        }
+    result["ablation"] = table
+    return result
+
+
+def plot(curves: dict[str, Curve], target: float, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (by_time, by_flops) = plt.subplots(1, 2, figsize=(13, 5))
+    for name, curve in curves.items():
+        style = {"linewidth": 2.5} if name in ("dense", "frugal") else {"linewidth": 1, "alpha": 0.8}
+        by_time.plot([p["wall"] for p in curve.points], [p["loss"] for p in curve.points], label=name, **style)
+        by_flops.plot([p["flops"] for p in curve.points], [p["loss"] for p in curve.points], label=name, **style)
+    for axis, label in ((by_time, "training wall seconds (own turns)"), (by_flops, "training FLOPs")):
+        axis.axhline(target, color="black", linestyle="--", linewidth=0.8, label="target (dense final)")
+        axis.set_xlabel(label)
+        axis.set_ylabel("validation loss")
+        axis.set_ylim(target - 0.5, target + 2.5)
+    by_time.legend(fontsize=8)
+    figure.suptitle("loss to the dense baseline's final loss")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def run_benchmark(
+    model: str = "nano",
+    steps: int = 60,
+    batch: int = 16,
+    block: int = 128,
+    learning_rate: float = 3e-3,
+    eval_every: int = 3,
+    eval_blocks: int = 32,
+    threads: int = 1,
+    arms: list[str] | None = None,
+    workdir: Path | None = None,
+    out: Path | None = None,
+    data_dir: Path | None = None,
+    tokenizer_dir: Path | None = None,
+    watts_per_core: float = WATTS_PER_CORE,
+    log=print,
+) -> dict:
+    """Train the arms interleaved and return the summary (the JSON the script prints)."""
+    import torch
+
+    from pretrain.presets import build_config
+
+    torch.set_num_threads(threads)
+    started = time.time()
+    chosen = default_arms()
+    if arms:
+        unknown = sorted(set(arms) - {arm.name for arm in chosen})
+        if unknown:
+            raise ValueError(f"arms: unknown {unknown}; choose from {[arm.name for arm in chosen]}")
+        chosen = [arm for arm in chosen if arm.name in arms or arm.name == "dense"]
+    with tempfile.TemporaryDirectory(prefix="frugal-bench-") as tmp:
+        root = Path(workdir) if workdir else Path(tmp)
+        tokenizer, train, validation = prepare(root, block, data_dir, tokenizer_dir)
+        setup = {
+            "model_config": build_config(
+                model, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+            ),
+            "train": train,
+            "validation": torch.stack([validation[i]["input_ids"] for i in range(min(eval_blocks, len(validation)))]),
+            "order": block_order(len(train), 42, steps * batch),
+            "steps": steps,
+            "batch": batch,
+            "block": block,
+            "warmup": max(1, round(steps * 30 / 1200)),  # the pipeline's 30 of 1200
+            "learning_rate": learning_rate,
+            "eval_every": eval_every,
+            "seed": 42,
+            "out": root / "runs",
+            # the pipeline's pruning (mintline/pipeline/default.yaml)
+            "pruning": {"prune_heads": 0.5, "prune_neurons": 0.625, "prune_start": 0.05, "prune_end": 0.2},
+        }
+        curves = run_arms(chosen, setup, log=log)
+    result = summarise(curves, watts_per_core)
+    out = out or REPO / "runs" / "benchmarks" / "frugal"
+    result["plot"] = str(plot(curves, result["target_loss"], out / "frugal_curves.png"))
+    result.update(
+        {
+            "model": model,
+            "steps": steps,
+            "batch": batch,
+            "block": block,
+            "learning_rate": learning_rate,
+            "threads": threads,
+            "frugal_recipe": asdict(RECIPES["frugal"]),
+            "wall_seconds": round(time.time() - started, 1),
+        }
+    )
+    if "frugal" in result["ablation"]:
+        result["targets_met"] = {
+            "time_to_target_ratio<=0.40": (result["time_to_target_ratio"] or 9) <= 0.40,
+            "flops_to_target_ratio<=0.5": (result["flops_to_target_ratio"] or 9) <= 0.5,
+            "frugal_final_loss<=dense_final_loss": result["frugal_final_loss"] <= result["dense_final_loss"],
+        }
+    (out / "frugal.json").write_text(json.dumps({**result, "curves": {n: c.points for n, c in curves.items()}}))
+    return result
+
+
+def print_table(result: dict) -> None:
+    print(f"target: dense final validation loss {result['target_loss']}")
+    print(f"{'arm':14}{'time':>8}{'CPU-s':>8}{'FLOPs':>8}{'tokens':>8}{'step t':>8}{'final':>8}  stopped")
+    for name, row in result["ablation"].items():
+        cells = [
+            row["time_to_target_ratio"] if row["reached"] else f">{row.get('time_ratio_at_stop', 0):.2f}",
+            row["cpu_seconds_to_target_ratio"],
+            row["flops_to_target_ratio"],
+            row["tokens_to_target_ratio"],
+            row["step_time_vs_dense"],
+            row["final_loss"],
+        ]
+        text = "".join(f"{('-' if c is None else c if isinstance(c, str) else f'{c:.3f}'):>8}" for c in cells)
+        print(f"{name:14}{text}  {row['stopped']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the nano preset, 60 steps (under 5 minutes)")
+    parser.add_argument("--model", default=None, help="preset (default tiny, the pipeline's; nano with --quick)")
+    parser.add_argument("--steps", type=int, default=None, help="dense steps (default 1200, the pipeline's; 60 quick)")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--block", type=int, default=128)
+    parser.add_argument("--learning_rate", type=float, default=3e-3)
+    parser.add_argument("--eval_every", type=int, default=None, help="evaluate every N dense-sized steps")
+    parser.add_argument("--eval_blocks", type=int, default=None, help="validation sequences per evaluation")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 resists other load best)")
+    parser.add_argument("--arms", default=None, help="comma-separated subset of the arms (dense always runs)")
+    parser.add_argument("--watts_per_core", type=float, default=WATTS_PER_CORE)
+    parser.add_argument("--workdir", type=Path, default=None, help="keep data here (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "benchmarks" / "frugal")
+    options = parser.parse_args()
+    steps = options.steps or (60 if options.quick else 1200)
+    result = run_benchmark(
+        model=options.model or ("nano" if options.quick else "tiny"),
+        steps=steps,
+        batch=options.batch,
+        block=options.block,
+        learning_rate=options.learning_rate,
+        eval_every=options.eval_every or max(1, steps // 20),
+        eval_blocks=options.eval_blocks or (32 if options.quick else 64),
+        threads=options.threads,
+        arms=options.arms.split(",") if options.arms else None,
+        workdir=options.workdir,
+        out=options.out,
+        watts_per_core=options.watts_per_core,
+        log=lambda message: print(message, file=sys.stderr, flush=True),
+    )
+    print_table(result)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

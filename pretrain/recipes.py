@@ -1,0 +1,86 @@
+"""Training recipes: `dense` (the engine as it always was) and `frugal` (reach dense's loss for less).
+
+A recipe picks the levers that are not plain hyper-parameters: the optimizer family, the shape
+and horizon of the learning-rate schedule, and a learning-rate multiplier. Everything else
+(model, data, batch, steps, precision, pruning) stays the user's own `--flag`. benchmarks/frugal.py
+measures each lever alone and together, to the dense run's final validation loss; the README
+holds the figures and which levers were kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    optimizer: str = "adamw"  # adamw | muon (Muon for 2-D hidden matrices, AdamW for the rest)
+    schedule: str = "cosine"  # cosine | wsd (warm-up, stable, decay)
+    horizon: float = 1.0  # the schedule reaches its minimum at this fraction of max_steps, then stays there
+    decay_fraction: float = 0.2  # wsd: share of the horizon spent decaying
+    lr_multiplier: float = 1.0  # applied to --learning_rate
+
+    @property
+    def changes_engine(self) -> bool:
+        return self != Recipe(self.name)
+
+
+RECIPES: dict[str, Recipe] = {
+    "dense": Recipe("dense"),
+    "frugal": Recipe("frugal", optimizer="muon", schedule="wsd", horizon=1.0, decay_fraction=0.2, lr_multiplier=1.0),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"recipe: {name!r} is not one of {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def lr_factor(
+    step: int,
+    *,
+    warmup_steps: int,
+    total_steps: int,
+    min_ratio: float,
+    schedule: str = "cosine",
+    horizon: float = 1.0,
+    decay_fraction: float = 0.2,
+) -> float:
+    """The learning-rate multiplier at optimizer step `step` (LambdaLR's convention: 0-based).
+
+    With horizon 1 and schedule cosine this is transformers' cosine_with_min_lr (the dense recipe's).
+    """
+    end = max(warmup_steps + 1, round(total_steps * horizon))
+    if step < warmup_steps:
+        return step / max(1, warmup_steps)
+    step = min(step, end)
+    if schedule == "cosine":
+        progress = (step - warmup_steps) / max(1, end - warmup_steps)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "wsd":
+        decay_steps = max(1, round((end - warmup_steps) * decay_fraction))
+        decay_start = end - decay_steps
+        if step < decay_start:
+            return 1.0
+        progress = (step - decay_start) / decay_steps
+        return min_ratio + (1 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"schedule: {schedule!r} is not cosine or wsd")
+
+
+def build_scheduler(recipe: Recipe, optimizer, warmup_steps: int, total_steps: int, min_ratio: float):
+    from torch.optim.lr_scheduler import LambdaLR
+
+    factor = partial(
+        lr_factor,
+        warmup_steps=warmup_steps,
+        total_steps=total_steps,
+        min_ratio=min_ratio,
+        schedule=recipe.schedule,
+        horizon=recipe.horizon,
+        decay_fraction=recipe.decay_fraction,
+    )
+    return LambdaLR(optimizer, factor)

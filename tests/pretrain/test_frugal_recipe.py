@@ -1,0 +1,172 @@
+"""The frugal recipe: Muon's parameter split, dense unchanged, frugal learns, the CLI, the benchmark's JSON."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers import AutoModelForCausalLM, get_scheduler
+
+from pretrain.config import PretrainArguments
+from pretrain.engine import PretrainTrainer, pretrain, run_identity
+from pretrain.optimizers import MuonWithAdamW, build_optimizer, split_parameters
+from pretrain.presets import build_config
+from pretrain.recipes import RECIPES, lr_factor
+
+
+def nano_model():
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(build_config("nano", 512, 1, 2, 0))
+
+
+def nano_args(prepared_data, **overrides) -> PretrainArguments:
+    base = dict(
+        model="nano",
+        data_dir=str(prepared_data["data"]),
+        tokenizer=str(prepared_data["tokenizer"]),
+        block_size=64,
+        per_device_batch_size=8,
+        max_steps=20,
+        warmup_steps=2,
+        eval_steps=1000,
+        eval_blocks=16,
+        save_steps=1000,
+        logging_steps=5,
+        precision="fp32",
+        seed=7,
+    )
+    base.update(overrides)
+    return PretrainArguments(**base)
+
+
+def test_muon_takes_only_the_hidden_matrices():
+    model = nano_model()
+    hidden, decayed, plain = split_parameters(model)
+    named = {id(p): n for n, p in model.named_parameters()}
+    assert hidden and all(p.ndim == 2 and ".layers." in named[id(p)] for p in hidden)
+    expected = {n for n, p in model.named_parameters() if p.ndim == 2 and ".layers." in n}
+    assert {named[id(p)] for p in hidden} == expected  # q, k, v, o, gate, up, down of every layer
+    assert [named[id(p)] for p in decayed] == ["model.embed_tokens.weight"]  # tied to lm_head: once, AdamW
+    assert plain and all(p.ndim == 1 for p in plain)  # norm gains
+
+    optimizer = build_optimizer("muon", model, 1e-3, 0.1)
+    assert isinstance(optimizer, MuonWithAdamW)
+    muon_ids = {id(p) for group in optimizer.muon.param_groups for p in group["params"]}
+    assert muon_ids == {id(p) for p in hidden}
+    adamw_ids = {id(p) for group in optimizer.adamw.param_groups for p in group["params"]}
+    assert adamw_ids.isdisjoint(muon_ids) and len(adamw_ids | muon_ids) == len(list(model.parameters()))
+
+
+def test_muon_step_orthogonalises_and_state_round_trips():
+    model = nano_model()
+    optimizer = build_optimizer("muon", model, 1e-3, 0.0)
+    ids = torch.randint(0, 512, (2, 16))
+    model(input_ids=ids, labels=ids).loss.backward()
+    before = model.model.layers[0].mlp.up_proj.weight.detach().clone()
+    optimizer.step()
+    change = model.model.layers[0].mlp.up_proj.weight.detach() - before
+    # an orthogonalised update has (roughly) equal singular values over the gradient's rank (32 tokens here)
+    singular = torch.linalg.svdvals(change)[:16]
+    raw = torch.linalg.svdvals(model.model.layers[0].mlp.up_proj.weight.grad)[:16]
+    assert singular.max() / singular.min() < 3 < raw.max() / raw.min()
+    # the fp32 iteration is torch's own (bf16) one, to bf16's precision
+    from torch.optim._muon import _zeropower_via_newtonschulz
+
+    from pretrain.optimizers import newton_schulz
+
+    matrix = torch.randn(48, 96)
+    reference = _zeropower_via_newtonschulz(matrix, (3.4445, -4.775, 2.0315), 5, 1e-7).float()
+    assert torch.allclose(newton_schulz(matrix, (3.4445, -4.775, 2.0315), 5, 1e-7), reference, atol=0.05)
+    again = build_optimizer("muon", model, 1e-3, 0.0)
+    again.load_state_dict(optimizer.state_dict())
+    key = model.model.layers[0].mlp.up_proj.weight
+    assert torch.equal(again.state[key]["momentum_buffer"], optimizer.state[key]["momentum_buffer"])
+
+
+def test_dense_schedule_is_the_trainers_cosine():
+    # lr_factor(cosine, horizon 1) is what the dense recipe would get if it went through the recipe code
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    stock = get_scheduler("cosine_with_min_lr", optimizer, 5, 50, scheduler_specific_kwargs={"min_lr_rate": 0.1})
+    for step in range(50):
+        ours = lr_factor(step, warmup_steps=5, total_steps=50, min_ratio=0.1)
+        assert math.isclose(stock.lr_lambdas[0](step), ours, rel_tol=1e-12, abs_tol=1e-12)
+    assert not RECIPES["dense"].changes_engine
+
+
+def test_dense_recipe_is_the_engine_as_it_was(prepared_data, tmp_path):
+    args = nano_args(prepared_data)
+    assert args.recipe == "dense"
+    # a dense run's identity (and so its checkpoints' resumability) does not mention recipes
+    assert "recipe" not in run_identity(args, "t", "d", 1)["config"]
+    seen = {}
+    original = PretrainTrainer.create_scheduler
+
+    def spy(self, num_training_steps, optimizer=None):
+        scheduler = original(self, num_training_steps, optimizer)
+        seen["optimizer"], seen["scheduler"] = self.optimizer, scheduler
+        return scheduler
+
+    PretrainTrainer.create_scheduler = spy
+    try:
+        first = pretrain(args, tmp_path / "a")
+    finally:
+        PretrainTrainer.create_scheduler = original
+    inner = getattr(seen["optimizer"], "optimizer", seen["optimizer"])
+    assert type(inner) is torch.optim.AdamW  # the Trainer's own fused AdamW, not the recipe's builder
+    assert math.isclose(inner.param_groups[0]["initial_lr"], 3e-3)
+    again = pretrain(args, tmp_path / "b")
+    assert first["eval_loss"] == again["eval_loss"] and first["recipe"] == "dense"
+
+
+def test_frugal_recipe_trains_with_muon_and_lowers_the_loss(prepared_data, tmp_path):
+    figures = pretrain(nano_args(prepared_data, recipe="frugal"), tmp_path / "out")
+    assert figures["recipe"] == "frugal" and figures["steps"] == 20
+    assert figures["eval_loss"] < figures["initial_eval_loss"] - 0.5
+
+
+def test_frugal_recipe_with_pruning_shrinks_muon_state(prepared_data, tmp_path):
+    from pretrain.sparsity.config import SparsityArguments
+
+    sparsity = SparsityArguments(
+        prune_heads=0.5, prune_neurons=0.5, prune_start=0.2, prune_end=0.4, importance_window=2
+    )
+    figures = pretrain(nano_args(prepared_data, recipe="frugal"), tmp_path / "out", sparsity=sparsity)
+    assert figures["sparsity"]["heads_per_layer_after"] == 2 and figures["eval_loss"] < figures["initial_eval_loss"]
+
+
+def test_unknown_recipe_is_one_line_exit_2(cli, run_dir):
+    run = cli("pretrain", "--run_dir", run_dir, "--recipe", "bogus", "-q")
+    assert run.code == 2
+    assert "invalid choice" in run.err and "frugal" in run.err
+    assert run.err.strip().count("\n") == 0 and "Traceback" not in run.err
+
+
+def test_benchmark_function_returns_the_json_keys(prepared_data, tmp_path):
+    from benchmarks.frugal import run_benchmark
+
+    result = run_benchmark(
+        model="nano",
+        steps=4,
+        batch=4,
+        block=32,
+        eval_every=1,
+        eval_blocks=4,
+        arms=["muon", "frugal"],
+        out=tmp_path / "out",
+        data_dir=prepared_data["data"],
+        tokenizer_dir=prepared_data["tokenizer"],
+        log=lambda message: None,
+    )
+    for key in (
+        "time_to_target_ratio",
+        "flops_to_target_ratio",
+        "cpu_seconds_to_target_ratio",
+        "energy_to_target_ratio",
+        "frugal_final_loss",
+        "dense_final_loss",
+        "ablation",
+    ):
+        assert key in result
+    assert set(result["ablation"]) == {"dense", "muon", "frugal"}
+    assert result["ablation"]["dense"]["time_to_target_ratio"] == 1.0
+    assert (tmp_path / "out" / "frugal_curves.png").stat().st_size > 1000
