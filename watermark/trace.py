@@ -109,6 +109,7 @@ def black_box(
         median_text_statistic=float(np.median(statistics)),
         texts_detected=float(np.mean([s.p_value <= text_fpr for s in per_text])),
         text_fpr=text_fpr,
+        text_statistics=statistics.tolist(),
         p_value_kind="exact (normal; texts written without the marked weights are independent of the noise)",
     )
 

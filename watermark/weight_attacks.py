@@ -106,6 +106,31 @@ def finetune(model, blocks, steps: int, learning_rate: float, batch_size: int = 
     return attacked
 
 
+def finetune_checkpoints(
+    model, blocks, checkpoints: Sequence[int], learning_rate: float, batch_size: int = 16, seed=0
+):
+    """One fine-tuning run (one optimizer) yielding (steps, model) at each checkpoint: a fade curve."""
+    import torch
+
+    attacked = copy.deepcopy(model)
+    for parameter in attacked.parameters():
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW(attacked.parameters(), lr=learning_rate, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(seed)
+    done = 0
+    for target in sorted(checkpoints):
+        attacked.train()
+        while done < target:
+            rows = blocks[torch.randint(0, len(blocks), (batch_size,), generator=generator)]
+            attacked(input_ids=rows, labels=rows).loss.backward()
+            torch.nn.utils.clip_grad_norm_(attacked.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            done += 1
+        attacked.eval()
+        yield target, attacked
+
+
 def lora(model, blocks, steps: int, learning_rate: float, rank: int = 16, batch_size: int = 16, seed: int = 0):
     from peft import LoraConfig, get_peft_model
 

@@ -185,3 +185,33 @@ def test_detect_reference_finds_marked_text_and_holds_its_rate_on_human_text(
     flagged = sum(score.p_value <= 0.05 for score in human)
     assert binomial_sf(flagged, len(human), 0.05) > 1e-3, flagged
     assert human_joint.p_value > 1e-4, human_joint
+
+
+def test_white_box_trace_survives_quantization_pruning_and_averaging(release, trained_model_dir, single_thread):
+    """int8 dynamic quantization, 50% Wanda and a 50/50 average with another model keep the mark in the weights."""
+    from pretrain.generation import load_model_and_tokenizer
+    from pretrain.sparsity.posttrain import prune_wanda
+    from watermark.keys import load_key
+    from watermark.trace import white_box
+    from watermark.weight_attacks import apply_weight_attack, dequantized, parse_weight_attack, token_blocks
+    from watermark.weights import WeightMark, restore_base
+
+    key_path, released, _ = release
+    key = load_key(key_path)
+    mark = WeightMark.from_key(key)
+    marked, tokenizer = load_model_and_tokenizer(released)
+    base, _ = load_model_and_tokenizer(released)
+    restore_base(base, key, mark)
+    calibration = token_blocks(tokenizer, ["The return value is a new list of the items."] * 40, block=32)[:8]
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(5)
+    other = AutoModelForCausalLM.from_config(marked.config)
+    for spec in ("int8", "wanda:0.5", "average:0.5"):
+        attack = parse_weight_attack(spec)
+        attacked = apply_weight_attack(attack, marked, prune=lambda m, s: prune_wanda(m, calibration, s), other=other)
+        weights = dequantized(attacked, marked) if attack.kind == "int8" else attacked
+        trace = white_box(weights, key, mark, base=base)
+        assert trace["derived"] and trace["log10_p_value"] < -6, (spec, trace)
+        assert white_box(weights, key, mark, base=None)["derived"], spec
