@@ -172,7 +172,13 @@ def main(argv=None) -> int:
     from mintline.commands.watermark_weights import _plain_generate
 
     scorer = calibrated_scorer(
-        base, key, mark, tokenizer, prompts_from(passages[:400], 16), _plain_generate(base, tokenizer, 7)
+        base,
+        key,
+        mark,
+        tokenizer,
+        prompts_from(passages[:400], 16),
+        _plain_generate(base, tokenizer, 7),
+        human_texts=passages[-432:-400],  # disjoint from the scored, validation and Wanda passages
     )
 
     # (b) no false accusations

@@ -115,14 +115,24 @@ def black_box(
 
 
 def calibrated_scorer(
-    base, key: WatermarkKey, mark: WeightMark, tokenizer, prompts: Sequence[str], generate_from_base
+    base,
+    key: WatermarkKey,
+    mark: WeightMark,
+    tokenizer,
+    prompts: Sequence[str],
+    generate_from_base,
+    human_texts: Sequence[str] = (),
 ):
-    """The text test on `base` (a reference model already restored to its base weights), its nuisance
-    direction set from texts the base itself generates for `prompts` (see GradientScorer.set_nuisance).
+    """The text test on `base` (a reference model already restored to its base weights), with the common
+    gradient directions of texts the base generates for `prompts` and of `human_texts` projected out
+    (see GradientScorer.set_nuisance).
 
     generate_from_base(prompts, max_new_tokens) -> completion token ids."""
     scorer = GradientScorer(base, key, mark)
     completions = generate_from_base(list(prompts), 200)
     contexts = [tokenizer(p)["input_ids"] for p in prompts]
-    scorer.set_nuisance([list(c) + list(r) for c, r in zip(contexts, completions)], [len(c) for c in contexts])
+    groups = [([list(c) + list(r) for c, r in zip(contexts, completions)], [len(c) for c in contexts])]
+    if human_texts:
+        groups.append(scorer.encode(tokenizer, list(human_texts)))
+    scorer.set_nuisance(groups)
     return scorer

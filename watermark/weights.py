@@ -302,7 +302,7 @@ class GradientScorer:
             noise_tensor(key.secret, n, p.shape).to(p.device, torch.float32)
             for n, p in zip(self.names, self.parameters)
         ]
-        self.nuisance = None  # set_nuisance
+        self.nuisance: list = []  # set_nuisance
 
     @classmethod
     def from_reference(cls, reference, key: WatermarkKey, mark: WeightMark, check_digest: bool = True):
@@ -325,35 +325,43 @@ class GradientScorer:
         grads = torch.autograd.grad(log_likelihood, self.parameters)
         return self._project([sigma * grad.float() for sigma, grad in zip(self.sigmas, grads)]), scored
 
-    def set_nuisance(self, rows: Sequence[Sequence[int]], first_scored: Sequence[int]) -> None:
-        """Remove the base model's common gradient direction from every later score.
+    def set_nuisance(self, groups: Sequence[tuple[Sequence[Sequence[int]], Sequence[int]]]) -> None:
+        """Remove each group's common gradient direction from every later score.
 
-        Sampled text (temperature < 1, top-k/top-p) is not drawn from the model itself, so its
-        log-likelihood gradients share a mean direction (towards a sharper model); projected on
-        one key's noise that mean is a key-specific offset of every text's statistic. Texts the
-        key holder samples from the *base* weights are independent of the noise, so projecting
-        their mean unit gradient out keeps the statistic exactly N(0, 1) under the null while
-        removing that offset (and letting a joint test over many texts grow with sqrt(N)).
+        Texts of one kind share a mean log-likelihood gradient: sampled text (temperature < 1,
+        top-k/top-p) is not drawn from the model itself and leans towards a sharper model; human
+        text leans along the model's remaining training gradient. Projected on one key's noise,
+        such a mean is a key-specific offset of every text's statistic. The groups (texts the key
+        holder samples from the *base* weights, human passages) are independent of the noise, so
+        projecting their mean unit gradients out keeps the statistic exactly N(0, 1) under the
+        null while removing those offsets (and letting a joint test over many texts grow with sqrt(N)).
+        `groups`: (token id rows, first scored position per row), one pair per kind of text.
         """
-        self.nuisance = None
-        total = None
-        for ids, first in zip(rows, first_scored):
-            vector, _ = self._weighted_gradient(ids, first)
-            if vector is None:
-                continue
-            norm = math.sqrt(sum(float(part.pow(2).sum()) for part in vector))
-            unit = [part / norm for part in vector]
-            total = unit if total is None else [a + b for a, b in zip(total, unit)]
-        if total is None:
-            raise ConfigError("detect: no calibration text could be scored")
-        norm = math.sqrt(sum(float(part.pow(2).sum()) for part in total))
-        self.nuisance = [part / norm for part in total]
+        self.nuisance = []
+        directions = []
+        for rows, first_scored in groups:
+            total = None
+            for ids, first in zip(rows, first_scored):
+                vector, _ = self._weighted_gradient(ids, first)  # unprojected: nuisance is still empty
+                if vector is None:
+                    continue
+                norm = math.sqrt(sum(float(part.pow(2).sum()) for part in vector))
+                unit = [part / norm for part in vector]
+                total = unit if total is None else [a + b for a, b in zip(total, unit)]
+            if total is None:
+                raise ConfigError("detect: no calibration text could be scored")
+            directions.append(total)
+        for direction in directions:  # Gram-Schmidt: orthonormal directions, each projected out once
+            direction = self._project(direction)
+            norm = math.sqrt(sum(float(part.pow(2).sum()) for part in direction))
+            if norm > 1e-12:
+                self.nuisance.append([part / norm for part in direction])
 
     def _project(self, vector):
-        if self.nuisance is None:
-            return vector
-        along = sum(float((a * b).sum()) for a, b in zip(vector, self.nuisance))
-        return [part - along * direction for part, direction in zip(vector, self.nuisance)]
+        for basis in self.nuisance:
+            along = sum(float((a * b).sum()) for a, b in zip(vector, basis))
+            vector = [part - along * direction for part, direction in zip(vector, basis)]
+        return vector
 
     def _statistic(self, vector) -> float:
         squared = sum(float(part.pow(2).sum()) for part in vector)

@@ -107,18 +107,24 @@ def load_base(reference_dir, key, mark):
 
 
 def base_scorer(reference_dir, key, mark):
+    base, tokenizer = load_base(reference_dir, key, mark)
+    return scorer_on_base(base, tokenizer, key, mark), tokenizer
+
+
+def scorer_on_base(base, tokenizer, key, mark):
+    """The text test, calibrated on the base model's own samples and on human passages (built-in corpus)."""
+    from mintline.pipeline.corpus import human_passages
     from watermark.trace import calibrated_scorer
 
-    base, tokenizer = load_base(reference_dir, key, mark)
-    scorer = calibrated_scorer(
+    return calibrated_scorer(
         base,
         key,
         mark,
         tokenizer,
         _calibration_prompts(CALIBRATION_TEXTS, skip=7),
         _plain_generate(base, tokenizer, 7),
+        human_texts=human_passages()[-2 * CALIBRATION_TEXTS :],
     )
-    return scorer, tokenizer
 
 
 def validation_perplexity(model, tokenizer, passages, max_tokens: int = 256) -> float:
@@ -266,16 +272,7 @@ def trace_main(args: TraceArguments, config, options: argparse.Namespace) -> Com
     data = {"model": str(args.model), "key_id": key.key_id, "mark_id": mark_id_of(key), "fpr": config.fpr}
     data["white_box"] = white_box(suspect, key, mark, base=base, fpr=config.fpr)
     if config.samples:
-        from watermark.trace import calibrated_scorer
-
-        scorer = calibrated_scorer(
-            base,
-            key,
-            mark,
-            tokenizer,
-            _calibration_prompts(CALIBRATION_TEXTS, skip=7),
-            _plain_generate(base, tokenizer, 7),
-        )
+        scorer = scorer_on_base(base, tokenizer, key, mark)
         data["black_box"] = black_box(
             scorer,
             tokenizer,
