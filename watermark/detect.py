@@ -24,7 +24,7 @@ import numpy as np
 from watermark.errors import ConfigError, TokenizerError
 from watermark.keys import WatermarkKey, load_keys, tokenizer_file
 from watermark.scoring import ScoredSequence, scorer_for
-from watermark.stats import binomial_sf, bonferroni, critical_count, z_score
+from watermark.stats import bonferroni
 
 VERDICTS = {True: "watermarked", False: "not watermarked", None: "insufficient evidence"}
 
@@ -55,7 +55,7 @@ class KeyScore:
     scheme: str
     num_tokens_scored: int
     num_trials: int
-    green_count: int
+    green_count: int  # the gumbel scheme: the sum of its Exp(1)-null scores (a float)
     z_score: float
     p_value: float
     window_p_value: float | None = None
@@ -213,8 +213,8 @@ class Detector:
             num_tokens_scored=scored.units,
             num_trials=trials,
             green_count=successes,
-            z_score=z_score(successes, trials, scored.null_rate),
-            p_value=binomial_sf(successes, trials, scored.null_rate) if trials else 1.0,
+            z_score=scored.z_score(successes, trials),
+            p_value=scored.p_value(successes, trials),
         )
         if self.config.window:
             score.window_p_value, score.spans = find_spans(scored, self.config.window, self.config.fpr, offsets)
@@ -268,10 +268,10 @@ def find_spans(
     trials = window * scored.trials_per_unit
     counts = np.convolve(scored.successes, np.ones(window, dtype=np.int64), mode="valid")
     windows = len(counts)
-    best = int(counts.max())
-    window_p = bonferroni(binomial_sf(best, trials, scored.null_rate), windows)
+    best = scored.sum_of(counts.max())
+    window_p = bonferroni(scored.p_value(best, trials), windows)
     # 2 looks per text (whole text, best window): each window must pass fpr / (2 * windows)
-    threshold = critical_count(trials, scored.null_rate, fpr / (2 * windows))
+    threshold = scored.critical(trials, fpr / (2 * windows))
     hits = np.nonzero(counts >= threshold)[0]
     spans: list[dict[str, Any]] = []
     for start in hits.tolist():
@@ -286,7 +286,7 @@ def find_spans(
         # a significant window can overhang the marked text by a few units: trim to green ends
         hit = np.nonzero(scored.successes[a:b] > 0)[0]
         a, b = a + int(hit[0]), a + int(hit[-1]) + 1
-        green = int(scored.successes[a:b].sum())
+        green = scored.sum_of(scored.successes[a:b])
         n_trials = (b - a) * scored.trials_per_unit
         first_token, last_token = int(scored.positions[a]), int(scored.positions[b - 1])
         item = {
@@ -294,8 +294,8 @@ def find_spans(
             "end_token": last_token + 1,
             "num_tokens_scored": b - a,
             "green_count": green,
-            "z_score": z_score(green, n_trials, scored.null_rate),
-            "p_value": binomial_sf(green, n_trials, scored.null_rate),
+            "z_score": scored.z_score(green, n_trials),
+            "p_value": scored.p_value(green, n_trials),
         }
         if offsets is not None and len(offsets) > last_token:
             item["start_char"], item["end_char"] = int(offsets[first_token, 0]), int(offsets[last_token, 1])

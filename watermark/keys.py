@@ -34,7 +34,12 @@ KEY_VERSION = 1
 SECRET_BYTES = 32  # 256 bits; load accepts >= 16 bytes (128 bits), the stated minimum
 MIN_SECRET_BYTES = 16
 
-SCHEMES = ("kgw", "synthid")
+SCHEMES = ("kgw", "synthid", "gumbel")
+# The scheme of a key made without naming one (keygen, the pipeline, generate_key): SynthID's tournament
+# is distortion-free in expectation and meets the detection target at 200 tokens without KGW's
+# perplexity cost (README "The text mark's price"; benchmarks/watermark_tradeoff.py). KGW parameters
+# given without a scheme still make a KGW key (`scheme_for`), as they always did.
+DEFAULT_SCHEME = "synthid"
 # KGW defaults, chosen for robustness first (measured on the nano model, 200 tokens, N=200):
 # left-hash over one token survives editing best (a token keeps its evidence when it and its
 # predecessor survive); gamma 0.25 beats 0.5 at equal delta; delta 2.5 keeps TPR at 1% FPR at
@@ -43,6 +48,9 @@ SCHEMES = ("kgw", "synthid")
 # `keygen --delta 2.0` is a one-flag choice for quality-first releases.
 KGW_DEFAULTS: dict[str, Any] = {"gamma": 0.25, "delta": 2.5, "seeding": "lefthash", "context_width": 1}
 SYNTHID_DEFAULTS: dict[str, Any] = {"ngram_len": 5, "depth": 30, "context_history_size": 1024}
+# Gumbel/EXP sampling (watermark/gumbel.py): distortion-free; the context width trades robustness
+# to edits (short) against repeated contexts, which carry no mark (long).
+GUMBEL_DEFAULTS: dict[str, Any] = {"context_width": 4}
 
 
 def default_params(scheme: str) -> dict[str, Any]:
@@ -50,7 +58,20 @@ def default_params(scheme: str) -> dict[str, Any]:
         return dict(KGW_DEFAULTS)
     if scheme == "synthid":
         return dict(SYNTHID_DEFAULTS)
+    if scheme == "gumbel":
+        return dict(GUMBEL_DEFAULTS)
     raise ConfigError(f"scheme: must be one of {', '.join(SCHEMES)}, got {scheme!r}")
+
+
+def scheme_for(params: dict[str, Any]) -> str:
+    """The scheme a parameter set names when no scheme is given: `--delta 2` made a KGW key before
+    the default changed and still does; no parameters at all give DEFAULT_SCHEME."""
+    given = {name for name, value in params.items() if value is not None}
+    if not given:
+        return DEFAULT_SCHEME
+    # first match in SCHEMES order: context_width alone (kgw and gumbel) meant kgw before gumbel existed
+    matching = [scheme for scheme in SCHEMES if given <= set(default_params(scheme))]
+    return matching[0] if matching else DEFAULT_SCHEME
 
 
 def validate_params(scheme: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -69,6 +90,10 @@ def validate_params(scheme: str, params: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"delta: must be in (0, 20], got {full['delta']}")
         if full["seeding"] not in ("lefthash", "selfhash"):
             raise ConfigError(f"seeding: must be lefthash or selfhash, got {full['seeding']!r}")
+        if not 1 <= full["context_width"] <= 8:
+            raise ConfigError(f"context_width: must be in 1..8, got {full['context_width']}")
+    elif scheme == "gumbel":
+        full["context_width"] = int(full["context_width"])
         if not 1 <= full["context_width"] <= 8:
             raise ConfigError(f"context_width: must be in 1..8, got {full['context_width']}")
     else:
@@ -180,11 +205,15 @@ def weight_mark_id(secret: bytes, body: dict[str, Any]) -> str:
 def generate_key(
     tokenizer_dir: str | os.PathLike,
     out_path: str | os.PathLike,
-    scheme: str = "kgw",
+    scheme: str | None = None,
     overwrite: bool = False,
     **params: Any,
 ) -> str:
-    """Write a new key file (mode 0600) for this tokenizer; returns its public key id."""
+    """Write a new key file (mode 0600) for this tokenizer; returns its public key id.
+
+    Without `scheme`, the parameters pick it (`scheme_for`): KGW's own make a KGW key, none the default.
+    """
+    scheme = scheme or scheme_for(params)
     digest, vocab_size = tokenizer_digest(tokenizer_dir)
     key = WatermarkKey(
         secret=secrets.token_bytes(SECRET_BYTES),

@@ -11,17 +11,25 @@ randomness comes from. transformers derives KGW green lists from `torch.manual_s
 
 A processor passed to `generate(logits_processor=...)` runs before temperature, top-k and top-p
 (transformers appends custom processors after its own processors and before the warpers), so
-the bias is added to raw logits, as in the KGW paper.
+the bias is added to raw logits, as in the KGW paper. The distortion-free schemes (SynthID here,
+Gumbel in watermark/gumbel.py) must instead act on the distribution that is finally sampled, where
+transformers puts its own watermark processors (after the warpers, huggingface/transformers#34630):
+they apply the warpers that follow them first, then draw the token themselves (`warpers_after`).
 """
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 
 import numpy as np
 import torch
 from transformers import SynthIDTextWatermarkingConfig
-from transformers.generation.logits_process import SynthIDTextWatermarkLogitsProcessor, WatermarkLogitsProcessor
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    SynthIDTextWatermarkLogitsProcessor,
+    WatermarkLogitsProcessor,
+)
 
 from watermark.keys import WatermarkKey
 from watermark.prf import GreenListPRF, mix64
@@ -29,6 +37,39 @@ from watermark.scoring import g_value_bits, synthid_prf
 
 # Left-hash with one context token has at most |vocab| green lists: cache them (bounded).
 _CACHE_BYTES = 64 << 20  # 4096 x 4096 float32 rows
+
+
+def warpers_after(processor) -> list:
+    """The processors `generate` runs after `processor` in this step: its temperature, top-k, top-p.
+
+    Found on the stack: the LogitsProcessorList that is calling `processor` (transformers builds one
+    per generate call, our processors before its warpers). Called directly, there are none.
+    """
+    frame = sys._getframe(1)
+    for _ in range(6):
+        frame = frame.f_back
+        if frame is None:
+            break
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, LogitsProcessorList):
+            for index, member in enumerate(owner):
+                if member is processor:
+                    return list(owner[index + 1 :])
+            break
+    return []
+
+
+def warp(warpers: list, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    for warper in warpers:
+        scores = warper(input_ids, scores)
+    return scores
+
+
+def one_hot_rows(scores: torch.FloatTensor, choice: torch.LongTensor) -> torch.FloatTensor:
+    """0 on each row's chosen token, the dtype's minimum elsewhere: temperature, top-k and top-p leave it as is."""
+    out = torch.full_like(scores, torch.finfo(scores.dtype).min)
+    out[torch.arange(scores.shape[0], device=scores.device), choice.to(scores.device)] = 0.0
+    return out
 
 
 class KeyedWatermarkLogitsProcessor(WatermarkLogitsProcessor):
@@ -183,7 +224,15 @@ class KeyedSynthIDLogitsProcessor(SynthIDTextWatermarkLogitsProcessor):
         if not continues:
             self.state = None
         self._last_tokens, self._last_length = input_ids[:, -1].clone(), input_ids.shape[-1]
-        return super().__call__(input_ids, scores)
+        warpers = warpers_after(self)
+        if not warpers:  # the tournament's distribution is what generate samples from
+            return super().__call__(input_ids, scores)
+        # Tournament on the distribution the warpers leave (as transformers' own SynthID processor,
+        # which runs after them), and the draw made here: warping the tournament's output again would
+        # sharpen or cut it, and the mark would sample from the untempered tails instead.
+        marked = super().__call__(input_ids, warp(warpers, input_ids, scores))
+        choice = torch.multinomial(torch.softmax(marked.float(), dim=-1), 1).squeeze(-1)
+        return one_hot_rows(scores, choice)
 
     def _compute_keys(self, n_minus_1_grams: torch.LongTensor, indices: torch.LongTensor):
         """(g-values (batch, candidates, depth), context hash (batch,)) for every candidate.
@@ -226,4 +275,8 @@ def logits_processor_for(key: WatermarkKey, tokenizer=None, vocab_size: int | No
         vocab_size = len(tokenizer) if tokenizer is not None else key.vocab_size
     if key.scheme == "kgw":
         return KeyedWatermarkLogitsProcessor(key, vocab_size, device)
+    if key.scheme == "gumbel":
+        from watermark.gumbel import KeyedGumbelLogitsProcessor
+
+        return KeyedGumbelLogitsProcessor(key, vocab_size, device)
     return KeyedSynthIDLogitsProcessor(key, vocab_size, device)

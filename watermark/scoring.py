@@ -6,7 +6,9 @@ trials under the null hypothesis:
 
 * KGW: one trial per unit, success = the token is green, null rate gamma;
 * SynthID: `depth` trials per unit, success = a g-value of 1, null rate 1/2 (each g-value is
-  one bit of a keyed 64-bit PRF output, so the bits are independent fair coins without the key).
+  one bit of a keyed 64-bit PRF output, so the bits are independent fair coins without the key);
+* Gumbel: one score per unit, -log(1 - r) of the token's keyed uniform r, which is Exp(1)
+  without the key, so the sum over n units has the exact Gamma(n, 1) tail (`null="gamma"`).
 
 All sequences are concatenated and scored with a handful of numpy passes, so throughput does
 not depend on how many texts there are. Repeated n-grams are scored once: the PRF input of a
@@ -15,33 +17,59 @@ repeat is identical, so its bit is the same and counting it again would only inf
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from watermark.keys import WatermarkKey
 from watermark.prf import GreenListPRF, KeyedPRF, mix64
+from watermark.stats import binomial_sf, critical_count, gamma_critical, gamma_sf, z_score
 
 
 @dataclass
 class ScoredSequence:
-    successes: np.ndarray  # (units,) int: successes of each scored unit, in text order
+    successes: np.ndarray  # (units,): successes (int) or Exp(1)-null scores (float) of each unit, in text order
     positions: np.ndarray  # (units,) int: index of the scored token in the sequence
     trials_per_unit: int
-    null_rate: float
+    null_rate: float  # binomial: P(success) per trial; gamma: the mean score per unit (1)
+    null: str = "binomial"  # binomial (KGW, SynthID) or gamma (Gumbel)
 
     @property
     def units(self) -> int:
         return int(len(self.successes))
 
     @property
-    def total(self) -> int:
-        return int(self.successes.sum())
+    def total(self) -> int | float:
+        return self.sum_of(self.successes)
+
+    def sum_of(self, values: np.ndarray) -> int | float:
+        return float(values.sum()) if self.null == "gamma" else int(values.sum())
+
+    def p_value(self, total: float, trials: int) -> float:
+        """The exact one-sided p-value of `total` over `trials` trials (units for gamma)."""
+        if trials <= 0:
+            return 1.0
+        if self.null == "gamma":
+            return gamma_sf(float(total), int(trials))
+        return binomial_sf(int(total), int(trials), self.null_rate)
+
+    def z_score(self, total: float, trials: int) -> float:
+        if self.null == "gamma":  # Gamma(n, 1): mean n, variance n
+            return (float(total) - trials) / math.sqrt(trials) if trials > 0 else 0.0
+        return z_score(total, trials, self.null_rate)
+
+    def critical(self, trials: int, alpha: float) -> float:
+        """The smallest total whose p-value is <= alpha."""
+        if self.null == "gamma":
+            return gamma_critical(int(trials), float(alpha))
+        return critical_count(int(trials), self.null_rate, alpha)
 
 
 class Scorer:
     trials_per_unit = 1
     null_rate = 0.5
+    null = "binomial"
     context_width = 1
     prf: KeyedPRF
 
@@ -85,7 +113,7 @@ class Scorer:
         owner = target_doc[valid]
         bounds = np.searchsorted(owner, np.arange(len(sequences) + 1))
         return [
-            ScoredSequence(successes[a:b], target_pos[valid[a:b]], self.trials_per_unit, self.null_rate)
+            ScoredSequence(successes[a:b], target_pos[valid[a:b]], self.trials_per_unit, self.null_rate, self.null)
             for a, b in zip(bounds[:-1], bounds[1:])
         ]
 
@@ -117,13 +145,9 @@ def g_value_bits(values: np.ndarray, depth: int) -> np.ndarray:
     return ((values[..., None] >> shifts) & np.uint64(1)).astype(np.int64)
 
 
-class SynthIDScorer(Scorer):
-    def __init__(self, key: WatermarkKey):
-        self.prf = synthid_prf(key)
-        self.depth = int(key.params["depth"])
-        self.context_width = int(key.params["ngram_len"]) - 1
-        self.trials_per_unit = self.depth
-        self.null_rate = 0.5
+class ContextScorer(Scorer):
+    """Schemes that leave a repeated *context* unwatermarked at generation (SynthID, Gumbel): only a
+    context's first occurrence carries evidence (transformers' compute_context_repetition_mask)."""
 
     def _values(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         values, identity = self.prf.sequence_values(tokens)
@@ -131,13 +155,43 @@ class SynthIDScorer(Scorer):
         return values, identity, seeds
 
     def dedupe_ids(self, identity: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-        # SynthID leaves a repeated *context* unwatermarked at generation, so only a context's
-        # first occurrence carries evidence (transformers' compute_context_repetition_mask).
         return seeds
+
+
+class SynthIDScorer(ContextScorer):
+    def __init__(self, key: WatermarkKey):
+        self.prf = synthid_prf(key)
+        self.depth = int(key.params["depth"])
+        self.context_width = int(key.params["ngram_len"]) - 1
+        self.trials_per_unit = self.depth
+        self.null_rate = 0.5
 
     def unit_values(self, values: np.ndarray) -> np.ndarray:
         return g_value_bits(values, self.depth).sum(axis=-1)
 
 
+def gumbel_prf(key: WatermarkKey) -> KeyedPRF:
+    """The Gumbel scheme's uniforms: left-hash over `context_width` previous tokens, its own domain label."""
+    return KeyedPRF(key.secret, "lefthash", int(key.params["context_width"]), max(key.vocab_size, 1), label="gumbel")
+
+
+def uniforms(values: np.ndarray) -> np.ndarray:
+    """Keyed 64-bit values -> uniforms in (0, 1): the top 53 bits, centred, so never exactly 0 or 1."""
+    return ((values >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+
+
+class GumbelScorer(ContextScorer):
+    null = "gamma"
+
+    def __init__(self, key: WatermarkKey):
+        self.prf = gumbel_prf(key)
+        self.context_width = int(key.params["context_width"])
+        self.trials_per_unit = 1
+        self.null_rate = 1.0
+
+    def unit_values(self, values: np.ndarray) -> np.ndarray:
+        return -np.log1p(-uniforms(values))  # Exp(1) under the null; large where the sampler favoured the token
+
+
 def scorer_for(key: WatermarkKey) -> Scorer:
-    return KGWScorer(key) if key.scheme == "kgw" else SynthIDScorer(key)
+    return {"kgw": KGWScorer, "synthid": SynthIDScorer, "gumbel": GumbelScorer}[key.scheme](key)

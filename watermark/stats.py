@@ -5,7 +5,8 @@ green with probability gamma independently, so the green count of n scored token
 Binomial(n, gamma) and the exact one-sided p-value is P(X >= k). It is summed in log space
 from log-factorials (math.lgamma, accurate to ~1e-15 relative), so it stays exact in the far
 tail (p-values like 1e-300) where the normal approximation behind a z-score is off by orders
-of magnitude. `tests/watermark/test_stats.py` checks it against brute-force rational sums.
+of magnitude. The Gumbel scheme's scores are Exp(1) under the null, so their sum has
+the Gamma(n, 1) tail `gamma_sf`, exact in the same way. `tests/watermark/test_stats.py` checks it against brute-force rational sums.
 """
 
 from __future__ import annotations
@@ -73,3 +74,36 @@ def z_score(k: float, n: float, p: float) -> float:
 def bonferroni(p_value: float, tests: int) -> float:
     """Family-wise correction valid under any dependence between the tests."""
     return min(1.0, p_value * max(1, tests))
+
+
+def gamma_sf(x: float, n: int) -> float:
+    """P(X >= x) for X ~ Gamma(n, 1), n a positive integer: the exact p-value of a sum of n Exp(1) scores.
+
+    For integer n this is P(Poisson(x) <= n - 1) = sum_{k < n} exp(-x) x^k / k!, summed in log
+    space from log-factorials, so it stays exact far in the tail like `binomial_sf`.
+    """
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"gamma_sf: need n >= 1, got {n}")
+    if x <= 0.0:
+        return 1.0
+    k = np.arange(n, dtype=np.float64)
+    log_terms = k * math.log(x) - x - log_factorials(n - 1)
+    return min(1.0, math.exp(float(np.logaddexp.reduce(log_terms))))
+
+
+@lru_cache(maxsize=4096)
+def gamma_critical(n: int, alpha: float) -> float:
+    """Smallest x with P(Gamma(n, 1) >= x) <= alpha (bisection to ~1e-9 relative; n >= 1)."""
+    low, high = float(n), float(n) + 10.0 * math.sqrt(n) + 50.0 - math.log(alpha)
+    while gamma_sf(high, n) > alpha:
+        high *= 2.0
+    for _ in range(100):
+        middle = 0.5 * (low + high)
+        if gamma_sf(middle, n) > alpha:
+            low = middle
+        else:
+            high = middle
+        if high - low <= 1e-9 * high:
+            break
+    return high

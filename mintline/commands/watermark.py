@@ -1,6 +1,6 @@
 """`mintline watermark`: keys, detection without the model, robustness evaluation, distillation.
 
-    mintline watermark keygen --tokenizer DIR [--out KEYFILE] [--scheme kgw|synthid] [--gamma .. --delta ..]
+    mintline watermark keygen --tokenizer DIR [--out KEYFILE] [--scheme synthid|kgw|gumbel] [--gamma .. --delta ..]
     mintline watermark detect --key KEYFILE [--key KEY2 ...] --tokenizer DIR [--json] FILE... | -
     mintline watermark evaluate --model DIR --key KEYFILE [--num_samples 200] [--attacks ...]
     mintline watermark distill --model DIR --key KEYFILE --out DIR [--steps ...]
@@ -33,8 +33,12 @@ class KeygenArguments:
     out: str = field(
         default=None, metadata={"help": "key file to write (mode 0600); default RUN_DIR/watermark/key.json"}
     )
-    scheme: Literal["kgw", "synthid"] = field(
-        default="kgw", metadata={"help": "kgw (green lists) or synthid (tournament)"}
+    scheme: Literal["kgw", "synthid", "gumbel"] = field(
+        default=None,
+        metadata={
+            "help": "synthid (tournament, the default), kgw (green lists; implied by --gamma/--delta/--seeding) "
+            "or gumbel (Gumbel/EXP sampling)"
+        },
     )
     gamma: float = field(default=None, metadata={"help": "kgw: green-list fraction of the vocabulary (default 0.25)"})
     delta: float = field(default=None, metadata={"help": "kgw: logit bias added to green tokens (default 2.5)"})
@@ -42,7 +46,8 @@ class KeygenArguments:
         default=None, metadata={"help": "kgw: lefthash (default) or selfhash"}
     )
     context_width: int = field(
-        default=None, metadata={"help": "kgw: context tokens that seed the green list (default 1)"}
+        default=None,
+        metadata={"help": "kgw, gumbel: context tokens that seed the green list / the noise (default 1 / 4)"},
     )
     ngram_len: int = field(default=None, metadata={"help": "synthid: n-gram length (default 5)"})
     depth: int = field(default=None, metadata={"help": "synthid: tournament layers, <= 64 (default 30)"})
@@ -59,12 +64,22 @@ class KeygenArguments:
             raise ValueError("tokenizer: required (the tokenizer or model directory the key is for)")
 
     def scheme_params(self) -> dict:
-        names = ("gamma", "delta", "seeding", "context_width") if self.scheme == "kgw" else ("ngram_len", "depth")
-        other = ("ngram_len", "depth") if self.scheme == "kgw" else ("gamma", "delta", "seeding", "context_width")
-        given = [n for n in other if getattr(self, n) is not None]
-        if given:
-            raise ValueError(f"{', '.join(given)}: not a parameter of the {self.scheme} scheme")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        """The parameters given; settles `scheme` when it was not named (KGW's parameters imply kgw)."""
+        from watermark.keys import scheme_for
+
+        tunable = {
+            "kgw": ("gamma", "delta", "seeding", "context_width"),
+            "synthid": ("ngram_len", "depth"),
+            "gumbel": ("context_width",),
+        }
+        names = ("gamma", "delta", "seeding", "context_width", "ngram_len", "depth")
+        given = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        if self.scheme is None:
+            self.scheme = scheme_for(given)
+        wrong = [n for n in given if n not in tunable[self.scheme]]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)}: not a parameter of the {self.scheme} scheme")
+        return given
 
 
 @dataclass

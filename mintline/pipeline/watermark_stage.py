@@ -32,7 +32,13 @@ class WatermarkCheckFailed(MintlineError):
 
 @dataclass
 class WatermarkStageConfig:
-    scheme: Literal["kgw", "synthid"] = field(default="kgw", metadata={"help": "kgw (green lists) or synthid"})
+    scheme: Literal["kgw", "synthid", "gumbel"] = field(
+        default=None,
+        metadata={
+            "help": "synthid, kgw or gumbel; unset: the run's existing key, else kgw when kgw parameters are "
+            "given, else synthid (the default: README 'The text mark's price')"
+        },
+    )
     gamma: float = field(default=None, metadata={"help": "kgw green fraction (key default 0.25)"})
     delta: float = field(default=None, metadata={"help": "kgw bias (key default 2.5)"})
     seeding: Literal["lefthash", "selfhash"] = field(
@@ -64,21 +70,25 @@ class WatermarkStageConfig:
             raise ValueError(f"min_new_tokens: must be in [0, max_new_tokens], got {self.min_new_tokens}")
 
     def key_params(self) -> dict:
-        names = ("gamma", "delta", "seeding", "context_width") if self.scheme == "kgw" else ()
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        names = {"kgw": ("gamma", "delta", "seeding", "context_width"), "gumbel": ("context_width",), "synthid": ()}
+        chosen = names[self.scheme] if self.scheme else names["kgw"]  # unset: kgw's parameters imply kgw
+        return {name: getattr(self, name) for name in chosen if getattr(self, name) is not None}
 
 
 def ensure_key(tokenizer_dir: Path, stage_dir: Path, config: WatermarkStageConfig):
     """The run's key: made on first use, reused after, refused if the config now asks for another."""
     from watermark.errors import KeyFileError
-    from watermark.keys import generate_key, load_key_for, validate_params
+    from watermark.keys import generate_key, load_key_for, scheme_for, validate_params
 
     key_path = stage_dir / "key.json"
     params = config.key_params()
     if not key_path.exists():
         generate_key(tokenizer_dir, key_path, scheme=config.scheme, **params)
     key = load_key_for(key_path, tokenizer_dir)
-    if key.scheme != config.scheme or key.params != validate_params(config.scheme, params):
+    # no scheme and no parameters named: the run's key as it is (a run made before the default changed
+    # keeps its kgw key, so re-running it with the new default config never strands its marked text)
+    scheme = config.scheme or (scheme_for(params) if params else key.scheme)
+    if key.scheme != scheme or key.params != validate_params(scheme, params):
         raise KeyFileError(
             f"{key_path}: holds a {key.scheme} key with {key.params}; "
             "the stage asks for other parameters (use another run directory)"
@@ -215,7 +225,8 @@ def evaluate_and_distill(
             prompts_from(passages, 512),
             passages,
             generate,
-            DistillConfig(steps=config.distill_steps),
+            # logit distillation needs KGW's green-list bias; other schemes learn from their samples
+            DistillConfig(steps=config.distill_steps, method="logits" if key.scheme == "kgw" else "samples"),
             out / "distilled",
         )
         figures.update(

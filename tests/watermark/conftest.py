@@ -36,7 +36,7 @@ def kgw_key(key_dir, tokenizer_dir) -> Path:
     from watermark.keys import generate_key
 
     path = key_dir / "kgw.json"
-    generate_key(tokenizer_dir, path)
+    generate_key(tokenizer_dir, path, scheme="kgw")  # named: the default scheme is no longer kgw
     return path
 
 
@@ -45,7 +45,7 @@ def other_kgw_key(key_dir, tokenizer_dir) -> Path:
     from watermark.keys import generate_key
 
     path = key_dir / "kgw-other.json"
-    generate_key(tokenizer_dir, path)
+    generate_key(tokenizer_dir, path, scheme="kgw")
     return path
 
 

@@ -26,7 +26,9 @@ def test_keygen_writes_private_key_and_prints_its_id(cli, tmp_path, tokenizer_di
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     again = cli("watermark", "keygen", "--tokenizer", tokenizer_dir, "--run_dir", tmp_path)
     one_line_error(again, "already exists")
-    wrong = cli("watermark", "keygen", "--tokenizer", tokenizer_dir, "--out", tmp_path / "k2.json", "--depth", "3")
+    assert data["scheme"] == "kgw"  # --delta without --scheme still means kgw, as before the default changed
+    kgw_only = ("--out", tmp_path / "k2.json", "--scheme", "kgw")
+    wrong = cli("watermark", "keygen", "--tokenizer", tokenizer_dir, *kgw_only, "--depth", "3")
     one_line_error(wrong, "depth", "kgw")
     bad = cli("watermark", "keygen", "--tokenizer", tokenizer_dir, "--out", tmp_path / "k3.json", "--gamma", "1.5")
     one_line_error(bad, "gamma")

@@ -57,7 +57,7 @@ def test_false_positive_rate_on_human_text_is_at_most_nominal(human_passages, kg
     # (40 keys in groups of 4: at most 1.27% and 5.8%).
     pooled = []
     for i in range(4):
-        generate_key(tokenizer_dir, tmp_path / f"k{i}.json")
+        generate_key(tokenizer_dir, tmp_path / f"k{i}.json", scheme="kgw")
         keyed = detect_texts(human_passages, tmp_path / f"k{i}.json", tokenizer_dir, DetectionConfig(min_tokens=16))
         pooled.extend(r.p_value for r in keyed if r.watermarked is not None)
     pooled = np.array(pooled)

@@ -8,12 +8,13 @@ import pytest
 
 from mintline.pipeline.watermark_stage import WatermarkStageConfig, ensure_key, evaluate_and_distill
 from watermark.errors import KeyFileError
+from watermark.keys import DEFAULT_SCHEME
 
 
 def test_stage_makes_reuses_and_never_replaces_the_key(single_thread, tmp_path, trained_model_dir):
     stage = tmp_path / "watermark"
     first = ensure_key(trained_model_dir, stage, WatermarkStageConfig())
-    assert first.key_id.startswith("wmk1-") and first.params["delta"] == 2.5
+    assert first.key_id.startswith("wmk1-") and first.scheme == DEFAULT_SCHEME
     assert oct((stage / "key.json").stat().st_mode & 0o777) == "0o600"
     assert ensure_key(trained_model_dir, stage, WatermarkStageConfig()).key_id == first.key_id
     with pytest.raises(KeyFileError, match="other parameters"):
