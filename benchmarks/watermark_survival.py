@@ -82,26 +82,6 @@ def train_independent(tokenizer, texts, steps: int, seed: int, block: int = 128,
     return model.eval()
 
 
-def text_figures(scorer, tokenizer, model, prompts, tokens: int) -> dict:
-    """Plain generation from `model`, scored with the text test: detection shares and the joint p-value."""
-    import numpy as np
-
-    from mintline.commands.watermark_weights import _plain_generate
-    from watermark.trace import black_box
-    from watermark.weights import log10_normal_sf
-
-    figures = black_box(scorer, tokenizer, prompts, _plain_generate(model, tokenizer, 0), tokens=tokens, fpr=1e-6)
-    statistics = np.array(figures["text_statistics"])
-    return {
-        "texts": figures["samples"],
-        "detected_at_1e-4": float((statistics >= 3.719016485).mean()),  # one-sided N(0,1) quantiles
-        "detected_at_1e-2": float((statistics >= 2.326347874).mean()),
-        "median_statistic": float(np.median(statistics)),
-        "joint_statistic": figures["statistic"],
-        "joint_log10_p": log10_normal_sf(figures["statistic"]),
-    }
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -113,6 +93,8 @@ def main(argv=None) -> int:
     parser.add_argument("--texts", type=int, default=None, help="200-token texts per attack (default 24 / 64)")
     parser.add_argument("--relative_scale", type=float, default=None, help="noise scale (default: embed's)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--unrelated_steps", type=int, default=3, help="training steps of each unrelated model")
+    parser.add_argument("--independent_steps", type=int, default=None, help="steps of the averaged model (60 / 200)")
     args = parser.parse_args(argv)
     import numpy as np
     import torch
@@ -120,7 +102,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     started = time.time()
     quick = args.quick
-    from mintline.commands.watermark_weights import validation_perplexity
+    from mintline.commands.watermark_weights import measure_attack, validation_perplexity
     from mintline.pipeline.corpus import human_passages
     from pretrain.generation import load_model_and_tokenizer
     from pretrain.reference_model import save_reference_nano
@@ -209,15 +191,18 @@ def main(argv=None) -> int:
         from transformers import AutoModelForCausalLM
 
         other = AutoModelForCausalLM.from_config(copy.deepcopy(model.config))
-        other = finetune(other, other_blocks, steps=3 if quick else 20, learning_rate=3e-3, batch_size=8, seed=seed)
+        other = finetune(other, other_blocks, steps=args.unrelated_steps, learning_rate=3e-3, batch_size=8, seed=seed)
         unrelated_p.append(white_box(other, key, mark, base=base)["p_value"])
     independent = train_independent(
-        tokenizer, [*clean[split:], *passages[: len(passages) // 2]], 60 if quick else 300, 1
+        tokenizer,
+        [*clean[split:], *passages[: len(passages) // 2]],
+        args.independent_steps or (60 if quick else 200),
+        1,
     )
     unrelated_p.append(white_box(independent, key, mark, base=base)["p_value"])
     unrelated_p.append(white_box(model, key, mark, base=base)["p_value"])  # the unmarked base itself
-    prompts = prompts_from(passages[400:], args.texts or (24 if quick else 64))
-    independent_text = text_figures(scorer, tokenizer, independent, prompts[:16], 200)
+    prompts = prompts_from(passages[400:], args.texts or (24 if quick else 48))
+    independent_text = measure_attack("independent", independent, scorer, tokenizer, key, mark, base, prompts[:16])
     flagged = int(sum(p <= 1e-2 for p in unrelated_p))
     result["unrelated_models"] = {
         "models": len(unrelated_p),
@@ -226,7 +211,7 @@ def main(argv=None) -> int:
         "binomial_tail_at_1e-2": binomial_sf(flagged, len(unrelated_p), 1e-2),
         "min_p_value": float(min(unrelated_p)),
         "independent_model_texts_detected_at_1e-4": independent_text["detected_at_1e-4"],
-        "independent_model_joint_statistic": independent_text["joint_statistic"],
+        "independent_model_texts_joint_log10_p": independent_text["joint_log10_p"],
     }
     print(f"unrelated models: {result['unrelated_models']}")
 
@@ -238,19 +223,10 @@ def main(argv=None) -> int:
 
     def measure(label: str, attacked, weights=None) -> dict:
         t = time.time()
-        trace = white_box(weights if weights is not None else attacked, key, mark, base=base)
-        texts = text_figures(scorer, tokenizer, attacked, prompts, 200)
-        row = {
-            "attack": label,
-            "detected_at_1e-4": texts["detected_at_1e-4"],
-            "detected_at_1e-2": texts["detected_at_1e-2"],
-            "median_statistic": round(texts["median_statistic"], 2),
-            "joint_log10_p": round(texts["joint_log10_p"], 1),
-            "trace_log10_p": round(trace["log10_p_value"], 1),
-            "mark_retained": round(trace["retained"], 3),
-            "validation_ppl": round(validation_perplexity(attacked, tokenizer, validation[:50]), 1),
-            "seconds": round(time.time() - t, 1),
-        }
+        row = measure_attack(
+            label, attacked, scorer, tokenizer, key, mark, base, prompts, weights, validation=validation[:50]
+        )
+        row["seconds"] = round(time.time() - t, 1)
         print(json.dumps(row), flush=True)
         rows.append(row)
         return row

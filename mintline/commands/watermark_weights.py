@@ -3,6 +3,7 @@
     mintline watermark embed --model DIR --key KEYFILE --out DIR [--relative_scale 0.7]
     mintline watermark detect --key KEYFILE --reference RELEASED_DIR [--json] FILE... | -
     mintline watermark trace --model SUSPECT --key KEYFILE [--reference RELEASED_DIR] [--samples N] [--json]
+    mintline watermark survive --model RELEASED_DIR --key KEYFILE [--attacks finetune:500:1e-4 int8 ...]
 
 Kept apart from mintline/commands/watermark.py (the text mark's verbs), which registers these
 verbs with `add_weight_verbs`, so each file stays one reader's worth.
@@ -77,6 +78,7 @@ def add_weight_verbs(verbs) -> None:
         dataclass_types=(TraceArguments, TraceConfig),
     )
     trace.set_defaults(handler=trace_main)
+    add_survive_verb(verbs)
 
 
 def _calibration_prompts(count: int, skip: int = 0) -> list[str]:
@@ -299,3 +301,114 @@ def trace_main(args: TraceArguments, config, options: argparse.Namespace) -> Com
         + ("derived from the marked release" if data["derived"] else "no evidence it derives from the release")
     )
     return CommandResult(data=data, text="\n".join(lines))
+
+
+# -- survival of the mark under offline modification --------------------------------------------
+QUICK_WEIGHT_ATTACKS = ["none", "finetune:100:1e-4", "lora:100:1e-4", "int8", "wanda:0.5"]
+
+
+@dataclass
+class SurviveArguments:
+    model: str = field(default=None, metadata={"help": "the released (marked) model directory"})
+    key: str = field(default=None, metadata={"help": "key file holding its weight mark"})
+    attacks: list[str] = field(
+        default_factory=lambda: list(QUICK_WEIGHT_ATTACKS),
+        metadata={
+            "help": "weight attacks: none, finetune:STEPS[:LR], lora:STEPS[:LR], int8, wanda:SPARSITY, "
+            "average:WEIGHT (needs --other_model)"
+        },
+    )
+    texts: int = field(default=24, metadata={"help": "200-token plain-generate texts per attack"})
+    other_model: str = field(
+        default=None, metadata={"help": "an independently trained model of the same shape, for average:WEIGHT"}
+    )
+
+    def __post_init__(self):
+        if not self.model or not self.key:
+            raise ValueError("model and key: both required")
+        if self.texts < 2:
+            raise ValueError(f"texts: must be >= 2, got {self.texts}")
+        from watermark.errors import ConfigError
+        from watermark.weight_attacks import parse_weight_attack
+
+        try:
+            for spec in self.attacks:
+                parse_weight_attack(spec)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+
+def add_survive_verb(verbs) -> None:
+    survive = verbs.add_parser(
+        "survive",
+        help="apply weight attacks (fine-tuning, LoRA, int8, Wanda, averaging) to a release and trace each",
+        description="For each attack on the released weights: the share of 200-token plain-generate texts the "
+        "text test detects at FPR 1e-4 and 1e-2, their joint p-value, the white-box trace p-value and the share of "
+        "the mark left in the weights. Fine-tuning and LoRA use clean text the model never saw (installed "
+        "packages' descriptions).",
+        dataclass_types=(SurviveArguments,),
+    )
+    survive.set_defaults(handler=survive_main)
+
+
+def measure_attack(label, attacked, scorer, tokenizer, key, mark, base, prompts, weights=None, validation=()):
+    """One row of the survival table: text detection of `attacked`'s plain generations and its white-box trace."""
+    import numpy as np
+
+    from watermark.trace import black_box, white_box
+    from watermark.weights import log10_normal_sf
+
+    trace = white_box(weights if weights is not None else attacked, key, mark, base=base)
+    texts = black_box(scorer, tokenizer, prompts, _plain_generate(attacked, tokenizer, 0), tokens=200, fpr=1e-6)
+    statistics = np.array(texts["text_statistics"])
+    row = {
+        "attack": label,
+        "detected_at_1e-4": float((statistics >= 3.719016485).mean()),  # one-sided N(0,1) quantiles
+        "detected_at_1e-2": float((statistics >= 2.326347874).mean()),
+        "median_statistic": round(float(np.median(statistics)), 2),
+        "joint_log10_p": round(log10_normal_sf(texts["statistic"]), 1),
+        "trace_log10_p": round(trace["log10_p_value"], 1),
+        "mark_retained": round(trace["retained"], 3),
+    }
+    if validation:
+        row["validation_ppl"] = round(validation_perplexity(attacked, tokenizer, validation), 1)
+    return row
+
+
+def survive_main(args: SurviveArguments, options: argparse.Namespace) -> CommandResult:
+    from mintline.pipeline.corpus import human_passages
+    from pretrain.generation import load_model_and_tokenizer
+    from pretrain.sparsity.posttrain import prune_wanda
+    from watermark.errors import ConfigError
+    from watermark.evaluate import prompts_from
+    from watermark.keys import load_key
+    from watermark.weight_attacks import (
+        apply_weight_attack,
+        dequantized,
+        package_descriptions,
+        parse_weight_attack,
+        token_blocks,
+    )
+    from watermark.weights import WeightMark
+
+    key = load_key(args.key)
+    mark = WeightMark.from_key(key)
+    attacks = [parse_weight_attack(spec) for spec in args.attacks]
+    if any(a.kind == "average" for a in attacks) and not args.other_model:
+        raise ConfigError("average: needs --other_model (an independently trained model of the same shape)")
+    base, tokenizer = load_base(args.model, key, mark)
+    released, _ = load_model_and_tokenizer(args.model)
+    other = load_model_and_tokenizer(args.other_model)[0] if args.other_model else None
+    scorer = scorer_on_base(base, tokenizer, key, mark)
+    passages = human_passages()
+    prompts = prompts_from(passages[:400], args.texts)
+    blocks = token_blocks(tokenizer, package_descriptions())
+    calibration = token_blocks(tokenizer, passages[-400:-200])[:32]
+    rows = []
+    for attack in attacks:
+        prune = (lambda m, s: prune_wanda(m, calibration, s)) if attack.kind == "wanda" else None
+        attacked = apply_weight_attack(attack, released, blocks=blocks, prune=prune, other=other)
+        weights = dequantized(attacked, released) if attack.kind == "int8" else None
+        rows.append(measure_attack(attack.label, attacked, scorer, tokenizer, key, mark, base, prompts, weights))
+    data = {"model": str(args.model), "key_id": key.key_id, "mark_id": mark_id_of(key), "attacks": rows}
+    return CommandResult(data=data, text=format_table(rows))

@@ -157,6 +157,7 @@ def test_no_false_accusations_on_unrelated_models(release, trained_model_dir, si
     assert min(p_values) > 1e-6, p_values
 
 
+@pytest.mark.slow  # generation + calibration of the text test: ~40 s on 2 cores
 def test_detect_reference_finds_marked_text_and_holds_its_rate_on_human_text(
     cli, release, human_passages, generate_samples, sample_prompts, tmp_path, single_thread
 ):
@@ -215,3 +216,27 @@ def test_white_box_trace_survives_quantization_pruning_and_averaging(release, tr
         trace = white_box(weights, key, mark, base=base)
         assert trace["derived"] and trace["log10_p_value"] < -6, (spec, trace)
         assert white_box(weights, key, mark, base=None)["derived"], spec
+
+
+@pytest.mark.slow  # generation + calibration of the text test: ~40 s on 2 cores
+def test_survive_reports_each_attack(cli, release, single_thread):
+    key, released, _ = release
+    refused = cli("watermark", "survive", "--model", released, "--key", key, "--attacks", "average:0.5")
+    one_line_error(refused, "--other_model")
+    run = cli(
+        "watermark",
+        "survive",
+        "--model",
+        released,
+        "--key",
+        key,
+        "--attacks",
+        "none",
+        "int8",
+        "--texts",
+        "4",
+        "--json",
+    )
+    assert run.code == 0, run
+    rows = {row["attack"]: row for row in run.json()["attacks"]}
+    assert set(rows) == {"none", "int8"} and all(row["trace_log10_p"] < -6 for row in rows.values()), rows
