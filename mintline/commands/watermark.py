@@ -165,7 +165,7 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
             "watermark", help="watermark keys, detection, evaluation, distillation", description=description
         )
     verbs = parser.add_subparsers(
-        parser_class=MintlineParser, title="verbs", metavar="{keygen,detect,evaluate,distill,embed,trace}"
+        parser_class=MintlineParser, title="verbs", metavar="{keygen,detect,evaluate,distill,embed,trace,survive}"
     )
 
     keygen = verbs.add_parser(
