@@ -78,6 +78,16 @@ def default_arms(frugal: Recipe = RECIPES["frugal"]) -> list[Arm]:
         Arm("batch_half", "half the batch, twice the steps (same tokens)", batch_multiplier=0.5),
         Arm("horizon_half", "schedule ends at half the token budget", recipe=replace(dense, horizon=0.5)),
         Arm("frugal", "the frugal recipe (mintline pretrain --recipe frugal)", recipe=frugal, runs_to_end=True),
+        # the recipe less one lever, or plus one that lost alone: does it still (not) pay in company?
+        Arm("frugal_cosine", "frugal with dense's cosine instead of WSD", recipe=replace(frugal, schedule="cosine")),
+        Arm("frugal_full_batch", "frugal at dense's batch", recipe=replace(frugal, batch_multiplier=1.0)),
+        Arm(
+            "frugal_prune",
+            "frugal + dynamic structured pruning (mintline run's default)",
+            recipe=frugal,
+            prune=True,
+            runs_to_end=True,
+        ),
     ]
 
 
@@ -164,7 +174,7 @@ def train_arm(arm: Arm, setup: dict, curve: Curve):
     from pretrain.optimizers import MuonWithAdamW, build_optimizer
     from pretrain.recipes import build_scheduler
 
-    batch = max(1, round(setup["batch"] * arm.batch_multiplier))
+    batch = max(1, round(setup["batch"] * arm.batch_multiplier * arm.recipe.batch_multiplier))
     steps = setup["steps"] * setup["batch"] // batch
     warmup = max(1, round(setup["warmup"] * setup["batch"] / batch))
     torch.manual_seed(setup["seed"])
@@ -379,7 +389,8 @@ def plot(curves: dict[str, Curve], target: float, path: Path) -> Path:
         axis.axhline(target, color="black", linestyle="--", linewidth=0.8, label="target (dense final)")
         axis.set_xlabel(label)
         axis.set_ylabel("validation loss")
-        axis.set_ylim(target - 0.5, target + 2.5)
+        lowest = min(p["loss"] for curve in curves.values() for p in curve.points)
+        axis.set_ylim(min(lowest, target) - 0.1, target + 2.5)
     by_time.legend(fontsize=8)
     figure.suptitle("loss to the dense baseline's final loss")
     figure.tight_layout()
@@ -404,6 +415,7 @@ def run_benchmark(
     data_dir: Path | None = None,
     tokenizer_dir: Path | None = None,
     watts_per_core: float = WATTS_PER_CORE,
+    quick: bool = False,
     log=print,
 ) -> dict:
     """Train the arms interleaved and return the summary (the JSON the script prints)."""
@@ -414,6 +426,8 @@ def run_benchmark(
     torch.set_num_threads(threads)
     started = time.time()
     chosen = default_arms()
+    if quick:  # the single levers, the recipe and mintline run's default; the recipe less one lever: full run
+        chosen = [arm for arm in chosen if arm.name not in ("frugal_cosine", "frugal_full_batch")]
     if arms:
         unknown = sorted(set(arms) - {arm.name for arm in chosen})
         if unknown:
@@ -505,8 +519,9 @@ def main() -> None:
         batch=options.batch,
         block=options.block,
         learning_rate=options.learning_rate,
-        eval_every=options.eval_every or max(1, steps // 20),
-        eval_blocks=options.eval_blocks or (32 if options.quick else 64),
+        eval_every=options.eval_every or (4 if options.quick else max(1, steps // 20)),
+        eval_blocks=options.eval_blocks or (16 if options.quick else 64),
+        quick=options.quick,
         threads=options.threads,
         arms=options.arms.split(",") if options.arms else None,
         workdir=options.workdir,

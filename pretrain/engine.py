@@ -31,7 +31,7 @@ from pretrain.errors import CheckpointError, ConfigError, CorpusError, PretrainE
 from pretrain.figures import count_parameters, flops_per_token, perplexity
 from pretrain.precision import PrecisionChoice, choose_precision
 from pretrain.presets import build_config
-from pretrain.recipes import Recipe, build_scheduler, get_recipe
+from pretrain.recipes import Recipe, apply_recipe, build_scheduler, get_recipe
 from pretrain.sparsity.callbacks import build_callbacks as build_sparsity_callbacks
 from pretrain.sparsity.callbacks import sparsity_figures
 from pretrain.sparsity.config import SparsityArguments
@@ -255,6 +255,7 @@ def pretrain(
     (pretrain/sparsity); its figures land under "sparsity".
     """
     started = time.time()
+    args = apply_recipe(args)  # frugal re-sizes the batch (same tokens); dense: unchanged
     sparsity = sparsity or SparsityArguments()
     output_dir = Path(output_dir)
     from transformers.utils import logging as hf_logging

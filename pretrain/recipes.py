@@ -22,6 +22,9 @@ class Recipe:
     horizon: float = 1.0  # the schedule reaches its minimum at this fraction of max_steps, then stays there
     decay_fraction: float = 0.2  # wsd: share of the horizon spent decaying
     lr_multiplier: float = 1.0  # applied to --learning_rate
+    # sequences per optimizer step, as a multiple of --per_device_batch_size; the step counts (max_steps,
+    # warmup, eval/save/logging intervals) scale inversely, so the run still reads the same tokens
+    batch_multiplier: float = 1.0
 
     @property
     def changes_engine(self) -> bool:
@@ -30,7 +33,7 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "dense": Recipe("dense"),
-    "frugal": Recipe("frugal", optimizer="muon", schedule="wsd", horizon=1.0, decay_fraction=0.2, lr_multiplier=1.0),
+    "frugal": Recipe("frugal", optimizer="muon", schedule="wsd", decay_fraction=0.2, batch_multiplier=0.5),
 }
 
 
@@ -38,6 +41,30 @@ def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
         raise ValueError(f"recipe: {name!r} is not one of {', '.join(RECIPES)}")
     return RECIPES[name]
+
+
+def apply_recipe(args):
+    """The PretrainArguments the engine runs for `args.recipe`: the batch re-sizing (same tokens); dense: `args`."""
+    from dataclasses import replace
+
+    recipe = get_recipe(args.recipe)
+    if recipe.batch_multiplier == 1.0:
+        return args
+    batch = max(1, round(args.per_device_batch_size * recipe.batch_multiplier))
+    scale = args.per_device_batch_size / batch
+
+    def steps(value: int) -> int:
+        return max(1, round(value * scale))
+
+    return replace(
+        args,
+        per_device_batch_size=batch,
+        max_steps=steps(args.max_steps),
+        warmup_steps=min(steps(args.warmup_steps), steps(args.max_steps) - 1) if args.warmup_steps else 0,
+        eval_steps=steps(args.eval_steps),
+        save_steps=steps(args.save_steps),
+        logging_steps=steps(args.logging_steps),
+    )
 
 
 def lr_factor(

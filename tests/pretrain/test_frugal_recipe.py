@@ -11,7 +11,7 @@ from pretrain.config import PretrainArguments
 from pretrain.engine import PretrainTrainer, pretrain, run_identity
 from pretrain.optimizers import MuonWithAdamW, build_optimizer, split_parameters
 from pretrain.presets import build_config
-from pretrain.recipes import RECIPES, lr_factor
+from pretrain.recipes import RECIPES, apply_recipe, lr_factor
 
 
 def nano_model():
@@ -29,7 +29,7 @@ def nano_args(prepared_data, **overrides) -> PretrainArguments:
         max_steps=20,
         warmup_steps=2,
         eval_steps=1000,
-        eval_blocks=16,
+        eval_blocks=8,
         save_steps=1000,
         logging_steps=5,
         precision="fp32",
@@ -94,7 +94,7 @@ def test_dense_schedule_is_the_trainers_cosine():
 
 
 def test_dense_recipe_is_the_engine_as_it_was(prepared_data, tmp_path):
-    args = nano_args(prepared_data)
+    args = nano_args(prepared_data, max_steps=6)
     assert args.recipe == "dense"
     # a dense run's identity (and so its checkpoints' resumability) does not mention recipes
     assert "recipe" not in run_identity(args, "t", "d", 1)["config"]
@@ -118,9 +118,19 @@ def test_dense_recipe_is_the_engine_as_it_was(prepared_data, tmp_path):
     assert first["eval_loss"] == again["eval_loss"] and first["recipe"] == "dense"
 
 
+def test_frugal_recipe_halves_the_batch_and_keeps_the_tokens(prepared_data):
+    args = nano_args(prepared_data, recipe="frugal", max_steps=1200, warmup_steps=30, eval_steps=200)
+    frugal = apply_recipe(args)
+    assert frugal.per_device_batch_size == 4 and frugal.max_steps == 2400
+    assert frugal.per_device_batch_size * frugal.max_steps == args.per_device_batch_size * args.max_steps
+    assert (frugal.warmup_steps, frugal.eval_steps) == (60, 400)
+    assert apply_recipe(nano_args(prepared_data)) == nano_args(prepared_data)
+
+
 def test_frugal_recipe_trains_with_muon_and_lowers_the_loss(prepared_data, tmp_path):
-    figures = pretrain(nano_args(prepared_data, recipe="frugal"), tmp_path / "out")
-    assert figures["recipe"] == "frugal" and figures["steps"] == 20
+    figures = pretrain(nano_args(prepared_data, recipe="frugal", max_steps=10), tmp_path / "out")
+    assert figures["recipe"] == "frugal" and figures["steps"] == 20  # half the batch, twice the steps
+    assert figures["tokens_trained"] == 10 * 8 * 64
     assert figures["eval_loss"] < figures["initial_eval_loss"] - 0.5
 
 
@@ -130,7 +140,8 @@ def test_frugal_recipe_with_pruning_shrinks_muon_state(prepared_data, tmp_path):
     sparsity = SparsityArguments(
         prune_heads=0.5, prune_neurons=0.5, prune_start=0.2, prune_end=0.4, importance_window=2
     )
-    figures = pretrain(nano_args(prepared_data, recipe="frugal"), tmp_path / "out", sparsity=sparsity)
+    args = nano_args(prepared_data, recipe="frugal", max_steps=6, eval_blocks=8)
+    figures = pretrain(args, tmp_path / "out", sparsity=sparsity)
     assert figures["sparsity"]["heads_per_layer_after"] == 2 and figures["eval_loss"] < figures["initial_eval_loss"]
 
 
