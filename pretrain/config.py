@@ -41,8 +41,8 @@ class PretrainArguments:
     recipe: RecipeName = field(
         default="dense",
         metadata={
-            "help": "dense: AdamW + cosine, as before; frugal: the levers benchmarks/frugal.py kept "
-            "(pretrain/recipes.py), to reach dense's loss for less compute"
+            "help": "dense: AdamW + cosine, as before; frugal: Muon for the hidden matrices, warm-up/stable/decay, "
+            "half the batch for twice the steps (same tokens): what benchmarks/frugal.py kept (pretrain/recipes.py)"
         },
     )
     compile: bool = field(default=False, metadata={"help": "torch.compile the model (first steps pay 30-60 s)"})
