@@ -251,39 +251,40 @@ def measure_model(model_dir: Path, args, out: Path) -> dict:
 
 
 def plot(results: list[dict], path: Path) -> Path:
-    """Perplexity ratio (x) against TPR at 1% and at 1e-4 FPR (y), one panel per model."""
+    """Per model: perplexity ratio (x, with its interval) against TPR at 1% and 1e-4 FPR (top) and
+    against TPR at 1% after 50% word substitution (bottom), where the schemes differ most."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.8), squeeze=False)
+    fig, axes = plt.subplots(2, len(results), figsize=(6.5 * len(results), 9), squeeze=False)
     colours = {"kgw": "tab:red", "synthid": "tab:blue", "gumbel": "tab:green"}
-    for ax, result in zip(axes[0], results):
-        for scheme in colours:
-            rows = [r for r in result["curve"] if r["scheme"] == scheme]
-            groups: dict = {}
-            for r in rows:
-                group = r["params"].get("gamma", r["params"].get("ngram_len", r["params"].get("context_width")))
-                groups.setdefault(group, []).append(r)
-            for group, members in groups.items():
-                members.sort(key=lambda r: r["perplexity_ratio"])
-                xs = [r["perplexity_ratio"] for r in members]
-                ax.plot(xs, [r["tpr_at_1pct_fpr"] for r in members], "o-", color=colours[scheme], alpha=0.8)
-                ax.plot(xs, [r["tpr_at_1e-4_fpr"] for r in members], "s:", color=colours[scheme], alpha=0.5)
-                for r in members:
-                    short = r["label"].split(" ", 1)[1]
-                    ax.annotate(short, (r["perplexity_ratio"], r["tpr_at_1pct_fpr"]), fontsize=6, alpha=0.8)
-        for r in result["curve"]:
-            if r["default"]:
-                ax.plot([r["perplexity_ratio"]], [r["tpr_at_1pct_fpr"]], "*", color="gold", markersize=16, mec="k")
-        ax.axvline(TARGET_RATIO, color="grey", linestyle="--", linewidth=1)
-        ax.axhline(TARGET_TPR, color="grey", linestyle="--", linewidth=1)
-        ax.set_xlabel("perplexity ratio (marked / unmarked, under the unmarked model)")
-        ax.set_ylabel("TPR at 200 tokens (o-: 1% FPR, s: 1e-4 FPR)")
-        ax.set_title(f"{Path(result['model']).name} ({result['parameters'] / 1e6:.1f}M), {result['samples']} texts")
-        ax.set_ylim(-0.02, 1.04)
-    handles = [plt.Line2D([], [], color=c, marker="o", label=s) for s, c in colours.items()]
+    panels = [("tpr_at_1pct_fpr", "tpr_at_1e-4_fpr", "TPR at 200 tokens (o: 1% FPR, s: 1e-4 FPR)")]
+    panels.append(("tpr_at_1pct_fpr_word_substitution_0.5", None, "TPR at 1% FPR after 50% word substitution"))
+    for column, result in enumerate(results):
+        for row, (metric, second, ylabel) in enumerate(panels):
+            ax = axes[row][column]
+            for r in result["curve"]:
+                x, (low, high) = r["perplexity_ratio"], r["perplexity_ratio_ci"]
+                colour = colours.get(r["scheme"], "black")
+                ax.errorbar([x], [r[metric]], xerr=[[x - low], [high - x]], fmt="o", color=colour, alpha=0.8)
+                if second:
+                    ax.plot([x], [r[second]], "s", color=colour, alpha=0.4)
+                if r["default"]:
+                    ax.plot([x], [r[metric]], "*", color="gold", markersize=16, mec="k")
+                ax.annotate(r["label"].split(" ", 1)[1], (x, r[metric]), fontsize=6, alpha=0.8, rotation=30)
+            ax.axvline(TARGET_RATIO, color="grey", linestyle="--", linewidth=1)
+            if row == 0:
+                ax.axhline(TARGET_TPR, color="grey", linestyle="--", linewidth=1)
+            ax.set_xlabel("perplexity ratio (marked / unmarked, under the unmarked model)")
+            ax.set_ylabel(ylabel)
+            ax.set_ylim(-0.02, 1.06)
+            name = Path(result["model"]).name
+            ax.set_title(
+                f"{name} ({result['parameters'] / 1e6:.1f}M), {result['samples']} texts, T={result['sampling']['temperature']}"
+            )
+    handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=s) for s, c in colours.items()]
     axes[0][0].legend(handles=handles, fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
