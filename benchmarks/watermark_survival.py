@@ -82,6 +82,57 @@ def train_independent(tokenizer, texts, steps: int, seed: int, block: int = 128,
     return model.eval()
 
 
+def no_false_accusations(
+    args, result, scorer, tokenizer, passages, model, key, mark, base, other_blocks, independent, prompts
+) -> None:
+    """(b): the text test on human passages and an independent model's texts; the white-box trace on
+    unrelated models (random inits briefly trained on other text, the independent model, the unmarked base)."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mintline.commands.watermark_weights import measure_attack
+    from watermark.stats import binomial_sf
+    from watermark.trace import white_box
+    from watermark.weight_attacks import finetune
+
+    human_count = 200 if args.quick else 1000
+    human_scores, human_joint = scorer.score_texts(tokenizer, passages[:human_count])
+    human_p = np.array([s.p_value for s in human_scores])
+    flagged_1e2, flagged_1e4 = int((human_p <= 1e-2).sum()), int((human_p <= 1e-4).sum())
+    result["human_text"] = {
+        "passages": len(human_p),
+        "flagged_at_1e-2": flagged_1e2,
+        "flagged_at_1e-4": flagged_1e4,
+        "binomial_tail_at_1e-2": binomial_sf(flagged_1e2, len(human_p), 1e-2),
+        "mean_statistic": float(np.mean([s.statistic for s in human_scores])),
+        "sd_statistic": float(np.std([s.statistic for s in human_scores])),
+        "joint_statistic": human_joint.statistic,
+    }
+    print(f"human text: {result['human_text']}")
+    unrelated_p = []
+    unrelated_count = 20 if args.quick else 24
+    for seed in range(1, unrelated_count + 1):
+        torch.manual_seed(seed)
+        other = AutoModelForCausalLM.from_config(copy.deepcopy(model.config))
+        other = finetune(other, other_blocks, steps=args.unrelated_steps, learning_rate=3e-3, batch_size=8, seed=seed)
+        unrelated_p.append(white_box(other, key, mark, base=base)["p_value"])
+    unrelated_p.append(white_box(independent, key, mark, base=base)["p_value"])
+    unrelated_p.append(white_box(model, key, mark, base=base)["p_value"])  # the unmarked base itself
+    independent_text = measure_attack("independent", independent, scorer, tokenizer, key, mark, base, prompts[:16])
+    flagged = int(sum(p <= 1e-2 for p in unrelated_p))
+    result["unrelated_models"] = {
+        "models": len(unrelated_p),
+        "flagged_at_1e-2": flagged,
+        "flagged_at_1e-6": int(sum(p <= 1e-6 for p in unrelated_p)),
+        "binomial_tail_at_1e-2": binomial_sf(flagged, len(unrelated_p), 1e-2),
+        "min_p_value": float(min(unrelated_p)),
+        "independent_model_texts_detected_at_1e-4": independent_text["detected_at_1e-4"],
+        "independent_model_texts_joint_log10_p": independent_text["joint_log10_p"],
+    }
+    print(f"unrelated models: {result['unrelated_models']}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -93,10 +144,12 @@ def main(argv=None) -> int:
     parser.add_argument("--texts", type=int, default=None, help="200-token texts per attack (default 24 / 64)")
     parser.add_argument("--relative_scale", type=float, default=None, help="noise scale (default: embed's)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--skip_null", action="store_true", help="skip (b), the human-text and unrelated-model checks (attacks only)"
+    )
     parser.add_argument("--unrelated_steps", type=int, default=3, help="training steps of each unrelated model")
     parser.add_argument("--independent_steps", type=int, default=None, help="steps of the averaged model (60 / 200)")
     args = parser.parse_args(argv)
-    import numpy as np
     import torch
 
     torch.set_num_threads(args.threads)
@@ -109,8 +162,7 @@ def main(argv=None) -> int:
     from pretrain.sparsity.posttrain import prune_wanda
     from watermark.evaluate import prompts_from
     from watermark.keys import generate_key, load_key
-    from watermark.stats import binomial_sf
-    from watermark.trace import calibrated_scorer, white_box
+    from watermark.trace import calibrated_scorer
     from watermark.weight_attacks import (
         apply_weight_attack,
         dequantized,
@@ -163,57 +215,21 @@ def main(argv=None) -> int:
         human_texts=passages[-432:-400],  # disjoint from the scored, validation and Wanda passages
     )
 
-    # (b) no false accusations
-    human_count = 200 if quick else 1000
-    human_scores, human_joint = scorer.score_texts(tokenizer, passages[:human_count])
-    human_p = np.array([s.p_value for s in human_scores])
-    flagged_1e2, flagged_1e4 = int((human_p <= 1e-2).sum()), int((human_p <= 1e-4).sum())
-    result["human_text"] = {
-        "passages": len(human_p),
-        "flagged_at_1e-2": flagged_1e2,
-        "flagged_at_1e-4": flagged_1e4,
-        "binomial_tail_at_1e-2": binomial_sf(flagged_1e2, len(human_p), 1e-2),
-        "mean_statistic": float(np.mean([s.statistic for s in human_scores])),
-        "sd_statistic": float(np.std([s.statistic for s in human_scores])),
-        "joint_statistic": human_joint.statistic,
-    }
-    print(f"human text: {result['human_text']}")
     clean = package_descriptions()
     split = len(clean) // 2
     blocks = token_blocks(tokenizer, clean[:split])  # the attacks' clean text; the rest trains unrelated models
     other_blocks = token_blocks(tokenizer, clean[split:])
-    from watermark.weight_attacks import finetune
-
-    unrelated_p = []
-    unrelated_count = 20 if quick else 24
-    for seed in range(1, unrelated_count + 1):
-        torch.manual_seed(seed)
-        from transformers import AutoModelForCausalLM
-
-        other = AutoModelForCausalLM.from_config(copy.deepcopy(model.config))
-        other = finetune(other, other_blocks, steps=args.unrelated_steps, learning_rate=3e-3, batch_size=8, seed=seed)
-        unrelated_p.append(white_box(other, key, mark, base=base)["p_value"])
     independent = train_independent(
         tokenizer,
         [*clean[split:], *passages[: len(passages) // 2]],
         args.independent_steps or (60 if quick else 200),
         1,
     )
-    unrelated_p.append(white_box(independent, key, mark, base=base)["p_value"])
-    unrelated_p.append(white_box(model, key, mark, base=base)["p_value"])  # the unmarked base itself
     prompts = prompts_from(passages[400:], args.texts or (24 if quick else 48))
-    independent_text = measure_attack("independent", independent, scorer, tokenizer, key, mark, base, prompts[:16])
-    flagged = int(sum(p <= 1e-2 for p in unrelated_p))
-    result["unrelated_models"] = {
-        "models": len(unrelated_p),
-        "flagged_at_1e-2": flagged,
-        "flagged_at_1e-6": int(sum(p <= 1e-6 for p in unrelated_p)),
-        "binomial_tail_at_1e-2": binomial_sf(flagged, len(unrelated_p), 1e-2),
-        "min_p_value": float(min(unrelated_p)),
-        "independent_model_texts_detected_at_1e-4": independent_text["detected_at_1e-4"],
-        "independent_model_texts_joint_log10_p": independent_text["joint_log10_p"],
-    }
-    print(f"unrelated models: {result['unrelated_models']}")
+    if not args.skip_null:
+        no_false_accusations(
+            args, result, scorer, tokenizer, passages, model, key, mark, base, other_blocks, independent, prompts
+        )
 
     # (c) attacks
     specs = args.attacks or (QUICK_ATTACKS if quick else FULL_ATTACKS)
