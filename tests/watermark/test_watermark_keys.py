@@ -69,7 +69,7 @@ def test_wrong_permissions_are_refused(tmp_path, tokenizer_dir):
 )
 def test_malformed_or_edited_key_files_are_refused(tmp_path, tokenizer_dir, mutate, message):
     path = tmp_path / "key.json"
-    generate_key(tokenizer_dir, path)
+    generate_key(tokenizer_dir, path, scheme="kgw")  # the edits above are to KGW's parameters
     path.write_text(mutate(json.loads(path.read_text())))
     os.chmod(path, 0o600)
     with pytest.raises(KeyFileError, match=message):
