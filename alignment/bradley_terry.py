@@ -34,6 +34,13 @@ class RewardModelConfig:
         metadata={"help": "Gaussian prior precision λ on the weights (0 = choose by evidence maximisation)"},
     )
     feature_dim: int = field(default=64, metadata={"help": "principal components kept per feature source"})
+    whiten: bool = field(
+        default=False,
+        metadata={
+            "help": "scale every principal component to unit variance (off: one scale per source, so the "
+            "isotropic prior shrinks low-variance directions most, as a ridge on the standardised features does)"
+        },
+    )
 
     def __post_init__(self):
         if self.posterior not in POSTERIORS:
@@ -47,15 +54,21 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 class PairFeatureSpace:
-    """Per-response feature blocks → standardised, reduced, whitened pair differences z_a − z_b.
+    """Per-response feature blocks → standardised, reduced pair differences z_a − z_b.
 
     Fitted on the unlabelled pool only (pool-based active learning may look at every input, not
     at labels). Each source is reduced on its own so that 11 text statistics are not drowned by
     768 embedding columns. Differences are not centred: z(b, a) = −z(a, b) must hold.
+
+    Each source is scaled to unit mean variance per component. Without `whiten` the components keep
+    their relative variances, so the head's isotropic prior shrinks the weak directions hardest and
+    more components cannot hurt much; whitening gives every component the same prior weight, which
+    on real text over-fits as soon as the kept components reach the noise (the accuracy then falls
+    as `dim` grows, and a low `dim` caps what more labels can teach).
     """
 
-    def __init__(self, dim: int = 64):
-        self.dim = dim
+    def __init__(self, dim: int = 64, whiten: bool = False):
+        self.dim, self.whiten = dim, whiten
         self.blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def fit(self, blocks: list[np.ndarray], pairs_a: np.ndarray, pairs_b: np.ndarray) -> "PairFeatureSpace":
@@ -68,6 +81,8 @@ class PairFeatureSpace:
             _, singular, vt = np.linalg.svd(diffs, full_matrices=False)
             basis = vt[:k].T
             scale = singular[:k] / np.sqrt(len(diffs)) + 1e-6
+            if not self.whiten:
+                scale = np.full(k, np.sqrt(np.mean(scale**2)))
             self.blocks.append((mean, std, basis, scale))
         return self
 

@@ -49,13 +49,15 @@ class ActiveLoopConfig:
         parse_strategy(self.strategy)  # unknown names fail before any work
 
 
-def pair_feature_matrix(pairs: list[PreferencePair], config: FeatureConfig, dim: int = 64) -> np.ndarray:
+def pair_feature_matrix(
+    pairs: list[PreferencePair], config: FeatureConfig, dim: int = 64, whiten: bool = False
+) -> np.ndarray:
     """Reduced pair differences z_a − z_b for every pair (the reduction is fitted on these pairs, unlabelled)."""
     prompts = [p.prompt for p in pairs for _ in (0, 1)]
     responses = [t for p in pairs for t in (p.response_a, p.response_b)]
     blocks = feature_blocks(prompts, responses, config)
     a, b = 2 * np.arange(len(pairs)), 2 * np.arange(len(pairs)) + 1
-    z = PairFeatureSpace(dim).fit(blocks, a, b).transform(blocks)
+    z = PairFeatureSpace(dim, whiten).fit(blocks, a, b).transform(blocks)
     return z[a] - z[b]
 
 

@@ -168,31 +168,33 @@ def summarise(results: dict, budget: int) -> dict:
     ratios = {name: r for name, r in summary["label_ratio"].items() if name != "random" and r is not None}
     summary["best_strategy"] = min(ratios, key=ratios.get) if ratios else None
     baseline = results.get("baseline_curves") or []
+    if not baseline:
+        return summary
     family_baseline = (results.get("baseline") or {}).get("reward_model") not in (None, results.get("reward_model"))
-    if baseline and family_baseline:
-        # The whole stage against the standard recipe: its reward model with its best strategy (or random when
-        # no strategy beats it) vs random sampling with the baseline family on the same encoder.
-        best = summary["best_strategy"] or "random"
-        base_flat = flatness(baseline)
-        system = label_ratio(baseline, curves[best])
-        summary["system_gain"] = {
-            "strategy": best,
-            "reward_model": results.get("reward_model"),
-            "baseline": results["baseline"],
-            "label_ratio": None if base_flat["flat"] else system["ratio"],
-            "label_ratio_ci": None if base_flat["flat"] else system["ci"],
-            "baseline_flat": base_flat["flat"],
-            "baseline_full_budget_accuracy": system["target_accuracy"],
-            "system_full_budget_accuracy": round(float(_matrix(curves[best])[1][:, -1].mean()), 4),
-            "note": "the best strategy is chosen on the same seeds, so this ratio is optimistic by that choice",
-        }
-        summary["curves"]["random (baseline)"] = {
-            "labels": _matrix(baseline)[0].astype(int).tolist(),
-            "accuracy_mean": [round(v, 4) for v in _matrix(baseline)[1].mean(0)],
-            "accuracy_ci": None,
-        }
-    elif baseline:
-        base_flat = flatness(baseline)
+    # The whole stage against the standard recipe: its reward model and features with its best strategy (or random
+    # when no strategy beats it) vs random sampling with the baseline family, or the plain features, on the same
+    # encoder.
+    best = summary["best_strategy"] or "random"
+    base_flat = flatness(baseline)
+    system = label_ratio(baseline, curves[best])
+    summary["system_gain"] = {
+        "strategy": best,
+        "reward_model": results.get("reward_model"),
+        "baseline": results["baseline"],
+        "label_ratio": None if base_flat["flat"] else system["ratio"],
+        "label_ratio_ci": None if base_flat["flat"] else system["ci"],
+        "baseline_flat": base_flat["flat"],
+        "baseline_full_budget_accuracy": system["target_accuracy"],
+        "system_full_budget_accuracy": round(float(_matrix(curves[best])[1][:, -1].mean()), 4),
+        "note": "the best strategy is chosen on the same seeds, so this ratio is optimistic by that choice",
+    }
+    name = "random (baseline)" if family_baseline else "random (baseline features)"
+    summary["curves"][name] = {
+        "labels": _matrix(baseline)[0].astype(int).tolist(),
+        "accuracy_mean": [round(v, 4) for v in _matrix(baseline)[1].mean(0)],
+        "accuracy_ci": None,
+    }
+    if not family_baseline:  # the features' share of the system gain, with random selection on both sides
         gain = label_ratio(baseline, reference)
         summary["feature_gain"] = {
             "random_label_ratio": None if base_flat["flat"] else gain["ratio"],
@@ -200,11 +202,6 @@ def summarise(results: dict, budget: int) -> dict:
             "baseline_full_budget_accuracy": gain["target_accuracy"],
             "features_full_budget_accuracy": round(float(_matrix(reference)[1][:, -1].mean()), 4),
             "baseline_flat": base_flat["flat"],
-        }
-        summary["curves"]["random (baseline features)"] = {
-            "labels": _matrix(baseline)[0].astype(int).tolist(),
-            "accuracy_mean": [round(v, 4) for v in _matrix(baseline)[1].mean(0)],
-            "accuracy_ci": None,
         }
     return summary
 

@@ -132,7 +132,7 @@ class LinearRewardModel:
         config: RewardModelConfig,
         seed: int = 0,
     ):
-        self.z = PairFeatureSpace(config.feature_dim).fit(blocks, pool_a, pool_b).transform(blocks)
+        self.z = PairFeatureSpace(config.feature_dim, config.whiten).fit(blocks, pool_a, pool_b).transform(blocks)
         self.head = BradleyTerryModel(config, seed=seed)
         self.fit_seconds: list[float] = []
 

@@ -242,6 +242,10 @@ def run_align_stage(
         if figures["state"] != "done":
             log.info("waiting for %d labels; run again when they are in", figures["waiting_for"])
             return figures
+        if config.backend == "simulated" and loop.strategy != "random" and figures.get("curve"):
+            figures["random_curve"] = random_selection_curve(
+                [pairs[i] for i in pool], reward_model, config, loop, rm_config, eval_x, eval_y, gold
+            )
         preferences = out / "preferences.jsonl"
         figures["exported_pairs"] = ledger.export_trl(preferences, include_pseudo=config.include_pseudo)
     if figures["exported_pairs"] < 2:
@@ -272,6 +276,28 @@ def run_align_stage(
     return figures
 
 
+def random_selection_curve(pool_pairs, reward_model, config, loop, rm_config, eval_x, eval_y, gold) -> list[dict]:
+    """The same loop, budget and simulated annotators with random selection, in a scratch ledger: the baseline
+    the run's label-efficiency curve is drawn against. Only where it is cheap: the linear family's fixed
+    features (a trained family would train a second reward model; there the curve is left out).
+    """
+    import tempfile
+
+    import numpy as np
+
+    from annotation.ledger import Ledger
+
+    if not isinstance(reward_model, np.ndarray):
+        return []
+    random_loop = ActiveLoopConfig(**{**asdict(loop), "strategy": "random"})
+    with tempfile.TemporaryDirectory(prefix="mintline-random-") as scratch:
+        with Ledger(Path(scratch) / "ledger.sqlite") as ledger:
+            backend = make_backend(config, ledger, loop.selection_seed, gold)
+            return run_active_loop(
+                pool_pairs, reward_model, backend, random_loop, rm_config, eval_x=eval_x, eval_y=eval_y
+            )["curve"]
+
+
 def pool_reward_model(
     pairs,
     pool,
@@ -292,7 +318,7 @@ def pool_reward_model(
         features = FeatureConfig(
             encoder=config.features, policy_model=config.policy_model, cache_dir=config.feature_cache
         )
-        x = pair_feature_matrix(pairs, features, rm_config.feature_dim)
+        x = pair_feature_matrix(pairs, features, rm_config.feature_dim, rm_config.whiten)
         return x[pool], None if eval_index is None else x[eval_index]
     ordered_pairs = [pairs[i] for i in pool] + [pairs[i] for i in (eval_index or [])]
     prompts = [p.prompt for p in ordered_pairs for _ in (0, 1)]

@@ -307,13 +307,14 @@ def _pipeline_features(policy: Path, pairs, args):
     from alignment.features import FeatureConfig
     from alignment.loop import pair_feature_matrix
 
-    rm_config = RewardModelConfig(feature_dim=args.pipeline_dim)
+    rm_config = RewardModelConfig(feature_dim=args.pipeline_dim, whiten=args.whiten)
     x = pair_feature_matrix(
         pairs,
         FeatureConfig(
             encoder=args.pipeline_features, policy_model=str(policy), cache_dir=str(args.cache / "features")
         ),
         dim=rm_config.feature_dim,
+        whiten=rm_config.whiten,
     )
     return x, rm_config
 

@@ -53,6 +53,32 @@ def test_feature_space_keeps_each_source_and_antisymmetry():
     assert z.shape == (100, 16 + 3)
 
 
+def test_feature_space_keeps_the_spectrum_unless_whitened():
+    """Unwhitened, the kept components keep their relative variances, so the isotropic prior shrinks the weak
+    (noise) directions hardest and keeping more of them costs little; whitened, every component weighs the same."""
+    rng = np.random.default_rng(0)
+    n, d = 600, 120
+    scales = np.geomspace(5.0, 0.05, d)  # a decaying spectrum, like sentence embeddings'
+    latent = rng.normal(size=(n, d)) * scales
+    block = latent @ np.linalg.qr(rng.normal(size=(d, d)))[0]  # mixed, so no single column carries a direction
+    a, b = np.arange(0, n, 2), np.arange(1, n, 2)
+    truth = (latent[a] - latent[b])[:, :3] @ np.array([1.0, -1.0, 0.5])  # the preference lives in strong directions
+    y = (rng.random(len(a)) < 1 / (1 + np.exp(-truth))).astype(float)
+    kept = PairFeatureSpace(dim=d).fit([block], a, b)
+    z = kept.transform([block])
+    spread = (z[a] - z[b]).std(0)
+    assert spread[0] > 20 * spread[-1] and np.mean(spread**2) == pytest.approx(1.0, rel=0.2)
+    whitened = PairFeatureSpace(dim=d, whiten=True).fit([block], a, b).transform([block])
+    assert (whitened[a] - whitened[b]).std(0) == pytest.approx(np.ones(d), rel=0.05)
+
+    def held_out_accuracy(features):
+        x = features[a] - features[b]
+        model = BradleyTerryModel().fit(x[:60], y[:60])
+        return model.accuracy(x[60:], (truth[60:] > 0).astype(float))
+
+    assert held_out_accuracy(z) > held_out_accuracy(whitened) + 0.05  # 60 labels, 120 kept components
+
+
 def test_bad_config_is_refused():
     with pytest.raises(ConfigError):
         RewardModelConfig(posterior="dropout")
