@@ -40,8 +40,12 @@ GenerateWithModel = Callable[[Sequence[str], int, Any, Any], list[list[int]]]
 
 @dataclass
 class DistillConfig:
-    method: Literal["logits", "samples"] = field(
-        default="logits", metadata={"help": "logits (KL to the watermarked teacher) or samples (LM loss)"}
+    method: Literal["auto", "logits", "samples"] = field(
+        default="auto",
+        metadata={
+            "help": "logits (KL to the watermarked teacher; kgw keys), samples (LM loss on the teacher's "
+            "marked samples; any scheme) or auto (logits for a kgw key, samples otherwise)"
+        },
     )
     num_samples: int = field(default=512, metadata={"help": "watermarked teacher samples to train on"})
     sample_tokens: int = field(default=128, metadata={"help": "tokens per teacher sample"})
@@ -157,8 +161,9 @@ def distill_watermark(
     from watermark.processor import logits_processor_for
 
     config = config or DistillConfig()
-    if config.method == "logits" and key.scheme != "kgw":
-        raise ConfigError("distill: method 'logits' needs a kgw key; use --method samples for synthid")
+    method = config.method if config.method != "auto" else ("logits" if key.scheme == "kgw" else "samples")
+    if method == "logits" and key.scheme != "kgw":
+        raise ConfigError(f"distill: method 'logits' needs a kgw key; use --method samples for {key.scheme}")
     if not prompts or not clean_texts:
         raise ConfigError("distill: needs prompts and clean texts")
     torch.manual_seed(config.train_seed)
@@ -171,7 +176,7 @@ def distill_watermark(
         m.eval()
         return detection_figures(detector, decode(generate(eval_prompts, config.eval_tokens, None, m)))
 
-    figures: dict[str, Any] = {"key_id": key.key_id, "method": config.method, "config": asdict(config)}
+    figures: dict[str, Any] = {"key_id": key.key_id, "method": method, "config": asdict(config)}
     figures["before"] = measure(model)
     teacher_prompts = [prompts[i % len(prompts)] for i in range(config.num_samples)]
     samples = generate(teacher_prompts, config.sample_tokens, processor, model)
@@ -192,7 +197,7 @@ def distill_watermark(
     for _ in tqdm(range(config.steps), desc="distill", unit="step"):
         chosen = generator.integers(0, len(rows), config.train_batch_size)
         ids, attention, targets = _batch([rows[i] for i in chosen], tokenizer.pad_token_id)
-        loss = distill_step_loss(student, teacher, processor, ids, attention, targets, config.method)
+        loss = distill_step_loss(student, teacher, processor, ids, attention, targets, method)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         optimizer.step()

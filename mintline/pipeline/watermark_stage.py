@@ -225,8 +225,8 @@ def evaluate_and_distill(
             prompts_from(passages, 512),
             passages,
             generate,
-            # logit distillation needs KGW's green-list bias; other schemes learn from their samples
-            DistillConfig(steps=config.distill_steps, method="logits" if key.scheme == "kgw" else "samples"),
+            # method auto: logit distillation needs KGW's green-list bias; other schemes learn from their samples
+            DistillConfig(steps=config.distill_steps),
             out / "distilled",
         )
         figures.update(
