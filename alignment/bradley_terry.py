@@ -78,9 +78,12 @@ class PairFeatureSpace:
             std = block.std(0) + 1e-6
             diffs = (block[pairs_a] - block[pairs_b]) / std
             k = min(self.dim, diffs.shape[1], len(diffs))
-            _, singular, vt = np.linalg.svd(diffs, full_matrices=False)
-            basis = vt[:k].T
-            scale = singular[:k] / np.sqrt(len(diffs)) + 1e-6
+            # The principal directions from the d×d Gram matrix: the SVD's right vectors, several times faster
+            # than an SVD of the n×d differences (seconds per reward model at n ~5,000, d = 768).
+            eigenvalues, vectors = np.linalg.eigh(diffs.T @ diffs)
+            order = np.argsort(eigenvalues)[::-1][:k]
+            basis = vectors[:, order]
+            scale = np.sqrt(np.clip(eigenvalues[order], 0, None) / len(diffs)) + 1e-6
             if not self.whiten:
                 scale = np.full(k, np.sqrt(np.mean(scale**2)))
             self.blocks.append((mean, std, basis, scale))
