@@ -110,6 +110,19 @@ def label_ratio(reference, curves, seed: int = 0) -> dict:
     }
 
 
+def ratio_bound_when_flat(reference, curves) -> float | None:
+    """Where the reference's curve is flat a ratio would be noise, except in one case: when the other curve's first
+    round is already above the reference's full-budget accuracy (95% intervals over seeds apart), it needs at most
+    its first round's labels. That bound (first labels / budget) or None."""
+    labels, ref = _matrix(reference)
+    _, acc = _matrix(curves)
+    if len(acc) < 2 or len(ref) < 2:
+        return None
+    _, first_low, _ = mean_interval(acc[:, 0])
+    _, _, full_high = mean_interval(ref[:, -1])
+    return round(float(labels[0] / labels[-1]), 4) if first_low > full_high else None
+
+
 def _finite(value: float):
     """JSON has no infinity: a ratio that is never reached within the budget is null."""
     return round(float(value), 4) if math.isfinite(value) else None
@@ -184,6 +197,7 @@ def summarise(results: dict, budget: int) -> dict:
         "label_ratio": None if base_flat["flat"] else system["ratio"],
         "label_ratio_ci": None if base_flat["flat"] else system["ci"],
         "baseline_flat": base_flat["flat"],
+        "label_ratio_at_most": ratio_bound_when_flat(baseline, curves[best]) if base_flat["flat"] else None,
         "baseline_full_budget_accuracy": system["target_accuracy"],
         "system_full_budget_accuracy": round(float(_matrix(curves[best])[1][:, -1].mean()), 4),
         "note": "the best strategy is chosen on the same seeds, so this ratio is optimistic by that choice",
@@ -199,6 +213,7 @@ def summarise(results: dict, budget: int) -> dict:
         summary["feature_gain"] = {
             "random_label_ratio": None if base_flat["flat"] else gain["ratio"],
             "random_label_ratio_ci": None if base_flat["flat"] else gain["ci"],
+            "random_label_ratio_at_most": ratio_bound_when_flat(baseline, reference) if base_flat["flat"] else None,
             "baseline_full_budget_accuracy": gain["target_accuracy"],
             "features_full_budget_accuracy": round(float(_matrix(reference)[1][:, -1].mean()), 4),
             "baseline_flat": base_flat["flat"],

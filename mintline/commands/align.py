@@ -271,7 +271,7 @@ def benchmark_text(data: dict) -> str:
         lines.append(
             f"system gain ({system['reward_model']} + {system['strategy']} vs random + "
             f"{system['baseline']['reward_model']} on {system['baseline']['features']}): label ratio "
-            f"{'refused (baseline flat)' if system['baseline_flat'] else _fmt(system['label_ratio'])} "
+            f"{_flat_ratio_text(system.get('label_ratio_at_most')) if system['baseline_flat'] else _fmt(system['label_ratio'])} "
             f"{system['label_ratio_ci'] or ''}; full-budget accuracy {system['system_full_budget_accuracy']} vs "
             f"{system['baseline_full_budget_accuracy']}"
         )
@@ -279,7 +279,8 @@ def benchmark_text(data: dict) -> str:
         gain = data["feature_gain"]
         lines.append(
             f"feature gain (random, {data['features']} vs baseline features): label ratio "
-            f"{gain['random_label_ratio']} {gain['random_label_ratio_ci']}; full-budget accuracy "
+            f"{_flat_ratio_text(gain.get('random_label_ratio_at_most')) if gain['baseline_flat'] else gain['random_label_ratio']} "
+            f"{gain['random_label_ratio_ci'] or ''}; full-budget accuracy "
             f"{gain['features_full_budget_accuracy']} vs {gain['baseline_full_budget_accuracy']}"
         )
     if data.get("skipped_rows"):
@@ -287,6 +288,12 @@ def benchmark_text(data: dict) -> str:
     if data.get("plot"):
         lines.append(f"plot: {data['plot']}")
     return "\n".join(lines)
+
+
+def _flat_ratio_text(bound) -> str:
+    if bound is None:
+        return "refused (baseline flat)"
+    return f"<= {bound} (baseline flat, but the first round is already above its full-budget accuracy)"
 
 
 def _fmt(value) -> str:

@@ -209,3 +209,22 @@ def test_unknown_strategy_or_encoder_is_one_line_exit_2(cli, preference_file):
     assert encoder.code == 2 and encoder.err.count("\n") == 1 and "unknown encoder 'bert-huge'" in encoder.err
     missing = cli("align", "benchmark", "--pairs", "nowhere.jsonl", "--features", "stats")
     assert missing.code == 2 and "no such file" in missing.err
+
+
+def test_a_flat_baseline_gives_a_bound_only_when_the_first_round_is_already_above_it():
+    from types import SimpleNamespace
+
+    from alignment.report import ratio_bound_when_flat
+
+    labels = [50, 100, 150, 200]
+
+    def curves(level, rise, seeds=10):
+        rng = np.random.default_rng(int(level * 100))
+        return [
+            SimpleNamespace(labels=labels, accuracy=list(level + rise * np.arange(4) + rng.normal(0, 0.01, 4)))
+            for _ in range(seeds)
+        ]
+
+    flat_baseline = curves(0.58, 0.0)
+    assert ratio_bound_when_flat(flat_baseline, curves(0.80, 0.02)) == 0.25  # 50 of 200 labels at most
+    assert ratio_bound_when_flat(flat_baseline, curves(0.50, 0.05)) is None  # starts below: no bound
