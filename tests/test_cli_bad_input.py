@@ -250,4 +250,4 @@ def test_help_states_each_default_once():
     keygen = make_parser()._subparsers._group_actions[0].choices["keygen"]
     text = " ".join(keygen.format_help().split())
     assert "(default 0.25)" in text and "(default: None)" not in text
-    assert "(default: kgw)" in text  # a default the help does not state is still shown
+    assert "synthid (tournament, the default)" in text  # the scheme's default, settled from the options given
