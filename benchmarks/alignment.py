@@ -14,7 +14,7 @@ batches, prompts) are flags whose defaults depend on `--quick`.
 For both: every strategy on identical features, label ratio to reach random's full-budget accuracy with a 95%
 interval over seeds (refused where random's curve is flat), plus the gain of the richer features over plain
 MiniLM features for random sampling, reported separately. Reward-model settings (features per source) were
-chosen on seeds 100-109 by random sampling's accuracy alone; the reported run uses seeds 0-9 (`--first_seed`).
+chosen by random sampling's accuracy alone on tuning seeds (100 and up); the reported run uses seeds 0-9 (`--first_seed`).
 (c) DPO (LoRA) on actively chosen human labels vs on as many random ones (1,000 per arm), both through the real
 loop and ledger with 25%-flip simulated annotators; win rate of the first over the second on held-out prompts,
 judged by the gold judge, with a bootstrap interval that resamples training seeds and prompts. The default design,
