@@ -5,10 +5,10 @@ Samples are generated once per session with EOS suppressed, so every text has it
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pytest
+from thread_helpers import one_thread
 
 PROMPTS = [
     "The return value",
@@ -47,20 +47,6 @@ def other_kgw_key(key_dir, tokenizer_dir) -> Path:
     path = key_dir / "kgw-other.json"
     generate_key(tokenizer_dir, path, scheme="kgw")
     return path
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Decoding a ~1M model is latency-bound; on 2 shared cores a second torch thread mostly
-    waits (measured 5 ms/step with 1 thread vs 100+ ms with 2 under load). Restored after."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from thread_helpers import one_thread
 
-from tests.watermark.conftest import one_thread
 from watermark.stats import binomial_sf
 
 
