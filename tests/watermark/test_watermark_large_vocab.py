@@ -52,7 +52,7 @@ def large_vocab_key(large_vocab_model, tmp_path_factory):
     from watermark.keys import generate_key
 
     path = tmp_path_factory.mktemp("vocab50k-key") / "key.json"
-    generate_key(large_vocab_model, path)  # kgw, left-hash over one token: the cached path
+    generate_key(large_vocab_model, path, scheme="kgw")  # left-hash over one token: the cached bias-row path
     return path
 
 
