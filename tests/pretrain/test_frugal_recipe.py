@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from test_engine import nano_args as engine_nano_args
 from transformers import AutoModelForCausalLM, get_scheduler
 
 from pretrain.config import PretrainArguments
@@ -20,23 +21,9 @@ def nano_model():
 
 
 def nano_args(prepared_data, **overrides) -> PretrainArguments:
-    base = dict(
-        model="nano",
-        data_dir=str(prepared_data["data"]),
-        tokenizer=str(prepared_data["tokenizer"]),
-        block_size=64,
-        per_device_batch_size=8,
-        max_steps=20,
-        warmup_steps=2,
-        eval_steps=1000,
-        eval_blocks=8,
-        save_steps=1000,
-        logging_steps=5,
-        precision="fp32",
-        seed=7,
-    )
-    base.update(overrides)
-    return PretrainArguments(**base)
+    """The engine tests' nano run, shorter and with rarer checkpoints and logs."""
+    defaults = dict(max_steps=20, warmup_steps=2, eval_blocks=8, save_steps=1000, logging_steps=5)
+    return engine_nano_args(prepared_data, **{**defaults, **overrides})
 
 
 def test_muon_takes_only_the_hidden_matrices():
