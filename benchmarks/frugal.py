@@ -9,7 +9,8 @@ trains N optimizer steps; its final validation loss is the target. Every other a
 lever (or, `frugal`, the recipe `mintline pretrain --recipe frugal` runs) and trains on the same
 blocks in the same order from the same initial weights, until it reaches the target (found by
 evaluating every few steps and interpolating linearly between the two evaluations around the
-crossing) or until it cannot win any more.
+crossing) or until it cannot win any more. Every arm is evaluated the same way, on packed
+validation blocks read as dense reads them (the target's own metric), whatever it trains with.
 
 All arms live in this one process and take turns step by step (round robin), so whatever else
 loads the machine hits them alike. Each arm's training time is the sum of its own steps (forward,
@@ -42,6 +43,7 @@ from dataclasses import asdict, dataclass, field, replace
 from types import SimpleNamespace
 
 from pretrain.recipes import RECIPES, Recipe
+from pretrain.time_to_target import crossing
 
 REPO = Path(__file__).resolve().parents[1]
 # A stated constant, not a measurement: about what one busy core of a current server CPU draws
@@ -62,6 +64,7 @@ class Arm:
     compile: bool = False
     prune: bool = False
     batch_multiplier: float = 1.0
+    isolate_documents: bool = False  # packing without cross-document attention
     runs_to_end: bool = False  # train dense's whole token budget even after reaching the target
 
 
@@ -77,6 +80,7 @@ def default_arms(frugal: Recipe = RECIPES["frugal"]) -> list[Arm]:
         Arm("lr2x", "learning rate x2", recipe=replace(dense, lr_multiplier=2.0)),
         Arm("batch_half", "half the batch, twice the steps (same tokens)", batch_multiplier=0.5),
         Arm("horizon_half", "schedule ends at half the token budget", recipe=replace(dense, horizon=0.5)),
+        Arm("isolated_docs", "packing without cross-document attention", isolate_documents=True),
         Arm("frugal", "the frugal recipe (mintline pretrain --recipe frugal)", recipe=frugal, runs_to_end=True),
         # the recipe less one lever, or plus one that lost alone: does it still (not) pay in company?
         Arm("frugal_cosine", "frugal with dense's cosine instead of WSD", recipe=replace(frugal, schedule="cosine")),
@@ -171,6 +175,7 @@ def train_arm(arm: Arm, setup: dict, curve: Curve):
     import torch
     from transformers import AutoModelForCausalLM, get_scheduler
 
+    from pretrain.data import document_position_ids
     from pretrain.optimizers import MuonWithAdamW, build_optimizer
     from pretrain.recipes import build_scheduler
 
@@ -216,10 +221,13 @@ def train_arm(arm: Arm, setup: dict, curve: Curve):
         indices = order[step * batch : (step + 1) * batch]
         inputs = torch.stack([train[i]["input_ids"] for i in indices])
         wall, cpu = time.perf_counter(), time.process_time()
+        documents = {}
+        if arm.isolate_documents:  # timed: the position ids, and the block-diagonal mask built from them
+            documents = {"position_ids": document_position_ids(inputs, setup["eos"]), "use_cache": False}
         if pruner is not None:
             pruner.on_step_begin(*vars(trainer_view).values(), model=model)
         with autocast:
-            loss = forward(input_ids=inputs, labels=inputs).loss
+            loss = forward(input_ids=inputs, labels=inputs, **documents).loss
         loss.backward()
         # drop the graph now: a live grad_fn keeps each weight's gradient accumulator, which remembers
         # the old shape after a pruning event
@@ -263,20 +271,6 @@ def train_arm(arm: Arm, setup: dict, curve: Curve):
 
 
 # -- the run --------------------------------------------------------------------------------
-
-
-def crossing(points: list[dict], target: float) -> dict | None:
-    """Cost at the first time the validation loss reaches `target`, linear between evaluations."""
-    for before, after in zip(points, points[1:]):
-        if after["loss"] <= target:
-            if before["loss"] <= target:
-                return dict(before)
-            share = (before["loss"] - target) / (before["loss"] - after["loss"])
-            return {
-                key: before[key] + share * (after[key] - before[key])
-                for key in ("tokens", "steps", "wall", "cpu", "flops")
-            }
-    return None
 
 
 def run_arms(arms: list[Arm], setup: dict, log=print) -> dict[str, Curve]:
@@ -427,7 +421,7 @@ def run_benchmark(
     started = time.time()
     chosen = default_arms()
     if quick:  # the single levers, the recipe and mintline run's default; the recipe less one lever: full run
-        chosen = [arm for arm in chosen if arm.name not in ("frugal_cosine", "frugal_full_batch")]
+        chosen = [arm for arm in chosen if arm.name not in ("frugal_cosine", "frugal_full_batch", "isolated_docs")]
     if arms:
         unknown = sorted(set(arms) - {arm.name for arm in chosen})
         if unknown:
@@ -450,6 +444,7 @@ def run_benchmark(
             "learning_rate": learning_rate,
             "eval_every": eval_every,
             "seed": 42,
+            "eos": tokenizer.eos_token_id,
             "out": root / "runs",
             # the pipeline's pruning (mintline/pipeline/default.yaml)
             "pruning": {"prune_heads": 0.5, "prune_neurons": 0.625, "prune_start": 0.05, "prune_end": 0.2},

@@ -64,6 +64,17 @@ class PretrainArguments:
         metadata={"help": "multi-process strategy under torchrun: ddp, or fsdp for models that do not fit"},
     )
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads per process (0 = cores / processes)"})
+    target_loss: float | None = field(
+        default=None,
+        metadata={"help": "state the training time to this validation loss (time_to_target in the figures)"},
+    )
+    compare_to: str | None = field(
+        default=None,
+        metadata={
+            "help": "an earlier pretrain output (or run) directory, e.g. a --recipe dense run: its final validation "
+            "loss is the target (unless --target_loss) and its own time to it the baseline of time_ratio"
+        },
+    )
 
     def __post_init__(self):
         positive = (
@@ -108,4 +119,6 @@ class PretrainArguments:
         "logging_steps",
         "num_threads",
         "compile",
+        "target_loss",  # what the run reports, not how it trains
+        "compare_to",
     )

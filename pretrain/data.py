@@ -116,6 +116,23 @@ def _with_sentinel(texts: Iterator[str]) -> Iterator[str | None]:
     yield None
 
 
+def document_position_ids(input_ids, eos_token_id: int):
+    """Position ids that restart at 0 after every EOS, for packing without cross-document attention.
+
+    Given position ids and no attention mask, transformers (masking_utils.find_packed_sequence_indices)
+    reads each restart as a new sequence and builds a block-diagonal causal mask, so a token attends
+    only to earlier tokens of its own document, and RoPE counts from that document's start. It does
+    so only without a KV cache: call the model with `use_cache=False`.
+    """
+    import torch
+
+    index = torch.arange(input_ids.shape[-1]).expand_as(input_ids)
+    follows_eos = torch.zeros_like(input_ids, dtype=torch.bool)
+    follows_eos[..., 1:] = input_ids[..., :-1] == eos_token_id
+    document_start = torch.cummax(torch.where(follows_eos, index, torch.zeros_like(index)), dim=-1).values
+    return index - document_start
+
+
 class PackedBlocks:
     """A map-style torch dataset of non-overlapping `block_size` slices of a token file."""
 

@@ -37,6 +37,7 @@ from pretrain.sparsity.callbacks import sparsity_figures
 from pretrain.sparsity.config import SparsityArguments
 from pretrain.sparsity.structured import restore_pruned_shapes
 from pretrain.throughput import ThroughputMeter, device_peak_flops
+from pretrain.time_to_target import TRAINING_SECONDS, TrainingClock, load_baseline, loss_curve, time_to_target
 
 log = logging.getLogger("pretrain")
 
@@ -63,11 +64,22 @@ class PretrainTrainer(Trainer):
       does not store (`lm_head.weight`); any other missing key is still warned about.
     """
 
-    def __init__(self, *args, precision: PrecisionChoice, own_autocast: bool, recipe: Recipe | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        precision: PrecisionChoice,
+        own_autocast: bool,
+        recipe: Recipe | None = None,
+        clock: TrainingClock | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.precision = precision
         self.own_autocast = own_autocast
         self.recipe = recipe or get_recipe("dense")
+        self.clock = clock
+        if clock is not None:
+            self.add_callback(clock)
 
     def create_optimizer(self, model=None):
         # the frugal recipe's Muon + AdamW (pretrain/optimizers.py); dense keeps the Trainer's own AdamW
@@ -113,6 +125,8 @@ class PretrainTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "eval_loss" in logs:
             logs["eval_perplexity"] = round(perplexity(logs["eval_loss"]), 4)
+            if self.clock is not None:  # the time axis of time-to-target (pretrain/time_to_target.py)
+                logs[TRAINING_SECONDS] = round(self.clock.seconds, 3)
         super().log(logs, start_time)
 
 
@@ -263,6 +277,7 @@ def pretrain(
     hf_logging.disable_progress_bar()  # per-file "Writing model shards" bars; the training bar stays
     if not args.data_dir or not args.tokenizer:
         raise ConfigError("data_dir and tokenizer: both are required")
+    baseline = load_baseline(args.compare_to) if args.compare_to else None  # a typo fails before training
     threads = resolve_threads(args)
     tokenizer = load_tokenizer(args.tokenizer)
     model_config = build_model_config(args, tokenizer)
@@ -336,6 +351,7 @@ def pretrain(
         precision=precision,
         own_autocast=on_cpu,
         recipe=get_recipe(args.recipe),
+        clock=TrainingClock(),
         callbacks=[
             ThroughputCallback(meter, training_flops, peak_flops, world_size, cpu_threads=threads if on_cpu else None),
             interrupt,
@@ -407,7 +423,11 @@ def pretrain(
         "train_runtime_seconds": round(train_output.metrics.get("train_runtime", 0.0), 2),
         "wall_seconds": round(time.time() - started, 2),
         "model_dir": str(model_dir),
+        "loss_curve": loss_curve(trainer.state.log_history, tokens_per_step),
     }
+    reached = time_to_target(figures["loss_curve"], args.target_loss, baseline)
+    if reached is not None:
+        figures["time_to_target"] = reached
     if sparsity_callbacks:
         figures["sparsity"] = sparsity_figures(sparsity_callbacks, trainer.model)
         figures["parameters_final"] = count_parameters(trainer.model)

@@ -115,9 +115,23 @@ def journal_config(args: PretrainArguments, sparsity: SparsityArguments) -> dict
     config = asdict(args)
     if config["recipe"] == "dense":
         config.pop("recipe")
+    for reporting_only in ("target_loss", "compare_to"):  # unset: the config as before they existed
+        if config[reporting_only] is None:
+            config.pop(reporting_only)
     if sparsity.structured or sparsity.unstructured:
         config["sparsity"] = asdict(sparsity)
     return config
+
+
+def describe_time_to_target(reached: dict) -> str:
+    """One line: when the run reached its target loss, and against the baseline's time if there is one."""
+    target = f"validation loss {reached['target_loss']}"
+    if not reached["reached"]:
+        return f"{target} not reached"
+    text = f"{target} after {reached['training_seconds']} s of training (step {reached['step']})"
+    if reached.get("time_ratio") is not None:
+        text += f", {reached['time_ratio']}x the baseline's {reached['baseline_training_seconds']} s"
+    return text
 
 
 def leave_process_group() -> None:
@@ -140,6 +154,8 @@ def main(
     summary.update(
         {key: figures["sparsity"][key] for key in SPARSITY_SUMMARY_KEYS if key in figures.get("sparsity", {})}
     )
+    if figures.get("time_to_target"):
+        summary["time_to_target"] = describe_time_to_target(figures["time_to_target"])
     heading = "pretrain: already finished with these inputs and config (run.json); nothing to do\n" if skipped else ""
     return CommandResult(data={"skipped": skipped, **figures}, text=heading + format_key_values(summary))
 

@@ -102,6 +102,10 @@ def _pretrain_section(run_dir: Path, record: dict | None, out: Path):
         + (f", MFU {f['mfu']:.1%}" if f.get("mfu") else "")
         + "."
     ]
+    if f.get("time_to_target"):
+        from mintline.commands.pretrain import describe_time_to_target
+
+        text.append(f"Recipe `{f.get('recipe')}`: {describe_time_to_target(f['time_to_target'])}.")
     sparsity = f.get("sparsity")
     if sparsity:
         text.append(_sparsity_text(sparsity))

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from test_engine import nano_args as engine_nano_args
 from transformers import AutoModelForCausalLM, get_scheduler
 
 from pretrain.config import PretrainArguments
+from pretrain.data import document_position_ids
 from pretrain.engine import PretrainTrainer, pretrain, run_identity
 from pretrain.optimizers import MuonWithAdamW, build_optimizer, split_parameters
 from pretrain.presets import build_config
 from pretrain.recipes import RECIPES, apply_recipe, lr_factor
+from pretrain.time_to_target import crossing
 
 
 def nano_model():
@@ -24,6 +27,24 @@ def nano_args(prepared_data, **overrides) -> PretrainArguments:
     """The engine tests' nano run, shorter and with rarer checkpoints and logs."""
     defaults = dict(max_steps=20, warmup_steps=2, eval_blocks=8, save_steps=1000, logging_steps=5)
     return engine_nano_args(prepared_data, **{**defaults, **overrides})
+
+
+def test_document_positions_keep_each_document_to_itself():
+    # token 2 is EOS: the block holds the tail of one document, a whole one, and the head of a third
+    block = torch.tensor([[7, 8, 2, 1, 9, 10, 11, 2, 1, 12, 13]])
+    positions = document_position_ids(block, eos_token_id=2)
+    assert positions.tolist() == [[0, 1, 2, 0, 1, 2, 3, 4, 0, 1, 2]]
+    model = nano_model().eval()
+    with torch.no_grad():
+        packed = model(input_ids=block, position_ids=positions, use_cache=False).logits
+        with_cache = model(input_ids=block, position_ids=positions).logits
+        alone = model(input_ids=block[:, 3:8]).logits
+        across = model(input_ids=block).logits
+    # the middle document's logits are those of the document on its own: nothing leaks across EOS
+    torch.testing.assert_close(packed[:, 3:8], alone, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(across[:, 3:8], alone, atol=1e-3)  # plain packing does attend across
+    # with a cache transformers does not look for packed sequences: the positions alone do not isolate
+    assert not torch.allclose(with_cache[:, 3:8], alone, atol=1e-3)
 
 
 def test_muon_takes_only_the_hidden_matrices():
@@ -149,7 +170,7 @@ def test_benchmark_function_returns_the_json_keys(prepared_data, tmp_path):
         block=32,
         eval_every=1,
         eval_blocks=4,
-        arms=["muon", "frugal"],
+        arms=["muon", "frugal", "isolated_docs"],
         out=tmp_path / "out",
         data_dir=prepared_data["data"],
         tokenizer_dir=prepared_data["tokenizer"],
@@ -165,6 +186,60 @@ def test_benchmark_function_returns_the_json_keys(prepared_data, tmp_path):
         "ablation",
     ):
         assert key in result
-    assert set(result["ablation"]) == {"dense", "muon", "frugal"}
+    assert set(result["ablation"]) == {"dense", "muon", "frugal", "isolated_docs"}
     assert result["ablation"]["dense"]["time_to_target_ratio"] == 1.0
     assert (tmp_path / "out" / "frugal_curves.png").stat().st_size > 1000
+
+
+def test_crossing_interpolates_between_the_evaluations_around_the_target():
+    points = [{"loss": 6.0, "wall": 0.0, "steps": 0}, {"loss": 5.0, "wall": 10.0, "steps": 4}]
+    points.append({"loss": 4.0, "wall": 30.0, "steps": 8})
+    assert crossing(points, 4.5) == {"wall": 20.0, "steps": 6.0}  # half-way between 5.0 and 4.0
+    assert crossing(points, 6.5) == points[0]  # reached before training
+    assert crossing(points, 3.9) is None
+
+
+def test_training_clock_continues_a_resumed_run():
+    from types import SimpleNamespace
+
+    from pretrain.time_to_target import TrainingClock
+
+    clock = TrainingClock()
+    state = SimpleNamespace(log_history=[{"eval_loss": 5.0, "training_seconds": 12.5, "step": 40}, {"loss": 4.9}])
+    clock.on_train_begin(None, state, None)
+    clock.on_step_begin(None, state, None)
+    clock.on_step_end(None, state, None)
+    assert 12.5 < clock.seconds < 13.5
+
+
+def test_time_to_target_against_a_dense_baseline(prepared_data, tmp_path):
+    dense = pretrain(nano_args(prepared_data, max_steps=8, eval_steps=2), tmp_path / "dense")
+    curve = dense["loss_curve"]
+    assert [point["step"] for point in curve] == [0, 2, 4, 6, 8]
+    seconds = [point["training_seconds"] for point in curve]
+    assert seconds[0] == 0 and all(later > earlier for earlier, later in zip(seconds, seconds[1:]))
+    assert "time_to_target" not in dense  # nothing to measure against
+
+    target = round(curve[0]["eval_loss"] - 0.3, 4)  # a loss both runs reach early
+    args = nano_args(prepared_data, recipe="frugal", max_steps=8, eval_steps=2, target_loss=target)
+    frugal = pretrain(replace(args, compare_to=str(tmp_path / "dense")), tmp_path / "frugal")
+    reached = frugal["time_to_target"]
+    assert reached["reached"] and reached["target_loss"] == target
+    assert reached["baseline"] == str(tmp_path / "dense") and reached["baseline_final_loss"] == round(
+        dense["eval_loss"], 4
+    )
+    dense_at = crossing([{**p, "loss": p["eval_loss"]} for p in curve], target)
+    assert math.isclose(reached["baseline_training_seconds"], dense_at["training_seconds"], abs_tol=0.01)
+    assert math.isclose(
+        reached["time_ratio"], reached["training_seconds"] / reached["baseline_training_seconds"], rel_tol=0.01
+    )
+
+    # without --target_loss the target is the baseline's final loss
+    default = pretrain(replace(args, target_loss=None, compare_to=str(tmp_path / "dense")), tmp_path / "again")
+    assert default["time_to_target"]["target_loss"] == round(dense["eval_loss"], 4)
+
+
+def test_compare_to_without_a_finished_run_is_one_line_exit_2(cli, run_dir, tmp_path):
+    run = cli("pretrain", "--run_dir", run_dir, "--compare_to", str(tmp_path / "nowhere"), "-q")
+    assert run.code == 2 and "compare_to" in run.err and "log_history.json" in run.err
+    assert run.err.strip().count("\n") == 0 and "Traceback" not in run.err
