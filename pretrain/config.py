@@ -100,6 +100,12 @@ class PretrainArguments:
             raise ValueError("eval_blocks, num_threads, max_grad_norm, weight_decay: must be >= 0")
         if not 0 < self.adam_beta2 < 1:
             raise ValueError(f"adam_beta2: must be in (0, 1), got {self.adam_beta2}")
+        if self.compare_to is not None and not any(
+            (Path(self.compare_to) / sub / "log_history.json").is_file() for sub in (".", "pretrain")
+        ):
+            raise ValueError(
+                f"compare_to: {self.compare_to} holds no log_history.json (a finished `mintline pretrain` output)"
+            )
         # here, not when the model is built: a typo fails before torch is imported and data is read
         config_file = Path(self.model) / "config.json" if Path(self.model).is_dir() else Path(self.model)
         if self.model not in PRESETS and not config_file.is_file():
