@@ -375,8 +375,10 @@ def plot(curves: dict[str, Curve], target: float, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     figure, (by_time, by_flops) = plt.subplots(1, 2, figsize=(13, 5))
-    for name, curve in curves.items():
+    palette = plt.cm.tab20.colors  # the default cycle repeats after 10 colours; there are up to 14 arms
+    for index, (name, curve) in enumerate(curves.items()):
         style = {"linewidth": 2.5} if name in ("dense", "frugal") else {"linewidth": 1, "alpha": 0.8}
+        style["color"] = palette[index % len(palette)]
         by_time.plot([p["wall"] for p in curve.points], [p["loss"] for p in curve.points], label=name, **style)
         by_flops.plot([p["flops"] for p in curve.points], [p["loss"] for p in curve.points], label=name, **style)
     for axis, label in ((by_time, "training wall seconds (own turns)"), (by_flops, "training FLOPs")):

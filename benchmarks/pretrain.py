@@ -113,6 +113,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--compile", action="store_true", help="also compare with torch.compile on both sides")
+    parser.add_argument(
+        "--precisions",
+        default="fp32,bf16",
+        help="comma-separated (where bf16 is emulated, as on CPUs without AMX/AVX512-BF16, its steps are ~10x slower)",
+    )
     options = parser.parse_args()
     model = options.model or ("nano" if options.quick else "tiny")
     steps = options.steps or (30 if options.quick else 60)
@@ -122,7 +127,11 @@ def main() -> None:
         root = Path(tmp)
         data, tokenizer = build_data(root)
         rows = []
-        variants = [("fp32", False), ("bf16", False)] + ([("bf16", True)] if options.compile else [])
+        precisions = [p for p in options.precisions.split(",") if p]
+        unknown = sorted(set(precisions) - {"fp32", "bf16"})
+        if unknown:
+            parser.error(f"--precisions: unknown {unknown}; choose from fp32, bf16")
+        variants = [(p, False) for p in precisions] + ([("bf16", True)] if options.compile else [])
         for precision, compiled in variants:
             raw, engine = [], []
             for repeat in range(repeats):
