@@ -68,6 +68,13 @@ class AlignStageConfig:
             "the DPO'd policy's answers with the pre-DPO policy's (0 = off)"
         },
     )
+    gold_win_samples: int = field(
+        default=2,
+        metadata={
+            "help": "simulated backend: answers sampled per held-out prompt from each policy; the gold judge "
+            "compares their mean scores (more samples, less sampling noise in each prompt's verdict)"
+        },
+    )
     include_pseudo: bool = field(default=False, metadata={"help": "train DPO on pseudo-labels too"})
     eval_fraction: float = field(default=0.15, metadata={"help": "labelled pairs held out from DPO to measure it"})
     dpo_beta: float = field(default=0.1, metadata={"help": "DPO β"})
@@ -87,6 +94,8 @@ class AlignStageConfig:
             raise ConfigError(f"backend: must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not 0 <= self.eval_fraction < 1 or not 0 <= self.flip_rate <= 1:
             raise ConfigError("eval_fraction in [0, 1) and flip_rate in [0, 1] are required")
+        if self.gold_win_samples < 1:
+            raise ConfigError(f"gold_win_samples: must be >= 1, got {self.gold_win_samples}")
         if self.backend == "simulated" and self.annotators < 1:
             raise ConfigError(f"annotators: must be >= 1, got {self.annotators}")
         if self.backend == "simulated" and not 1 <= self.annotators_per_pair <= self.annotators:
@@ -346,7 +355,9 @@ def gold_win_rate(
     if not prompts:
         return {"n": 0}
     tokenizer = AutoTokenizer.from_pretrained(config.policy_model)
-    sampling = CandidateConfig(**{**asdict(candidates), "samples_per_prompt": 2, "sample_seed": 1000 + seed})
+    sampling = CandidateConfig(
+        **{**asdict(candidates), "samples_per_prompt": config.gold_win_samples, "sample_seed": 1000 + seed}
+    )
     scores = {}
     for name, model in (
         ("dpo", load_aligned(config.policy_model, model_dir)),
@@ -356,6 +367,7 @@ def gold_win_rate(
         scores[name] = [sum(gold(p, r) for r in rs) / len(rs) for p, rs in zip(prompts, responses)]
     result = win_rate(scores["dpo"], scores["pre_dpo"], seed=seed)
     result["mean_gold"] = {k: round(sum(v) / len(v), 4) for k, v in scores.items()}
+    result["answers_per_prompt"] = config.gold_win_samples
     return result
 
 
@@ -380,7 +392,10 @@ def dpo_verdict(dpo: dict) -> dict:
     if win and win.get("n"):
         low, high = (round(0.5 + m, 4) for m in win["margin_ci"])
         helped = low > 0.5
-        interval = f"{win['win_rate']:.3f} (95% CI {low:.3f} to {high:.3f}) on {win['n']} held-out prompts"
+        answers = win.get("answers_per_prompt")
+        interval = f"{win['win_rate']:.3f} (95% CI {low:.3f} to {high:.3f}) on {win['n']} held-out prompts" + (
+            f" ({answers} answers each)" if answers else ""
+        )
         text = (
             f"DPO beat the pre-DPO policy on the gold judge: win rate {interval}"
             if helped

@@ -208,3 +208,21 @@ def test_rlhf_lite_stage_end_to_end_moves_the_policy(trained_model_dir, tmp_path
     assert (
         json.loads((tmp_path / "align" / "figures.json").read_text())["labels_received"] == figures["labels_received"]
     )
+
+
+def test_dpo_verdict_flags_a_dpo_that_did_not_help():
+    from alignment.stage import dpo_verdict
+
+    flat = {"gold_win_rate": {"n": 64, "win_rate": 0.508, "margin_ci": [-0.0625, 0.0781], "answers_per_prompt": 2}}
+    verdict = dpo_verdict(flat)
+    assert verdict["helped"] is False and verdict["ci"] == [0.4375, 0.5781]
+    assert verdict["text"].startswith("DPO did not measurably beat the pre-DPO policy")
+    assert "64 held-out prompts (2 answers each)" in verdict["text"]
+
+    better = {"gold_win_rate": {"n": 128, "win_rate": 0.594, "margin_ci": [0.0078, 0.1797], "answers_per_prompt": 8}}
+    assert dpo_verdict(better)["helped"] is True and dpo_verdict(better)["text"].startswith("DPO beat")
+
+    # without held-out prompts: the implicit-reward accuracy on the gold pairs, a Wilson interval around it
+    chance = dpo_verdict({"gold_implicit_reward_accuracy": 0.4886, "gold_eval_pairs": 88})
+    assert chance["helped"] is False and "chance" in chance["text"]
+    assert dpo_verdict({})["helped"] is False
