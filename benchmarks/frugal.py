@@ -85,6 +85,12 @@ def default_arms(frugal: Recipe = RECIPES["frugal"]) -> list[Arm]:
         # the recipe less one lever, or plus one that lost alone: does it still (not) pay in company?
         Arm("frugal_cosine", "frugal with dense's cosine instead of WSD", recipe=replace(frugal, schedule="cosine")),
         Arm("frugal_full_batch", "frugal at dense's batch", recipe=replace(frugal, batch_multiplier=1.0)),
+        # at the full budget frugal meets dense's loss in WSD's flat stable phase: does an earlier decay pay?
+        Arm(
+            "frugal_early_decay",
+            "frugal with its decay ending at half the budget",
+            recipe=replace(frugal, horizon=0.5),
+        ),
         Arm(
             "frugal_prune",
             "frugal + dynamic structured pruning (mintline run's default)",
@@ -423,7 +429,11 @@ def run_benchmark(
     started = time.time()
     chosen = default_arms()
     if quick:  # the single levers, the recipe and mintline run's default; the recipe less one lever: full run
-        chosen = [arm for arm in chosen if arm.name not in ("frugal_cosine", "frugal_full_batch", "isolated_docs")]
+        chosen = [
+            arm
+            for arm in chosen
+            if arm.name not in ("frugal_cosine", "frugal_full_batch", "frugal_early_decay", "isolated_docs")
+        ]
     if arms:
         unknown = sorted(set(arms) - {arm.name for arm in chosen})
         if unknown:
