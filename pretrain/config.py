@@ -100,6 +100,8 @@ class PretrainArguments:
             raise ValueError("eval_blocks, num_threads, max_grad_norm, weight_decay: must be >= 0")
         if not 0 < self.adam_beta2 < 1:
             raise ValueError(f"adam_beta2: must be in (0, 1), got {self.adam_beta2}")
+        if self.target_loss is not None and not self.target_loss > 0:  # also refuses nan
+            raise ValueError(f"target_loss: must be > 0 (a validation loss in nats/token), got {self.target_loss}")
         if self.compare_to is not None and not any(
             (Path(self.compare_to) / sub / "log_history.json").is_file() for sub in (".", "pretrain")
         ):

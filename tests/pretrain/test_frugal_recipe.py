@@ -243,3 +243,9 @@ def test_compare_to_without_a_finished_run_is_one_line_exit_2(cli, run_dir, tmp_
     run = cli("pretrain", "--run_dir", run_dir, "--compare_to", str(tmp_path / "nowhere"), "-q")
     assert run.code == 2 and "compare_to" in run.err and "log_history.json" in run.err
     assert run.err.strip().count("\n") == 0 and "Traceback" not in run.err
+
+
+def test_target_loss_must_be_a_positive_loss(cli, run_dir):
+    run = cli("pretrain", "--run_dir", run_dir, "--target_loss", "nan", "-q")
+    assert run.code == 2 and "target_loss: must be > 0" in run.err
+    assert run.err.strip().count("\n") == 0 and "Traceback" not in run.err
