@@ -230,9 +230,9 @@ def test_time_to_target_against_a_dense_baseline(prepared_data, tmp_path):
     )
     dense_at = crossing([{**p, "loss": p["eval_loss"]} for p in curve], target)
     assert math.isclose(reached["baseline_training_seconds"], dense_at["training_seconds"], abs_tol=0.01)
-    assert math.isclose(
-        reached["time_ratio"], reached["training_seconds"] / reached["baseline_training_seconds"], rel_tol=0.01
-    )
+    # the seconds are rounded to 0.01 and a nano run's are ~0.1 s, so the ratio of the rounded figures is coarse
+    expected = reached["training_seconds"] / reached["baseline_training_seconds"]
+    assert math.isclose(reached["time_ratio"], expected, rel_tol=0.15)
 
     # without --target_loss the target is the baseline's final loss
     default = pretrain(replace(args, target_loss=None, compare_to=str(tmp_path / "dense")), tmp_path / "again")
