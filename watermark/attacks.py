@@ -131,6 +131,11 @@ def crop(text: str, fraction: float, rng: np.random.Generator) -> str:
     return join_words([("", kept[0][1]), *kept[1:]]) if kept else ""
 
 
+def human_word_pool(human_texts: Sequence[str], limit: int = 2000) -> list[str]:
+    """The words substitutions and insertions draw from: short alphabetic words of human text."""
+    return sorted({w for text in human_texts[:limit] for w in text.split() if w.isalpha() and len(w) < 16})
+
+
 class Attacker:
     """Applies attacks with what they need: a word pool, human filler text, and the tokenizer."""
 

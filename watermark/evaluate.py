@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from watermark.attacks import Attacker, parse_attack
+from watermark.attacks import Attacker, human_word_pool, parse_attack
 from watermark.detect import DetectionConfig, Detector, TextTokenizer
 from watermark.errors import ConfigError
 from watermark.keys import WatermarkKey
 from watermark.stats import binomial_sf
+from watermark.weight_attacks import is_weight_spec, parse_modification
 
 DEFAULT_ATTACKS = [
     "none",
@@ -51,7 +52,12 @@ class EvaluationConfig:
         default_factory=lambda: [32, 64, 128, 256], metadata={"help": "token lengths to evaluate"}
     )
     attacks: list[str] = field(
-        default_factory=lambda: list(DEFAULT_ATTACKS), metadata={"help": "attacks as name:rate"}
+        default_factory=lambda: list(DEFAULT_ATTACKS),
+        metadata={
+            "help": "text attacks as name:rate; weight attacks (finetune:STEPS[:LR], lora:STEPS[:LR], int8, "
+            "wanda:SPARSITY, average:WEIGHT, each optionally +TEXT_ATTACK on top) run the survival suite of the "
+            "key's weight mark"
+        },
     )
     fprs: list[float] = field(
         default_factory=lambda: [0.01, 0.0001], metadata={"help": "false-positive rates for TPR"}
@@ -71,9 +77,14 @@ class EvaluationConfig:
             raise ValueError("confidence: must be in (0, 1); bootstrap: >= 10 resamples")
         for spec in self.attacks:
             try:
-                parse_attack(spec)
+                parse_modification(spec) if is_weight_spec(spec) else parse_attack(spec)
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
+
+
+def text_attack_specs(specs: Sequence[str]) -> list[str]:
+    """The specs that edit text only; weight attacks (`int8`, `finetune:...+crop:0.5`) are the survival suite's."""
+    return [spec for spec in specs if not is_weight_spec(spec)]
 
 
 # -- inputs -------------------------------------------------------------------------------------
@@ -197,9 +208,10 @@ def evaluate_watermark(
     def encode(text):
         return tokenizer.tokenizer.encode(text, add_special_tokens=False).ids
 
-    pool = sorted({w for text in human_texts[:2000] for w in text.split() if w.isalpha() and len(w) < 16})
-    attacker = Attacker(pool, human_texts, encode, decode, tokenizer.tokenizer.get_vocab_size())
-    attacks = [parse_attack(spec) for spec in config.attacks]
+    attacker = Attacker(
+        human_word_pool(human_texts), human_texts, encode, decode, tokenizer.tokenizer.get_vocab_size()
+    )
+    attacks = [parse_attack(spec) for spec in text_attack_specs(config.attacks)]
     rng = np.random.default_rng(config.attack_seed)
     rows, distributions = [], {}
     for length in config.lengths:

@@ -5,6 +5,8 @@ clean text), `lora:STEPS:LR` (PEFT LoRA r=16 on every attention and MLP projecti
 `merge_and_unload`), `int8` (torch.ao `quantize_dynamic` of every Linear), `wanda:SPARSITY`
 (mintline's own Wanda pruning, passed in by the caller: this package imports nothing in-project),
 `average:WEIGHT` (a weight average with an independently trained model of the same shape, passed in).
+`WEIGHT+TEXT` (e.g. `finetune:500:1e-4+word_substitution:0.2`) applies a text attack (watermark/attacks.py)
+to the modified model's generations as well.
 
 Every attack returns a new model and leaves its input untouched. `int8` returns the quantized
 model (it generates as a user running it would) and `dequantized(model)` gives the float
@@ -18,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from watermark.attacks import Attack, parse_attack
 from watermark.errors import ConfigError
 
 ATTACK_KINDS = ("none", "finetune", "lora", "int8", "wanda", "average")
@@ -62,6 +65,26 @@ def parse_weight_attack(spec: str) -> WeightAttack:
     if rest:
         raise ConfigError(f"weight attack {spec!r}: {kind} takes no parameters")
     return WeightAttack(kind)
+
+
+def is_weight_spec(spec: str) -> bool:
+    """Does this attack spec modify the weights (`finetune:...`, `int8`, `WEIGHT+TEXT`) rather than only text?"""
+    kind = spec.strip().split("+", 1)[0].split(":", 1)[0]
+    return kind in ATTACK_KINDS and kind != "none"
+
+
+def parse_modification(spec: str) -> tuple[WeightAttack, Attack]:
+    """`WEIGHT[+TEXT]`: a weight attack, and a text attack applied on top of its generations (default none)."""
+    weight_spec, plus, text_spec = spec.strip().partition("+")
+    if plus and not text_spec:
+        raise ConfigError(
+            f"attack {spec!r}: nothing after '+' (expected WEIGHT+TEXT, e.g. int8+word_substitution:0.2)"
+        )
+    return parse_weight_attack(weight_spec), parse_attack(text_spec or "none")
+
+
+def modification_label(weight: WeightAttack, text: Attack) -> str:
+    return weight.label if text.name == "none" else f"{weight.label}+{text.label}"
 
 
 def token_blocks(tokenizer, texts: Sequence[str], block: int = 128):

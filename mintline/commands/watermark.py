@@ -124,12 +124,21 @@ class EvaluateArguments:
     human_passages: int = field(
         default=2000, metadata={"help": "human passages (built-in corpus) for the FPR and attacks"}
     )
+    survival_texts: int = field(
+        default=24, metadata={"help": "weight attacks: 200-token plain-generate texts per attacked model"}
+    )
+    other_model: str = field(
+        default=None,
+        metadata={"help": "weight attack average:WEIGHT: an independently trained model of the same shape"},
+    )
 
     def __post_init__(self):
         if not self.model or not self.key:
             raise ValueError("model and key: both required")
         if self.human_passages < 10:
             raise ValueError(f"human_passages: must be >= 10, got {self.human_passages}")
+        if self.survival_texts < 2:
+            raise ValueError(f"survival_texts: must be >= 2, got {self.survival_texts}")
 
 
 @dataclass
@@ -296,12 +305,18 @@ def distill_main(args: DistillArguments, config, generation, run, options: argpa
 
 
 def evaluate_main(args: EvaluateArguments, config, generation, run, options: argparse.Namespace) -> CommandResult:
+    from dataclasses import replace
+
+    from mintline.commands.watermark_weights import check_suite, survival_suite
     from mintline.journal import Journal
-    from pretrain.generation import load_model_and_tokenizer, make_generate
-    from watermark.evaluate import evaluate_watermark, perplexity_scorer, prompts_from
+    from watermark.evaluate import text_attack_specs
     from watermark.keys import load_key_for
 
     key = load_key_for(args.key, args.model)
+    text_specs = text_attack_specs(config.attacks)
+    weight_specs = [spec for spec in config.attacks if spec not in text_specs]
+    if weight_specs:  # the key must hold a weight mark: say so before any model loads
+        check_suite(weight_specs, key, args.other_model)
     out = Path(args.out) if args.out else layout.stage_dir(run.run_dir, layout.WATERMARK) / "evaluation"
     journal = Journal(run.run_dir)
     stage_config = {
@@ -310,6 +325,7 @@ def evaluate_main(args: EvaluateArguments, config, generation, run, options: arg
         "reference_model": args.reference_model,
         "human_passages": args.human_passages,
         "key_id": key.key_id,
+        **({"survival_texts": args.survival_texts, "other_model": args.other_model} if weight_specs else {}),
     }
     inputs = {"model": args.model, "key": args.key}
     with journal.stage(
@@ -319,21 +335,54 @@ def evaluate_main(args: EvaluateArguments, config, generation, run, options: arg
             return CommandResult(
                 data=stage.figures, text=f"watermark evaluate: up to date ({journal.path}); --force to redo"
             )
-        model, tokenizer = load_model_and_tokenizer(args.model)
-        reference = model if not args.reference_model else load_model_and_tokenizer(args.reference_model)[0]
-        passages = human_passages(limit=args.human_passages)
-        report = evaluate_watermark(
-            key,
-            args.model,
-            prompts_from(passages, config.num_samples),
-            passages,
-            make_generate(model, tokenizer, generation),
-            config,
-            out,
-            perplexity=perplexity_scorer(reference, tokenizer),
-            pad_id=tokenizer.pad_token_id or 0,
-        )
-        stage.figures.update(report["summary"])
+        data, lines = {}, []
+        if text_specs or not weight_specs:
+            data = text_evaluation(args, replace(config, attacks=text_specs), generation, key, out)
+            stage.figures.update(data["summary"])
+            lines += text_evaluation_lines(data)
+        if weight_specs:
+            rows = survival_suite(args.model, key, ["none", *weight_specs], args.survival_texts, args.other_model)
+            out.mkdir(parents=True, exist_ok=True)
+            survival = {"model": str(args.model), "key_id": key.key_id, "attacks": rows}
+            (out / "survival.json").write_text(json.dumps(survival, indent=2) + "\n", encoding="utf-8")
+            data["survival"] = survival
+            stage.figures.update(
+                {
+                    "survival_min_detected_at_1e-4": min(r["detected_at_1e-4"] for r in rows),
+                    "survival_max_trace_log10_p": max(r["trace_log10_p"] for r in rows),
+                }
+            )
+            lines += [""] if lines else []
+            lines += [
+                "weight attacks (the mark in the weights):",
+                format_table(rows),
+                f"survival: {out / 'survival.json'}",
+            ]
+    return CommandResult(data=data, text="\n".join(lines))
+
+
+def text_evaluation(args: EvaluateArguments, config, generation, key, out: Path) -> dict:
+    """The text mark's evaluation: marked vs plain generations under each text attack, human FPR, quality."""
+    from pretrain.generation import load_model_and_tokenizer, make_generate
+    from watermark.evaluate import evaluate_watermark, perplexity_scorer, prompts_from
+
+    model, tokenizer = load_model_and_tokenizer(args.model)
+    reference = model if not args.reference_model else load_model_and_tokenizer(args.reference_model)[0]
+    passages = human_passages(limit=args.human_passages)
+    return evaluate_watermark(
+        key,
+        args.model,
+        prompts_from(passages, config.num_samples),
+        passages,
+        make_generate(model, tokenizer, generation),
+        config,
+        out,
+        perplexity=perplexity_scorer(reference, tokenizer),
+        pad_id=tokenizer.pad_token_id or 0,
+    )
+
+
+def text_evaluation_lines(report: dict) -> list[str]:
     rows = [
         {
             "attack": r["attack"],
@@ -357,7 +406,7 @@ def evaluate_main(args: EvaluateArguments, config, generation, run, options: arg
         f"plot: {report['plot']}",
         f"report: {report['report']}",
     ]
-    return CommandResult(data=report, text="\n".join(lines))
+    return lines
 
 
 def keygen_main(args: KeygenArguments, options: argparse.Namespace) -> CommandResult:

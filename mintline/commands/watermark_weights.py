@@ -315,7 +315,8 @@ class SurviveArguments:
         default_factory=lambda: list(QUICK_WEIGHT_ATTACKS),
         metadata={
             "help": "weight attacks: none, finetune:STEPS[:LR], lora:STEPS[:LR], int8, wanda:SPARSITY, "
-            "average:WEIGHT (needs --other_model)"
+            "average:WEIGHT (needs --other_model); WEIGHT+TEXT_ATTACK (e.g. int8+word_substitution:0.2) also scores "
+            "the generations after a text attack"
         },
     )
     texts: int = field(default=24, metadata={"help": "200-token plain-generate texts per attack"})
@@ -329,11 +330,11 @@ class SurviveArguments:
         if self.texts < 2:
             raise ValueError(f"texts: must be >= 2, got {self.texts}")
         from watermark.errors import ConfigError
-        from watermark.weight_attacks import parse_weight_attack
+        from watermark.weight_attacks import parse_modification
 
         try:
             for spec in self.attacks:
-                parse_weight_attack(spec)
+                parse_modification(spec)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
 
@@ -351,64 +352,127 @@ def add_survive_verb(verbs) -> None:
     survive.set_defaults(handler=survive_main)
 
 
-def measure_attack(label, attacked, scorer, tokenizer, key, mark, base, prompts, weights=None, validation=()):
-    """One row of the survival table: text detection of `attacked`'s plain generations and its white-box trace."""
+def measure_attack(
+    label, attacked, scorer, tokenizer, key, mark, base, prompts, weights=None, validation=(), text_attacks=()
+) -> list[dict]:
+    """Rows of the survival table for `attacked`: its plain 200-token generations as they are and under each
+    text attack in `text_attacks` ((Attack, Attacker) pairs, applied on top), each scored by the text test, and
+    the white-box trace of its weights (the same in every row: text edits do not touch the weights)."""
     import numpy as np
 
-    from watermark.trace import black_box, white_box
-    from watermark.weights import log10_normal_sf
+    from watermark.trace import white_box
 
     trace = white_box(weights if weights is not None else attacked, key, mark, base=base)
-    texts = black_box(scorer, tokenizer, prompts, _plain_generate(attacked, tokenizer, 0), tokens=200, fpr=1e-6)
+    completions = _plain_generate(attacked, tokenizer, 0)(list(prompts), 200)
+    common = {"trace_log10_p": round(trace["log10_p_value"], 1), "mark_retained": round(trace["retained"], 3)}
+    if validation:
+        common["validation_ppl"] = round(validation_perplexity(attacked, tokenizer, validation), 1)
+    rows = [{"attack": label, **_text_detection(scorer, tokenizer, prompts, completions), **common}]
+    for index, (text_attack, attacker) in enumerate(text_attacks):
+        rng = np.random.default_rng([index, len(prompts)])
+        edited = [
+            tokenizer(
+                attacker.apply(text_attack, tokenizer.decode(ids, skip_special_tokens=True), rng),
+                add_special_tokens=False,
+            )["input_ids"]
+            for ids in completions
+        ]
+        detection = _text_detection(scorer, tokenizer, prompts, edited)
+        rows.append({"attack": f"{label}+{text_attack.label}", **detection, **common})
+    return rows
+
+
+def _text_detection(scorer, tokenizer, prompts, completions) -> dict:
+    """Share of texts the text test detects at FPR 1e-4 and 1e-2, their median statistic and joint p-value."""
+    import numpy as np
+
+    from watermark.trace import black_box
+    from watermark.weights import log10_normal_sf
+
+    texts = black_box(scorer, tokenizer, prompts, lambda _prompts, _tokens: completions, tokens=200, fpr=1e-6)
     statistics = np.array(texts["text_statistics"])
-    row = {
-        "attack": label,
+    return {
         "detected_at_1e-4": float((statistics >= 3.719016485).mean()),  # one-sided N(0,1) quantiles
         "detected_at_1e-2": float((statistics >= 2.326347874).mean()),
         "median_statistic": round(float(np.median(statistics)), 2),
         "joint_log10_p": round(log10_normal_sf(texts["statistic"]), 1),
-        "trace_log10_p": round(trace["log10_p_value"], 1),
-        "mark_retained": round(trace["retained"], 3),
     }
-    if validation:
-        row["validation_ppl"] = round(validation_perplexity(attacked, tokenizer, validation), 1)
-    return row
 
 
-def survive_main(args: SurviveArguments, options: argparse.Namespace) -> CommandResult:
+def text_attackers(specs, tokenizer, human_texts) -> list:
+    """(Attack, Attacker) for each text attack to apply on top of a weight attack, on the model's tokenizer."""
+    from watermark.attacks import Attacker, human_word_pool, parse_attack
+
+    attacks = [parse_attack(spec) for spec in specs]
+    attacks = [attack for attack in attacks if attack.name != "none"]
+    if not attacks:
+        return []
+    attacker = Attacker(
+        human_word_pool(human_texts),
+        human_texts,
+        lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
+        lambda ids: tokenizer.decode(list(ids), skip_special_tokens=True),
+        len(tokenizer),
+    )
+    return [(attack, attacker) for attack in attacks]
+
+
+def check_suite(specs, key, other_model) -> list:
+    """The parsed `WEIGHT[+TEXT]` specs, or a ConfigError before any model loads."""
+    from watermark.errors import ConfigError
+    from watermark.weight_attacks import parse_modification
+
+    if not key.weight_mark:
+        raise ConfigError(
+            f"weight attacks ({specs[0]}): key {key.key_id} holds no weight mark (mark a release with watermark embed)"
+        )
+    modifications = [parse_modification(spec) for spec in specs]
+    if any(weight.kind == "average" for weight, _ in modifications) and not other_model:
+        raise ConfigError("average: needs --other_model (an independently trained model of the same shape)")
+    return modifications
+
+
+def survival_suite(model_dir, key, specs, texts: int, other_model=None) -> list[dict]:
+    """Each `WEIGHT[+TEXT]` attack on the release in `model_dir`: the survival table's rows, in spec order
+    (one generation per weight attack; its text attacks score edited copies of those generations)."""
     from mintline.pipeline.corpus import human_passages
     from pretrain.generation import load_model_and_tokenizer
     from pretrain.sparsity.posttrain import prune_wanda
-    from watermark.errors import ConfigError
     from watermark.evaluate import prompts_from
-    from watermark.keys import load_key
-    from watermark.weight_attacks import (
-        apply_weight_attack,
-        dequantized,
-        package_descriptions,
-        parse_weight_attack,
-        token_blocks,
-    )
+    from watermark.weight_attacks import apply_weight_attack, dequantized, package_descriptions, token_blocks
     from watermark.weights import WeightMark
 
-    key = load_key(args.key)
+    modifications = check_suite(specs, key, other_model)
     mark = WeightMark.from_key(key)
-    attacks = [parse_weight_attack(spec) for spec in args.attacks]
-    if any(a.kind == "average" for a in attacks) and not args.other_model:
-        raise ConfigError("average: needs --other_model (an independently trained model of the same shape)")
-    base, tokenizer = load_base(args.model, key, mark)
-    released, _ = load_model_and_tokenizer(args.model)
-    other = load_model_and_tokenizer(args.other_model)[0] if args.other_model else None
+    base, tokenizer = load_base(model_dir, key, mark)
+    released, _ = load_model_and_tokenizer(model_dir)
+    other = load_model_and_tokenizer(other_model)[0] if other_model else None
     scorer = scorer_on_base(base, tokenizer, key, mark)
     passages = human_passages()
-    prompts = prompts_from(passages[:400], args.texts)
+    prompts = prompts_from(passages[:400], texts)
     blocks = token_blocks(tokenizer, package_descriptions())
     calibration = token_blocks(tokenizer, passages[-400:-200])[:32]
+    on_top: dict = {}  # weight attack -> the text attacks to apply to its generations, in spec order
+    for weight, text in modifications:
+        on_top.setdefault(weight, [])
+        if text.name != "none" and text.label not in on_top[weight]:
+            on_top[weight].append(text.label)
     rows = []
-    for attack in attacks:
-        prune = (lambda m, s: prune_wanda(m, calibration, s)) if attack.kind == "wanda" else None
-        attacked = apply_weight_attack(attack, released, blocks=blocks, prune=prune, other=other)
-        weights = dequantized(attacked, released) if attack.kind == "int8" else None
-        rows.append(measure_attack(attack.label, attacked, scorer, tokenizer, key, mark, base, prompts, weights))
+    for weight, text_specs in on_top.items():
+        prune = (lambda m, s: prune_wanda(m, calibration, s)) if weight.kind == "wanda" else None
+        attacked = apply_weight_attack(weight, released, blocks=blocks, prune=prune, other=other)
+        weights = dequantized(attacked, released) if weight.kind == "int8" else None
+        attackers = text_attackers(text_specs, tokenizer, passages)
+        rows += measure_attack(
+            weight.label, attacked, scorer, tokenizer, key, mark, base, prompts, weights, text_attacks=attackers
+        )
+    return rows
+
+
+def survive_main(args: SurviveArguments, options: argparse.Namespace) -> CommandResult:
+    from watermark.keys import load_key
+
+    key = load_key(args.key)
+    rows = survival_suite(args.model, key, args.attacks, args.texts, args.other_model)
     data = {"model": str(args.model), "key_id": key.key_id, "mark_id": mark_id_of(key), "attacks": rows}
     return CommandResult(data=data, text=format_table(rows))

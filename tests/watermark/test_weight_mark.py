@@ -243,3 +243,26 @@ def test_survive_reports_each_attack(cli, release, single_thread):
     assert run.code == 0, run
     rows = {row["attack"]: row for row in run.json()["attacks"]}
     assert set(rows) == {"none", "int8"} and all(row["trace_log10_p"] < -6 for row in rows.values()), rows
+
+
+@pytest.mark.slow  # one int8 model generates 4 texts, the text test scores them twice: ~40 s on 2 cores
+def test_evaluate_runs_weight_attacks_with_text_attacks_on_top(cli, release, kgw_key, tmp_path, single_thread):
+    """`evaluate --attacks` takes the survival suite's weight attacks; WEIGHT+TEXT edits the attacked model's text."""
+    key, released, _ = release
+    common = ("--model", released, "--survival_texts", "4", "--run_dir", tmp_path / "run", "--json")
+    no_mark = cli("watermark", "evaluate", "--key", kgw_key, *common, "--attacks", "int8")
+    one_line_error(no_mark, "holds no weight mark", "watermark embed")
+    for bad in ("int8+", "int8+bogus:0.2", "finetune:0", "average:0.5"):
+        refused = cli("watermark", "evaluate", "--key", key, *common, "--attacks", bad)
+        assert refused.code == 2 and "Traceback" not in refused.err, (bad, refused)
+    run = cli("watermark", "evaluate", "--key", key, *common, "--out", tmp_path / "eval", "--attacks", "int8+crop:0.5")
+    assert run.code == 0, run
+    rows = {row["attack"]: row for row in run.json()["survival"]["attacks"]}
+    assert list(rows) == ["none", "int8", "int8+crop:0.5"], rows
+    assert all(row["trace_log10_p"] < -6 for row in rows.values()), rows  # text edits leave the weights alone
+    assert rows["int8+crop:0.5"]["trace_log10_p"] == rows["int8"]["trace_log10_p"]
+    # half of each text is gone, so the texts carry less of the mark's evidence than the unedited ones
+    assert rows["int8+crop:0.5"]["joint_log10_p"] > rows["int8"]["joint_log10_p"], rows
+    saved = json.loads((tmp_path / "eval" / "survival.json").read_text())
+    assert [row["attack"] for row in saved["attacks"]] == list(rows)
+    assert "table" not in run.json()  # only weight attacks asked: no text-mark evaluation
