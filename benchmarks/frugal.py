@@ -68,6 +68,17 @@ class Arm:
     runs_to_end: bool = False  # train dense's whole token budget even after reaching the target
 
 
+# the recipe's variants: the full run measures them; --quick keeps the single levers and the recipe
+QUICK_SKIPS = (
+    "frugal_cosine",
+    "frugal_full_batch",
+    "frugal_early_decay",
+    "frugal_decay_third",
+    "frugal_full_batch_decay_third",
+    "isolated_docs",
+)
+
+
 def default_arms(frugal: Recipe = RECIPES["frugal"]) -> list[Arm]:
     dense = RECIPES["dense"]
     return [
@@ -90,6 +101,19 @@ def default_arms(frugal: Recipe = RECIPES["frugal"]) -> list[Arm]:
             "frugal_early_decay",
             "frugal with its decay ending at half the budget",
             recipe=replace(frugal, horizon=0.5),
+        ),
+        # the decayed frugal curve crosses dense's final loss near a third of the tokens (tiny, 1,200 steps), so a
+        # schedule that ends there spends no tokens in the flat stable phase; at dense's batch Muon's
+        # orthogonalisations cost half as much per token
+        Arm(
+            "frugal_decay_third",
+            "frugal with its decay ending at a third of the budget",
+            recipe=replace(frugal, horizon=1 / 3),
+        ),
+        Arm(
+            "frugal_full_batch_decay_third",
+            "frugal at dense's batch, decay ending at a third of the budget",
+            recipe=replace(frugal, batch_multiplier=1.0, horizon=1 / 3),
         ),
         Arm(
             "frugal_prune",
@@ -429,11 +453,7 @@ def run_benchmark(
     started = time.time()
     chosen = default_arms()
     if quick:  # the single levers, the recipe and mintline run's default; the recipe less one lever: full run
-        chosen = [
-            arm
-            for arm in chosen
-            if arm.name not in ("frugal_cosine", "frugal_full_batch", "frugal_early_decay", "isolated_docs")
-        ]
+        chosen = [arm for arm in chosen if arm.name not in QUICK_SKIPS]
     if arms:
         unknown = sorted(set(arms) - {arm.name for arm in chosen})
         if unknown:
