@@ -11,7 +11,8 @@ One key marks the model; the key holder's base weights are rebuilt from the rele
     flags at 1% and 1e-4 with an exact binomial tail for the count;
 (c) for every attack (full fine-tuning on clean text the model never saw, PEFT LoRA r=16 merged, int8
     dynamic quantization, 50% Wanda pruning, a 50/50 average with an independently trained model): the
-    share of 200-token plain-generate texts detected at FPR 1e-4 and 1e-2, their median statistic, the
+    share of 200-token plain-generate texts detected at FPR 1e-4 and 1e-2 (also after text attacks applied on
+    top, rows named WEIGHT+TEXT), their median statistic, the
     joint p-value of all texts (the black-box trace), and the white-box trace p-value (log10) and the share
     of the mark still in the weights; `fades` names the first fine-tuning checkpoint where the trace p-value
     rises above 1e-6 or where fewer than half the texts are detected at 1e-2.
@@ -39,6 +40,9 @@ if not __package__:  # `python benchmarks/watermark_survival.py`: use the reposi
     sys.path[0] = str(REPO)
 
 QUICK_ATTACKS = ["none", "finetune:100:1e-4", "lora:100:1e-4", "int8", "wanda:0.5", "average:0.5"]
+# text attacks applied on top of each weight attack's generations (watermark/attacks.py)
+QUICK_TEXT_ATTACKS = ["word_substitution:0.2"]
+FULL_TEXT_ATTACKS = ["word_substitution:0.2", "word_deletion:0.2", "crop:0.5"]
 FULL_ATTACKS = [
     "none",
     "finetune:100:1e-4",
@@ -119,7 +123,7 @@ def no_false_accusations(
         unrelated_p.append(white_box(other, key, mark, base=base)["p_value"])
     unrelated_p.append(white_box(independent, key, mark, base=base)["p_value"])
     unrelated_p.append(white_box(model, key, mark, base=base)["p_value"])  # the unmarked base itself
-    independent_text = measure_attack("independent", independent, scorer, tokenizer, key, mark, base, prompts[:16])
+    independent_text = measure_attack("independent", independent, scorer, tokenizer, key, mark, base, prompts[:16])[0]
     flagged = int(sum(p <= 1e-2 for p in unrelated_p))
     result["unrelated_models"] = {
         "models": len(unrelated_p),
@@ -141,6 +145,12 @@ def main(argv=None) -> int:
         "--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mintline"
     )
     parser.add_argument("--attacks", nargs="*", default=None, help="weight attacks (default: quick or full list)")
+    parser.add_argument(
+        "--text_attacks",
+        nargs="*",
+        default=None,
+        help="text attacks applied on top of every weight attack's generations (default: quick or full list)",
+    )
     parser.add_argument("--texts", type=int, default=None, help="200-token texts per attack (default 24 / 64)")
     parser.add_argument("--relative_scale", type=float, default=None, help="noise scale (default: embed's)")
     parser.add_argument("--threads", type=int, default=1)
@@ -155,7 +165,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     started = time.time()
     quick = args.quick
-    from mintline.commands.watermark_weights import measure_attack, validation_perplexity
+    from mintline.commands.watermark_weights import measure_attack, text_attackers, validation_perplexity
     from mintline.pipeline.corpus import human_passages
     from pretrain.generation import load_model_and_tokenizer
     from pretrain.reference_model import save_reference_nano
@@ -237,15 +247,21 @@ def main(argv=None) -> int:
     calibration = token_blocks(tokenizer, passages[-400:-200])[:32]
     rows = []
 
-    def measure(label: str, attacked, weights=None) -> dict:
+    on_top = text_attackers(
+        QUICK_TEXT_ATTACKS if args.text_attacks is None and quick else args.text_attacks or FULL_TEXT_ATTACKS,
+        tokenizer,
+        passages,
+    )
+
+    def measure(label: str, attacked, weights=None) -> None:
         t = time.time()
-        row = measure_attack(
-            label, attacked, scorer, tokenizer, key, mark, base, prompts, weights, validation=validation[:50]
+        measured = measure_attack(
+            label, attacked, scorer, tokenizer, key, mark, base, prompts, weights, validation[:50], on_top
         )
-        row["seconds"] = round(time.time() - t, 1)
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-        return row
+        for row in measured:
+            row["seconds"] = round(time.time() - t, 1)  # generation, trace and every text attack's scoring
+            print(json.dumps(row), flush=True)
+        rows.extend(measured)
 
     fine_lr = sorted({a.learning_rate for a in attacks if a.kind == "finetune"})
     for rate in fine_lr:
@@ -262,17 +278,21 @@ def main(argv=None) -> int:
         measure(attack.label, attacked, weights)
     fades = {}
     for rate in fine_lr:
-        curve = [r for r in rows if r["attack"].startswith("finetune:") and r["attack"].endswith(f":{rate:g}")]
+        curve = [  # the weight attack alone, not with a text attack on top (WEIGHT+TEXT)
+            r
+            for r in rows
+            if r["attack"].startswith("finetune:") and "+" not in r["attack"] and r["attack"].endswith(f":{rate:g}")
+        ]
         fades[f"finetune@{rate:g}"] = next(
             (r["attack"] for r in curve if r["trace_log10_p"] > -6 or r["detected_at_1e-2"] < 0.5), None
         )
     result["attacks"] = rows
     result["fades"] = fades
     result["seconds"] = round(time.time() - started, 1)
-    print("\nattack                 det@1e-4  median  joint log10p  trace log10p  retained  ppl")
+    print("\nattack                                  det@1e-4  median  joint log10p  trace log10p  retained  ppl")
     for r in rows:
         print(
-            f"{r['attack']:<22} {r['detected_at_1e-4']:>8.2f} {r['median_statistic']:>7.2f} "
+            f"{r['attack']:<39} {r['detected_at_1e-4']:>8.2f} {r['median_statistic']:>7.2f} "
             f"{r['joint_log10_p']:>13.1f} {r['trace_log10_p']:>13.1f} {r['mark_retained']:>9.3f} {r['validation_ppl']:>6.1f}"
         )
     print(json.dumps(result, default=lambda v: None if isinstance(v, float) and not math.isfinite(v) else v))
