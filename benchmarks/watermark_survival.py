@@ -6,7 +6,7 @@
 
 One key marks the model; the key holder's base weights are rebuilt from the release and the key. Then:
 (a) quality: validation perplexity (human passages) of the marked vs the unmarked model;
-(b) no false accusations: the text test on human passages and on texts of unrelated models, and the
+(b) no false accusations: the text test on human passages and on texts of every unrelated model, and the
     white-box trace on >= 20 unrelated models of the same architecture (other seeds, other data):
     flags at 1% and 1e-4 with an exact binomial tail for the count;
 (c) for every attack (full fine-tuning on clean text the model never saw, PEFT LoRA r=16 merged, int8
@@ -95,7 +95,7 @@ def no_false_accusations(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from mintline.commands.watermark_weights import measure_attack
+    from mintline.commands.watermark_weights import _plain_generate, measure_attack, text_statistics
     from watermark.stats import binomial_sf
     from watermark.trace import white_box
     from watermark.weight_attacks import finetune
@@ -114,23 +114,30 @@ def no_false_accusations(
         "joint_statistic": human_joint.statistic,
     }
     print(f"human text: {result['human_text']}")
-    unrelated_p = []
+    unrelated_p, unrelated_statistics = [], []
     unrelated_count = 20 if args.quick else 24
+    per_model = prompts[: 2 if args.quick else 4]  # texts each unrelated model writes for the text test
     for seed in range(1, unrelated_count + 1):
         torch.manual_seed(seed)
         other = AutoModelForCausalLM.from_config(copy.deepcopy(model.config))
         other = finetune(other, other_blocks, steps=args.unrelated_steps, learning_rate=3e-3, batch_size=8, seed=seed)
         unrelated_p.append(white_box(other, key, mark, base=base)["p_value"])
+        completions = _plain_generate(other, tokenizer, seed)(list(per_model), 200)
+        unrelated_statistics += text_statistics(scorer, tokenizer, per_model, completions)
     unrelated_p.append(white_box(independent, key, mark, base=base)["p_value"])
     unrelated_p.append(white_box(model, key, mark, base=base)["p_value"])  # the unmarked base itself
     independent_text = measure_attack("independent", independent, scorer, tokenizer, key, mark, base, prompts[:16])[0]
     flagged = int(sum(p <= 1e-2 for p in unrelated_p))
+    texts_flagged = int(sum(z >= 2.326347874 for z in unrelated_statistics))  # one-sided N(0,1) 1% quantile
     result["unrelated_models"] = {
         "models": len(unrelated_p),
         "flagged_at_1e-2": flagged,
         "flagged_at_1e-6": int(sum(p <= 1e-6 for p in unrelated_p)),
         "binomial_tail_at_1e-2": binomial_sf(flagged, len(unrelated_p), 1e-2),
         "min_p_value": float(min(unrelated_p)),
+        "texts": len(unrelated_statistics),
+        "texts_flagged_at_1e-2": texts_flagged,
+        "texts_binomial_tail_at_1e-2": binomial_sf(texts_flagged, len(unrelated_statistics), 1e-2),
         "independent_model_texts_detected_at_1e-4": independent_text["detected_at_1e-4"],
         "independent_model_texts_joint_log10_p": independent_text["joint_log10_p"],
     }
@@ -248,7 +255,7 @@ def main(argv=None) -> int:
     rows = []
 
     on_top = text_attackers(
-        QUICK_TEXT_ATTACKS if args.text_attacks is None and quick else args.text_attacks or FULL_TEXT_ATTACKS,
+        args.text_attacks if args.text_attacks is not None else QUICK_TEXT_ATTACKS if quick else FULL_TEXT_ATTACKS,
         tokenizer,
         passages,
     )

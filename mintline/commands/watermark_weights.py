@@ -382,6 +382,13 @@ def measure_attack(
     return rows
 
 
+def text_statistics(scorer, tokenizer, prompts, completions) -> list[float]:
+    """The text test's statistic (N(0, 1) under the null) for each prompt's completion."""
+    from watermark.trace import black_box
+
+    return black_box(scorer, tokenizer, prompts, lambda _prompts, _tokens: completions, fpr=1e-6)["text_statistics"]
+
+
 def _text_detection(scorer, tokenizer, prompts, completions) -> dict:
     """Share of texts the text test detects at FPR 1e-4 and 1e-2, their median statistic and joint p-value."""
     import numpy as np
