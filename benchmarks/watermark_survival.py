@@ -56,18 +56,14 @@ FULL_ATTACKS = [
 ]
 
 
-def train_independent(tokenizer, texts, steps: int, seed: int, block: int = 128, batch_size: int = 16):
-    """pretrain's reference nano recipe with another seed: an independently trained model of the same shape."""
+def train_independent(config, tokenizer, texts, steps: int, seed: int, block: int = 128, batch_size: int = 16):
+    """pretrain's reference nano recipe with another seed, on the marked model's `config` (its shape, pruned
+    or not): an independently trained model of the same shape."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from pretrain.presets import build_config
-
     torch.manual_seed(seed)
-    config = build_config(
-        "nano", len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
-    )
-    model = AutoModelForCausalLM.from_config(config)
+    model = AutoModelForCausalLM.from_config(copy.deepcopy(config))
     ids: list[int] = []
     for text in texts:
         ids.extend(tokenizer(text)["input_ids"] + [tokenizer.eos_token_id])
@@ -237,6 +233,7 @@ def main(argv=None) -> int:
     blocks = token_blocks(tokenizer, clean[:split])  # the attacks' clean text; the rest trains unrelated models
     other_blocks = token_blocks(tokenizer, clean[split:])
     independent = train_independent(
+        model.config,
         tokenizer,
         [*clean[split:], *passages[: len(passages) // 2]],
         args.independent_steps or (60 if quick else 200),
