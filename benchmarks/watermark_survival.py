@@ -155,7 +155,12 @@ def main(argv=None) -> int:
         help="text attacks applied on top of every weight attack's generations (default: quick or full list)",
     )
     parser.add_argument("--texts", type=int, default=None, help="200-token texts per attack (default 24 / 64)")
-    parser.add_argument("--relative_scale", type=float, default=None, help="noise scale (default: embed's)")
+    parser.add_argument(
+        "--relative_scale",
+        type=float,
+        default=None,
+        help="noise scale (default: calibrated to embed's perplexity budget)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--skip_null", action="store_true", help="skip (b), the human-text and unrelated-model checks (attacks only)"
@@ -168,7 +173,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     started = time.time()
     quick = args.quick
-    from mintline.commands.watermark_weights import measure_attack, text_attackers, validation_perplexity
+    from mintline.commands.watermark_weights import (
+        embed_within_budget,
+        measure_attack,
+        text_attackers,
+        validation_perplexity,
+    )
     from mintline.pipeline.corpus import human_passages
     from pretrain.generation import load_model_and_tokenizer
     from pretrain.reference_model import save_reference_nano
@@ -184,7 +194,7 @@ def main(argv=None) -> int:
         parse_weight_attack,
         token_blocks,
     )
-    from watermark.weights import EmbedConfig, embed_weight_mark, restore_base
+    from watermark.weights import EmbedConfig, restore_base
 
     model_dir = args.model or save_reference_nano(args.cache / "benchmark-watermark" / "nano-300", 300)
     model, tokenizer = load_model_and_tokenizer(model_dir)
@@ -193,19 +203,20 @@ def main(argv=None) -> int:
     key_path = work / "key.json"
     generate_key(model_dir, key_path, overwrite=True)
     key = load_key(key_path)
-    config = EmbedConfig() if args.relative_scale is None else EmbedConfig(relative_scale=args.relative_scale)
+    config = EmbedConfig(relative_scale=args.relative_scale)  # None: calibrated as `watermark embed` does
+    passages = human_passages()
     marked = copy.deepcopy(model)
-    mark = embed_weight_mark(marked, key, config)
+    mark, calibration = embed_within_budget(marked, tokenizer, key, config, passages[-300:-200])
     base = copy.deepcopy(marked)
     restore_base(base, key, mark)  # the key holder's view: release + key -> base
     result: dict = {
         "model": str(model_dir),
         "relative_scale": mark.relative_scale,
+        "relative_scale_calibration": calibration and calibration["trials"],
         "weights_marked": mark.num_marked,
         "quick": quick,
     }
 
-    passages = human_passages()
     validation = passages[-100:] if quick else passages[-200:]
     unmarked_ppl = validation_perplexity(model, tokenizer, validation)
     marked_ppl = validation_perplexity(marked, tokenizer, validation)

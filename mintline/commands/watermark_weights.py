@@ -1,6 +1,6 @@
 """`mintline watermark embed|trace` and `detect --reference`: the mark in the weights (watermark/weights.py).
 
-    mintline watermark embed --model DIR --key KEYFILE --out DIR [--relative_scale 0.7]
+    mintline watermark embed --model DIR --key KEYFILE --out DIR [--max_perplexity_ratio 1.04 | --relative_scale S]
     mintline watermark detect --key KEYFILE --reference RELEASED_DIR [--json] FILE... | -
     mintline watermark trace --model SUSPECT --key KEYFILE [--reference RELEASED_DIR] [--samples N] [--json]
     mintline watermark survive --model RELEASED_DIR --key KEYFILE [--attacks finetune:500:1e-4 int8 ...]
@@ -33,10 +33,16 @@ class EmbedArguments:
     validation_passages: int = field(
         default=200, metadata={"help": "human passages for the perplexity of marked vs unmarked (0 = skip)"}
     )
+    calibration_passages: int = field(
+        default=100,
+        metadata={"help": "other human passages the noise scale is calibrated on (unless --relative_scale)"},
+    )
 
     def __post_init__(self):
         if not self.model or not self.key or not self.out:
             raise ValueError("model, key and out: all required")
+        if self.validation_passages < 0 or self.calibration_passages < 0:
+            raise ValueError("validation_passages and calibration_passages: must be >= 0")
 
 
 @dataclass
@@ -65,7 +71,9 @@ def add_weight_verbs(verbs) -> None:
         help="put a keyed mark into the weights (GaussMark), so plain generate carries it",
         description="Add keyed Gaussian noise (sigma = relative_scale x each matrix's RMS) to the chosen weight "
         "matrices, save the marked model to --out, and record the mark (tensors, sigmas, the release's digest) in "
-        "the key file. Reports validation perplexity of the marked vs unmarked model.",
+        "the key file. The scale is the largest that keeps validation perplexity within --max_perplexity_ratio "
+        "(calibrated on other passages than those reported) unless --relative_scale fixes it. Reports validation "
+        "perplexity of the marked vs unmarked model.",
         dataclass_types=(EmbedArguments, EmbedConfig),
     )
     embed.set_defaults(handler=embed_main)
@@ -145,20 +153,40 @@ def validation_perplexity(model, tokenizer, passages, max_tokens: int = 256) -> 
     return math.exp(total / max(count, 1))
 
 
-def embed_main(args: EmbedArguments, config, options: argparse.Namespace) -> CommandResult:
-    from pretrain.generation import load_model_and_tokenizer
-    from watermark.keys import load_key_for
-    from watermark.weights import attach_mark, embed_weight_mark, weights_digest
+def embed_within_budget(model, tokenizer, key, config, calibration_passages):
+    """(mark, calibration or None): embed at config.relative_scale, or first find the largest scale whose
+    validation perplexity on `calibration_passages` stays within config.max_perplexity_ratio."""
+    from dataclasses import replace
 
+    from watermark.weights import calibrate_relative_scale, embed_weight_mark
+
+    calibration = None
+    if config.relative_scale is None:
+        calibration = calibrate_relative_scale(
+            model, key, config, lambda m: validation_perplexity(m, tokenizer, calibration_passages)
+        )
+        config = replace(config, relative_scale=calibration["relative_scale"])
+    return embed_weight_mark(model, key, config), calibration
+
+
+def embed_main(args: EmbedArguments, config, options: argparse.Namespace) -> CommandResult:
+    from mintline.pipeline.corpus import human_passages
+    from pretrain.generation import load_model_and_tokenizer
+    from watermark.errors import ConfigError
+    from watermark.keys import load_key_for
+    from watermark.weights import attach_mark, weights_digest
+
+    if config.relative_scale is None and args.calibration_passages < 10:
+        raise ConfigError(
+            "embed: calibrating the noise scale needs --calibration_passages >= 10 (or --relative_scale)"
+        )
     key = load_key_for(args.key, args.model)
     model, tokenizer = load_model_and_tokenizer(args.model)
-    passages = []
-    if args.validation_passages:
-        from mintline.pipeline.corpus import human_passages
-
-        passages = human_passages(limit=args.validation_passages)
+    everything = human_passages(limit=args.validation_passages + args.calibration_passages)
+    passages = everything[: args.validation_passages]
+    if passages:
         before = validation_perplexity(model, tokenizer, passages)
-    mark = embed_weight_mark(model, key, config)
+    mark, calibration = embed_within_budget(model, tokenizer, key, config, everything[args.validation_passages :])
     out = Path(args.out)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -177,6 +205,9 @@ def embed_main(args: EmbedArguments, config, options: argparse.Namespace) -> Com
         "weights_marked": mark.num_marked,
         "relative_scale": mark.relative_scale,
     }
+    if calibration:
+        data["relative_scale_calibrated_to"] = config.max_perplexity_ratio
+        data["calibration_trials"] = len(calibration["trials"])
     if passages:
         after = validation_perplexity(model, tokenizer, passages)
         data.update(

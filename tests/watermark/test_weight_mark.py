@@ -266,3 +266,39 @@ def test_evaluate_runs_weight_attacks_with_text_attacks_on_top(cli, release, kgw
     saved = json.loads((tmp_path / "eval" / "survival.json").read_text())
     assert [row["attack"] for row in saved["attacks"]] == list(rows)
     assert "table" not in run.json()  # only weight attacks asked: no text-mark evaluation
+
+
+def test_noise_scale_is_calibrated_to_the_perplexity_budget(trained_model_dir, single_thread):
+    """The largest scale within the budget, found on the key's own noise; the model comes back unmarked."""
+    from mintline.commands.watermark_weights import validation_perplexity
+    from mintline.pipeline.corpus import human_passages
+    from pretrain.generation import load_model_and_tokenizer
+    from watermark.errors import WeightMarkError
+    from watermark.keys import generate_key, load_key
+    from watermark.weights import EmbedConfig, calibrate_relative_scale, weights_digest
+
+    model, tokenizer = load_model_and_tokenizer(trained_model_dir)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_key(trained_model_dir, Path(tmp) / "key.json")
+        key = load_key(Path(tmp) / "key.json")
+    passages = human_passages(limit=30)
+
+    def perplexity(m):
+        return validation_perplexity(m, tokenizer, passages, max_tokens=64)
+
+    before = weights_digest(model)
+    result = calibrate_relative_scale(model, key, EmbedConfig(max_perplexity_ratio=1.01), perplexity)
+    assert weights_digest(model) == before  # calibration leaves the weights as they were
+    trials = result["trials"]
+    within = [t for t in trials if t["perplexity_ratio"] <= 1.01]
+    over = [t for t in trials if t["perplexity_ratio"] > 1.01]
+    chosen = result["relative_scale"]
+    assert within and over and chosen == pytest.approx(max(t["relative_scale"] for t in within), rel=1e-4), trials
+    # bisection brackets the budget tightly: the smallest scale over it is within 2% of the chosen one
+    assert min(t["relative_scale"] for t in over) <= chosen * 1.02, trials
+    with pytest.raises(WeightMarkError, match="max_perplexity_ratio"):
+        calibrate_relative_scale(model, key, EmbedConfig(max_perplexity_ratio=1.000001), perplexity)
+    assert weights_digest(model) == before
