@@ -75,6 +75,7 @@ QUICK_SKIPS = (
     "frugal_early_decay",
     "frugal_decay_third",
     "frugal_full_batch_decay_third",
+    "frugal_full_batch_decay_third_prune",
     "isolated_docs",
 )
 
@@ -114,6 +115,12 @@ def default_arms(frugal: Recipe = RECIPES["frugal"]) -> list[Arm]:
             "frugal_full_batch_decay_third",
             "frugal at dense's batch, decay ending at a third of the budget",
             recipe=replace(frugal, batch_multiplier=1.0, horizon=1 / 3),
+        ),
+        Arm(
+            "frugal_full_batch_decay_third_prune",
+            "the previous + dynamic structured pruning (done by 20% of the steps, before the decay)",
+            recipe=replace(frugal, batch_multiplier=1.0, horizon=1 / 3),
+            prune=True,
         ),
         Arm(
             "frugal_prune",
