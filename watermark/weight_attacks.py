@@ -83,10 +83,6 @@ def parse_modification(spec: str) -> tuple[WeightAttack, Attack]:
     return parse_weight_attack(weight_spec), parse_attack(text_spec or "none")
 
 
-def modification_label(weight: WeightAttack, text: Attack) -> str:
-    return weight.label if text.name == "none" else f"{weight.label}+{text.label}"
-
-
 def token_blocks(tokenizer, texts: Sequence[str], block: int = 128):
     """Clean text packed into (n, block) token blocks, each text ended by EOS."""
     import torch
