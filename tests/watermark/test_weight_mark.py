@@ -299,6 +299,12 @@ def test_noise_scale_is_calibrated_to_the_perplexity_budget(trained_model_dir, s
     assert within and over and chosen == pytest.approx(max(t["relative_scale"] for t in within), rel=1e-4), trials
     # bisection brackets the budget tightly: the smallest scale over it is within 2% of the chosen one
     assert min(t["relative_scale"] for t in over) <= chosen * 1.02, trials
+    calls = []
+
+    def ruinous(m):  # every marked model doubles the perplexity: no scale is within any budget below 2
+        calls.append(m)
+        return 1.0 if len(calls) == 1 else 2.0
+
     with pytest.raises(WeightMarkError, match="max_perplexity_ratio"):
-        calibrate_relative_scale(model, key, EmbedConfig(max_perplexity_ratio=1.000001), perplexity)
+        calibrate_relative_scale(model, key, EmbedConfig(max_perplexity_ratio=1.5), ruinous)
     assert weights_digest(model) == before
