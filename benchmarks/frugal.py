@@ -4,7 +4,8 @@
 
 The dense baseline is the pipeline's pretraining as `mintline pretrain --recipe dense` runs it:
 the same model preset and data, AdamW (fused, decay on matrices only), warm-up + cosine to 10%,
-gradient clipping at 1, the default precision (`auto`: fp32 on a CPU without native bf16). It
+gradient clipping at 1, the default precision (`auto`: bf16 autocast where the CPU has native bf16,
+else fp32; every arm trains in it, the precision arm in the other one). It
 trains N optimizer steps; its final validation loss is the target. Every other arm changes one
 lever (or, `frugal`, the recipe `mintline pretrain --recipe frugal` runs) and trains on the same
 blocks in the same order from the same initial weights, until it reaches the target (found by
@@ -22,7 +23,9 @@ estimate: CPU-seconds × a stated watts-per-core constant (no power meter is rea
 ratio equals the CPU-seconds ratio.
 
 Targets (issue 23): time to target <= 0.40× dense, FLOPs to target <= 0.5×, and the frugal arm's
-loss after dense's full token budget no worse than dense's. Ends with one JSON line.
+loss after dense's full token budget no worse than dense's. The headline figures are the recipe as
+`mintline run` trains it (`frugal_prune`: the recipe + the pipeline's pruning), or `frugal` where that
+arm is left out. Ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ REPO = Path(__file__).resolve().parents[1]
 # A stated constant, not a measurement: about what one busy core of a current server CPU draws
 # (a 64-core, ~225 W EPYC: ~3.5 W per core, rounded up for memory and uncore).
 WATTS_PER_CORE = 4.0
+# the recipe as mintline run trains it (frugal + the pipeline's pruning), else the recipe alone
+HEADLINE_ARMS = ("frugal_prune", "frugal")
 MAX_TIME_RATIO = 1.25  # an arm slower than this to target has lost; stop it
 SLOW_STEP_RATIO = 2.5  # an arm whose steps are this much slower than dense's cannot reach 0.4x; stop it
 
@@ -60,7 +65,7 @@ class Arm:
     name: str
     lever: str
     recipe: Recipe = RECIPES["dense"]
-    precision: str = "fp32"
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast); auto as the engine resolves it (pretrain/precision.py)
     compile: bool = False
     prune: bool = False
     batch_multiplier: float = 1.0
@@ -68,23 +73,25 @@ class Arm:
     runs_to_end: bool = False  # train dense's whole token budget even after reaching the target
 
 
-# the recipe's variants: the full run measures them; --quick keeps the single levers and the recipe
+# the recipes' variants: the full run measures them; --quick keeps the single levers and the recipes
 QUICK_SKIPS = (
-    "frugal_cosine",
-    "frugal_full_batch",
-    "frugal_early_decay",
-    "frugal_decay_third",
-    "frugal_full_batch_decay_third",
-    "frugal_full_batch_decay_third_prune",
+    "horizon_third",
     "isolated_docs",
+    "frugal_cosine",
+    "frugal_half_batch",
+    "frugal_decay_half",
+    "frugal_decay_at_end",
+    "frugal_short_prune",
 )
 
 
-def default_arms(frugal: Recipe = RECIPES["frugal"]) -> list[Arm]:
+def default_arms(frugal: Recipe = RECIPES["frugal"], auto_precision: str = "fp32") -> list[Arm]:
+    """Every arm trains in `auto_precision` (what precision auto resolves to here) but the precision lever."""
     dense = RECIPES["dense"]
+    other = "fp32" if auto_precision == "bf16" else "bf16"
     return [
-        Arm("dense", "baseline: AdamW, cosine, fp32 (auto)", runs_to_end=True),
-        Arm("bf16", "bf16 autocast (emulated on this CPU)", precision="bf16"),
+        Arm("dense", f"baseline: AdamW, cosine, {auto_precision} (auto)", runs_to_end=True),
+        Arm(other, f"{other} instead of auto's {auto_precision}", precision=other),
         Arm("compile", "torch.compile (compile time counted)", compile=True),
         Arm("prune", "dynamic structured pruning (the pipeline's schedule)", prune=True),
         Arm("muon", "Muon for hidden matrices, AdamW for the rest", recipe=replace(dense, optimizer="muon")),
@@ -92,39 +99,33 @@ def default_arms(frugal: Recipe = RECIPES["frugal"]) -> list[Arm]:
         Arm("lr2x", "learning rate x2", recipe=replace(dense, lr_multiplier=2.0)),
         Arm("batch_half", "half the batch, twice the steps (same tokens)", batch_multiplier=0.5),
         Arm("horizon_half", "schedule ends at half the token budget", recipe=replace(dense, horizon=0.5)),
+        Arm("horizon_third", "schedule ends at a third of the token budget", recipe=replace(dense, horizon=1 / 3)),
         Arm("isolated_docs", "packing without cross-document attention", isolate_documents=True),
         Arm("frugal", "the frugal recipe (mintline pretrain --recipe frugal)", recipe=frugal, runs_to_end=True),
         # the recipe less one lever, or plus one that lost alone: does it still (not) pay in company?
         Arm("frugal_cosine", "frugal with dense's cosine instead of WSD", recipe=replace(frugal, schedule="cosine")),
-        Arm("frugal_full_batch", "frugal at dense's batch", recipe=replace(frugal, batch_multiplier=1.0)),
-        # at the full budget frugal meets dense's loss in WSD's flat stable phase: does an earlier decay pay?
+        Arm("frugal_half_batch", "frugal at half the batch, twice the steps", recipe=frugal, batch_multiplier=0.5),
         Arm(
-            "frugal_early_decay",
-            "frugal with its decay ending at half the budget",
-            recipe=replace(frugal, horizon=0.5),
+            "frugal_decay_half", "frugal with its decay ending at half the budget", recipe=replace(frugal, horizon=0.5)
         ),
-        # the decayed frugal curve crosses dense's final loss near a third of the tokens (tiny, 1,200 steps), so a
-        # schedule that ends there spends no tokens in the flat stable phase; at dense's batch Muon's
-        # orthogonalisations cost half as much per token
+        Arm("frugal_decay_at_end", "frugal with its decay ending at the end", recipe=replace(frugal, horizon=1.0)),
+        # the short-budget recipe (the earlier frugal): half the batch, decay at the end
         Arm(
-            "frugal_decay_third",
-            "frugal with its decay ending at a third of the budget",
-            recipe=replace(frugal, horizon=1 / 3),
+            "frugal_short",
+            "frugal_short: half the batch, decay at the end",
+            recipe=RECIPES["frugal_short"],
+            runs_to_end=True,
         ),
         Arm(
-            "frugal_full_batch_decay_third",
-            "frugal at dense's batch, decay ending at a third of the budget",
-            recipe=replace(frugal, batch_multiplier=1.0, horizon=1 / 3),
-        ),
-        Arm(
-            "frugal_full_batch_decay_third_prune",
-            "the previous + dynamic structured pruning (done by 20% of the steps, before the decay)",
-            recipe=replace(frugal, batch_multiplier=1.0, horizon=1 / 3),
+            "frugal_short_prune",
+            "frugal_short + dynamic structured pruning",
+            recipe=RECIPES["frugal_short"],
             prune=True,
+            runs_to_end=True,
         ),
         Arm(
             "frugal_prune",
-            "frugal + dynamic structured pruning (mintline run's default)",
+            "frugal + dynamic structured pruning, done by 20% of the steps (mintline run's default)",
             recipe=frugal,
             prune=True,
             runs_to_end=True,
@@ -246,7 +247,8 @@ def train_arm(arm: Arm, setup: dict, curve: Curve):
         )
         pruner.on_train_begin(*vars(trainer_view).values(), model=model)
     forward = torch.compile(model) if arm.compile else model
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=arm.precision == "bf16")
+    precision = setup["precision"] if arm.precision == "auto" else arm.precision
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     order, train = setup["order"], setup["train"]
     eval_every_tokens = setup["eval_every"] * setup["batch"] * setup["block"]
     per_token = flops_per_token_now(model, setup["block"])
@@ -381,11 +383,13 @@ def summarise(curves: dict[str, Curve], watts_per_core: float) -> dict:
             row["time_ratio_at_stop"] = round(curve.wall / dense.wall, 3)
         table[name] = row
     result = {"target_loss": round(target, 4), "dense_final_loss": round(target, 4)}
-    frugal = curves.get("frugal")
-    if frugal is not None:
-        row = table["frugal"]
+    # the headline is the recipe as `mintline run` trains it (with its pruning) where that arm ran
+    headline = next((name for name in HEADLINE_ARMS if name in curves), None)
+    if headline is not None:
+        row = table[headline]
         result.update(
             {
+                "headline_arm": headline,
                 "time_to_target_ratio": row["time_to_target_ratio"],
                 "flops_to_target_ratio": row["flops_to_target_ratio"],
                 "cpu_seconds_to_target_ratio": row["cpu_seconds_to_target_ratio"],
@@ -394,7 +398,7 @@ def summarise(curves: dict[str, Curve], watts_per_core: float) -> dict:
                 "frugal_final_loss": row["final_loss"],
             }
         )
-        at = crossing(frugal.points, target)
+        at = crossing(curves[headline].points, target)
         result["energy_to_target_joules"] = {
             "dense": round(dense.cpu * watts_per_core, 1),
             "frugal": round(at["cpu"] * watts_per_core, 1) if at else None,
@@ -412,9 +416,9 @@ def plot(curves: dict[str, Curve], target: float, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     figure, (by_time, by_flops) = plt.subplots(1, 2, figsize=(13, 5))
-    palette = plt.cm.tab20.colors  # the default cycle repeats after 10 colours; there are up to 14 arms
+    palette = plt.cm.tab20.colors  # the default cycle repeats after 10 colours; there are up to 18 arms
     for index, (name, curve) in enumerate(curves.items()):
-        style = {"linewidth": 2.5} if name in ("dense", "frugal") else {"linewidth": 1, "alpha": 0.8}
+        style = {"linewidth": 2.5} if name in ("dense", "frugal", "frugal_prune") else {"linewidth": 1, "alpha": 0.8}
         style["color"] = palette[index % len(palette)]
         by_time.plot([p["wall"] for p in curve.points], [p["loss"] for p in curve.points], label=name, **style)
         by_flops.plot([p["flops"] for p in curve.points], [p["loss"] for p in curve.points], label=name, **style)
@@ -449,6 +453,7 @@ def run_benchmark(
     tokenizer_dir: Path | None = None,
     watts_per_core: float = WATTS_PER_CORE,
     quick: bool = False,
+    seed: int = 42,
     log=print,
 ) -> dict:
     """Train the arms interleaved and return the summary (the JSON the script prints)."""
@@ -458,8 +463,11 @@ def run_benchmark(
 
     torch.set_num_threads(threads)
     started = time.time()
-    chosen = default_arms()
-    if quick:  # the single levers, the recipe and mintline run's default; the recipe less one lever: full run
+    from pretrain.precision import choose_precision
+
+    auto = choose_precision("auto")  # on a CPU: bf16 where it is native, else fp32
+    chosen = default_arms(auto_precision=auto.dtype_name)
+    if quick and not arms:  # the single levers, the recipe and mintline run's default; the variants: full run
         chosen = [arm for arm in chosen if arm.name not in QUICK_SKIPS]
     if arms:
         unknown = sorted(set(arms) - {arm.name for arm in chosen})
@@ -475,15 +483,16 @@ def run_benchmark(
             ),
             "train": train,
             "validation": torch.stack([validation[i]["input_ids"] for i in range(min(eval_blocks, len(validation)))]),
-            "order": block_order(len(train), 42, steps * batch),
+            "order": block_order(len(train), seed, steps * batch),
             "steps": steps,
             "batch": batch,
             "block": block,
             "warmup": max(1, round(steps * 30 / 1200)),  # the pipeline's 30 of 1200
             "learning_rate": learning_rate,
             "eval_every": eval_every,
-            "seed": 42,
+            "seed": seed,  # every arm's initial weights (the same for all) and the data order
             "eos": tokenizer.eos_token_id,
+            "precision": auto.dtype_name,
             "out": root / "runs",
             # the pipeline's pruning (mintline/pipeline/default.yaml)
             "pruning": {"prune_heads": 0.5, "prune_neurons": 0.625, "prune_start": 0.05, "prune_end": 0.2},
@@ -500,11 +509,14 @@ def run_benchmark(
             "block": block,
             "learning_rate": learning_rate,
             "threads": threads,
+            "precision": {"auto": auto.dtype_name, "reason": auto.reason},
+            "seed": seed,
             "frugal_recipe": asdict(RECIPES["frugal"]),
+            "frugal_short_recipe": asdict(RECIPES["frugal_short"]),
             "wall_seconds": round(time.time() - started, 1),
         }
     )
-    if "frugal" in result["ablation"]:
+    if "headline_arm" in result:
         result["targets_met"] = {
             "time_to_target_ratio<=0.40": (result["time_to_target_ratio"] or 9) <= 0.40,
             "flops_to_target_ratio<=0.5": (result["flops_to_target_ratio"] or 9) <= 0.5,
@@ -516,7 +528,7 @@ def run_benchmark(
 
 def print_table(result: dict) -> None:
     print(f"target: dense final validation loss {result['target_loss']}")
-    print(f"{'arm':14}{'time':>8}{'CPU-s':>8}{'FLOPs':>8}{'tokens':>8}{'step t':>8}{'final':>8}  stopped")
+    print(f"{'arm':32}{'time':>8}{'CPU-s':>8}{'FLOPs':>8}{'tokens':>8}{'step t':>8}{'final':>8}  stopped")
     for name, row in result["ablation"].items():
         cells = [
             row["time_to_target_ratio"] if row["reached"] else f">{row.get('time_ratio_at_stop', 0):.2f}",
@@ -527,7 +539,7 @@ def print_table(result: dict) -> None:
             row["final_loss"],
         ]
         text = "".join(f"{('-' if c is None else c if isinstance(c, str) else f'{c:.3f}'):>8}" for c in cells)
-        print(f"{name:14}{text}  {row['stopped']}")
+        print(f"{name:32}{text}  {row['stopped']}")
 
 
 def main() -> None:
@@ -543,6 +555,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 resists other load best)")
     parser.add_argument("--arms", default=None, help="comma-separated subset of the arms (dense always runs)")
     parser.add_argument("--watts_per_core", type=float, default=WATTS_PER_CORE)
+    parser.add_argument("--seed", type=int, default=42, help="initial weights and data order (all arms share them)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep data here (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "benchmarks" / "frugal")
     options = parser.parse_args()
@@ -561,6 +574,7 @@ def main() -> None:
         workdir=options.workdir,
         out=options.out,
         watts_per_core=options.watts_per_core,
+        seed=options.seed,
         log=lambda message: print(message, file=sys.stderr, flush=True),
     )
     print_table(result)

@@ -9,7 +9,7 @@ from typing import Literal
 from pretrain.presets import PRESETS
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
-RecipeName = Literal["dense", "frugal"]  # pretrain/recipes.py
+RecipeName = Literal["dense", "frugal", "frugal_short"]  # pretrain/recipes.py
 Distributed = Literal["ddp", "fsdp"]
 
 
@@ -41,8 +41,10 @@ class PretrainArguments:
     recipe: RecipeName = field(
         default="dense",
         metadata={
-            "help": "dense: AdamW + cosine, as before; frugal: Muon for the hidden matrices, warm-up/stable/decay, "
-            "half the batch for twice the steps (same tokens): what benchmarks/frugal.py kept (pretrain/recipes.py)"
+            "help": "dense: AdamW + cosine, as before; frugal: Muon for the hidden matrices, warm-up/stable/decay "
+            "ending at a third of max_steps, then the floor rate (what benchmarks/frugal.py kept at the pipeline's "
+            "budget); frugal_short: Muon, decay at the end, half the batch for twice the steps, for budgets too "
+            "short to reach dense's loss by a third (pretrain/recipes.py)"
         },
     )
     compile: bool = field(default=False, metadata={"help": "torch.compile the model (first steps pay 30-60 s)"})

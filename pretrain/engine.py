@@ -149,6 +149,8 @@ def run_identity(
     fields.pop("data_dir"), fields.pop("tokenizer")  # paths may move; their contents are below
     if fields.get("recipe") == "dense":
         fields.pop("recipe")  # a dense run's identity stays what it was before recipes existed
+    else:  # a recipe's checkpoints resume only the same recipe: its levers, not just its name, can change
+        fields["recipe"] = asdict(get_recipe(fields["recipe"]))
     if sparsity is not None and (sparsity.structured or sparsity.unstructured):
         # a dense run's identity stays as it was; a sparse run's checkpoints only resume the same schedule
         fields.update({f"sparsity.{k}": v for k, v in asdict(sparsity).items() if k != "measure_throughput"})
@@ -269,7 +271,7 @@ def pretrain(
     (pretrain/sparsity); its figures land under "sparsity".
     """
     started = time.time()
-    args = apply_recipe(args)  # frugal re-sizes the batch (same tokens); dense: unchanged
+    args = apply_recipe(args)  # frugal_short re-sizes the batch (same tokens); dense, frugal: unchanged
     sparsity = sparsity or SparsityArguments()
     output_dir = Path(output_dir)
     from transformers.utils import logging as hf_logging

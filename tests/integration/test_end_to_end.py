@@ -74,7 +74,7 @@ def test_run_killed_during_pretraining_resumes_and_releases(tmp_path):
     assert result["finished"] is True
     assert stages["prepare"]["skipped"] is True
     assert stages["pretrain"]["skipped"] is False and stages["pretrain"]["resumed_from_step"] >= 16
-    assert stages["pretrain"]["steps"] == 80  # the default recipe, frugal: half the batch, twice the steps
+    assert stages["pretrain"]["steps"] == 40  # the default recipe, frugal, keeps the batch and the steps
     assert stages["align"]["labels_received"] == 10
     assert stages["release"]["verified"] is True
 

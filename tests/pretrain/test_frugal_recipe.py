@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
+from functools import partial
 
 import torch
 from test_engine import nano_args as engine_nano_args
@@ -126,18 +127,39 @@ def test_dense_recipe_is_the_engine_as_it_was(prepared_data, tmp_path):
     assert first["eval_loss"] == again["eval_loss"] and first["recipe"] == "dense"
 
 
-def test_frugal_recipe_halves_the_batch_and_keeps_the_tokens(prepared_data):
-    args = nano_args(prepared_data, recipe="frugal", max_steps=1200, warmup_steps=30, eval_steps=200)
-    frugal = apply_recipe(args)
-    assert frugal.per_device_batch_size == 4 and frugal.max_steps == 2400
-    assert frugal.per_device_batch_size * frugal.max_steps == args.per_device_batch_size * args.max_steps
-    assert (frugal.warmup_steps, frugal.eval_steps) == (60, 400)
+def test_frugal_schedule_decays_by_a_third_then_holds_the_floor():
+    frugal = RECIPES["frugal"]
+    factor = partial(
+        lr_factor,
+        warmup_steps=30,
+        total_steps=1200,
+        min_ratio=0.1,
+        schedule=frugal.schedule,
+        horizon=frugal.horizon,
+        decay_fraction=frugal.decay_fraction,
+    )
+    assert factor(15) == 0.5 and factor(30) == factor(326) == 1.0  # warm-up, then stable
+    decay_start = 400 - round((400 - 30) * frugal.decay_fraction)  # the last fifth of the first third
+    assert factor(decay_start) == 1.0 > factor(decay_start + 1) > factor(399) > 0.1
+    assert all(math.isclose(factor(step), 0.1) for step in (400, 800, 1199))  # the floor to the end
+
+
+def test_frugal_short_halves_the_batch_and_keeps_the_tokens(prepared_data):
+    args = nano_args(prepared_data, recipe="frugal_short", max_steps=1200, warmup_steps=30, eval_steps=200)
+    short = apply_recipe(args)
+    assert short.per_device_batch_size == 4 and short.max_steps == 2400
+    assert short.per_device_batch_size * short.max_steps == args.per_device_batch_size * args.max_steps
+    assert (short.warmup_steps, short.eval_steps) == (60, 400)
     assert apply_recipe(nano_args(prepared_data)) == nano_args(prepared_data)
+    frugal = nano_args(prepared_data, recipe="frugal")
+    assert apply_recipe(frugal) == frugal  # dense's batches
+    # checkpoints resume only the same recipe, levers included (a name can be re-tuned between versions)
+    assert run_identity(frugal, "t", "d", 1)["config"]["recipe"] == asdict(RECIPES["frugal"])
 
 
 def test_frugal_recipe_trains_with_muon_and_lowers_the_loss(prepared_data, tmp_path):
     figures = pretrain(nano_args(prepared_data, recipe="frugal", max_steps=10), tmp_path / "out")
-    assert figures["recipe"] == "frugal" and figures["steps"] == 20  # half the batch, twice the steps
+    assert figures["recipe"] == "frugal" and figures["steps"] == 10  # the same batches as dense
     assert figures["tokens_trained"] == 10 * 8 * 64
     assert figures["eval_loss"] < figures["initial_eval_loss"] - 0.5
 
