@@ -82,6 +82,7 @@ QUICK_SKIPS = (
     "frugal_decay_half",
     "frugal_decay_at_end",
     "frugal_short_prune",
+    "frugal_prune_compile",
 )
 
 
@@ -128,6 +129,15 @@ def default_arms(frugal: Recipe = RECIPES["frugal"], auto_precision: str = "fp32
             "frugal + dynamic structured pruning, done by 20% of the steps (mintline run's default)",
             recipe=frugal,
             prune=True,
+            runs_to_end=True,
+        ),
+        # compile paid alone where bf16 is native; with pruning every pruning event changes shapes and recompiles
+        Arm(
+            "frugal_prune_compile",
+            "mintline run's default + torch.compile (recompiled after each pruning event)",
+            recipe=frugal,
+            prune=True,
+            compile=True,
             runs_to_end=True,
         ),
     ]
@@ -416,7 +426,7 @@ def plot(curves: dict[str, Curve], target: float, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     figure, (by_time, by_flops) = plt.subplots(1, 2, figsize=(13, 5))
-    palette = plt.cm.tab20.colors  # the default cycle repeats after 10 colours; there are up to 18 arms
+    palette = plt.cm.tab20.colors  # the default cycle repeats after 10 colours; there are up to 19 arms
     for index, (name, curve) in enumerate(curves.items()):
         style = {"linewidth": 2.5} if name in ("dense", "frugal", "frugal_prune") else {"linewidth": 1, "alpha": 0.8}
         style["color"] = palette[index % len(palette)]
