@@ -67,12 +67,10 @@ def white_box(suspect, key: WatermarkKey, mark: WeightMark, base=None, fpr: floa
         for name, sigma in mark.sigmas.items():
             weights = suspect.get_parameter(name).detach().double().cpu() / sigma
             noise = noise_tensor(key.secret, name, weights.shape).double()
-            if base is not None:
-                reference = base.get_parameter(name).detach().double().cpu() / sigma
-                mark_left += float((noise * (weights - reference)).sum())
+            reference = None if base is None else base.get_parameter(name).detach().double().cpu() / sigma
+            mark_left += float((noise * (weights if reference is None else weights - reference)).sum())
+            if reference is not None:
                 weights = without_direction(weights, reference)
-            else:
-                mark_left += float((noise * weights).sum())
             numerator += float((noise * weights).sum())
             squared += float(weights.pow(2).sum())
             noise_energy += float(noise.pow(2).sum())

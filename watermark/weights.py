@@ -200,6 +200,14 @@ class WeightMark:
 
 
 # -- embedding ----------------------------------------------------------------------------------
+def matrix_rms(name: str, parameter) -> float:
+    """The RMS of a marked matrix: the noise's unit (sigma = relative_scale x RMS)."""
+    rms = float(parameter.detach().float().pow(2).mean().sqrt())
+    if not rms > 0:
+        raise ConfigError(f"embed: {name} is all zeros; its scale cannot set the noise")
+    return rms
+
+
 def calibrate_relative_scale(
     model, key: WatermarkKey, config: EmbedConfig, perplexity: Callable[[Any], float], iterations: int = 8
 ) -> dict[str, Any]:
@@ -216,8 +224,7 @@ def calibrate_relative_scale(
     parameters = {name: model.get_parameter(name) for name in names}
     originals = {name: p.detach().clone() for name, p in parameters.items()}
     scaled_noise = {
-        name: noise_tensor(key.secret, name, p.shape).to(p.device, p.dtype)
-        * float(p.detach().float().pow(2).mean().sqrt())
+        name: noise_tensor(key.secret, name, p.shape).to(p.device, p.dtype) * matrix_rms(name, p)
         for name, p in parameters.items()
     }
     unmarked = perplexity(model)
@@ -268,10 +275,7 @@ def embed_weight_mark(model, key: WatermarkKey, config: EmbedConfig | None = Non
     with torch.no_grad():
         for name in names:
             parameter = model.get_parameter(name)
-            rms = float(parameter.detach().float().pow(2).mean().sqrt())
-            if not rms > 0:
-                raise ConfigError(f"embed: {name} is all zeros; its scale cannot set the noise")
-            sigma = config.relative_scale * rms
+            sigma = config.relative_scale * matrix_rms(name, parameter)
             noise = noise_tensor(key.secret, name, parameter.shape).to(parameter.device, parameter.dtype)
             parameter.add_(noise, alpha=sigma)
             sigmas[name], shapes[name] = sigma, list(parameter.shape)

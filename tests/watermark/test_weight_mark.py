@@ -273,7 +273,7 @@ def test_evaluate_runs_weight_attacks_with_text_attacks_on_top(cli, release, kgw
     assert "table" not in run.json()  # only weight attacks asked: no text-mark evaluation
 
 
-def test_noise_scale_is_calibrated_to_the_perplexity_budget(trained_model_dir, single_thread):
+def test_noise_scale_is_calibrated_to_the_perplexity_budget(trained_model_dir, single_thread, tmp_path):
     """The largest scale within the budget, found on the key's own noise; the model comes back unmarked."""
     from mintline.commands.watermark_weights import validation_perplexity
     from mintline.pipeline.corpus import human_passages
@@ -283,12 +283,8 @@ def test_noise_scale_is_calibrated_to_the_perplexity_budget(trained_model_dir, s
     from watermark.weights import EmbedConfig, calibrate_relative_scale, weights_digest
 
     model, tokenizer = load_model_and_tokenizer(trained_model_dir)
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        generate_key(trained_model_dir, Path(tmp) / "key.json")
-        key = load_key(Path(tmp) / "key.json")
+    generate_key(trained_model_dir, tmp_path / "key.json")
+    key = load_key(tmp_path / "key.json")
     passages = human_passages(limit=30)
 
     def perplexity(m):

@@ -38,6 +38,10 @@ def unlucky_key(base: torch.Tensor) -> tuple[SimpleNamespace, float]:
     raise AssertionError("no key with a large offset among 5,000")
 
 
+def one_matrix_mark() -> WeightMark:
+    return WeightMark(1.0, {NAME: SIGMA}, {NAME: list(SHAPE)}, model_digest="", base_digest="", architecture={})
+
+
 def plain_difference_statistic(suspect: torch.Tensor, base: torch.Tensor, key) -> float:
     difference = ((suspect - base) / SIGMA).double()
     noise = noise_tensor(key.secret, NAME, SHAPE).double()
@@ -48,14 +52,7 @@ def test_unrelated_models_are_flagged_at_the_nominal_rate_for_an_unlucky_key():
     generator = torch.Generator().manual_seed(0)
     base = torch.randn(SHAPE, generator=generator) * SIGMA
     key, offset = unlucky_key(base)
-    mark = WeightMark(
-        relative_scale=1.0,
-        sigmas={NAME: SIGMA},
-        shapes={NAME: list(SHAPE)},
-        model_digest="",
-        base_digest="",
-        architecture={},
-    )
+    mark = one_matrix_mark()
     reference = OneMatrix(base)
     unrelated = [torch.randn(SHAPE, generator=generator) * SIGMA for _ in range(60)]
     plain = [plain_difference_statistic(weights, base, key) for weights in unrelated]
@@ -72,7 +69,7 @@ def test_a_model_derived_from_the_release_is_still_traced():
     generator = torch.Generator().manual_seed(1)
     base = torch.randn(SHAPE, generator=generator) * SIGMA
     key, _ = unlucky_key(base)
-    mark = WeightMark(1.0, {NAME: SIGMA}, {NAME: list(SHAPE)}, "", "", {})
+    mark = one_matrix_mark()
     noise = noise_tensor(key.secret, NAME, SHAPE).float()
     # a tenth of the mark left, under changes as large as the weights themselves (fine-tuning, say)
     derived = base + 0.1 * SIGMA * noise + torch.randn(SHAPE, generator=generator) * SIGMA
