@@ -27,10 +27,18 @@ def test_marked_text_is_detected_at_200_tokens(marked_samples, kgw_key, tokenize
     assert min(r.z_score for r in results) > 6
 
 
-def test_unmarked_text_is_not_detected(unmarked_samples, kgw_key, tokenizer_dir):
+def test_unmarked_text_is_not_detected(unmarked_samples, kgw_key, tokenizer_dir, tmp_path):
     results = detect_texts(unmarked_samples, kgw_key, tokenizer_dir)
     assert all(r.watermarked is False for r in results)
-    assert abs(np.mean([r.z_score for r in results])) < 1.5
+    # The nano model's samples share most of their bigrams, so under one key their z-scores move together
+    # (a fresh-clone run: 0.9 to 1.8, mean 1.52 for one key): their mean is about one N(0, 1) draw per key,
+    # not a mean of independent ones. Averaged over four keys it is a mean of four.
+    keys = [kgw_key]
+    for i in range(3):
+        generate_key(tokenizer_dir, tmp_path / f"k{i}.json", scheme="kgw")
+        keys.append(tmp_path / f"k{i}.json")
+    z_scores = [r.z_score for key in keys for r in detect_texts(unmarked_samples, key, tokenizer_dir)]
+    assert abs(np.mean(z_scores)) < 1.5
 
 
 def test_a_wrong_key_never_detects(marked_samples, other_kgw_key, tokenizer_dir):
