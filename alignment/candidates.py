@@ -68,10 +68,22 @@ def read_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
-def prompts_from_documents(texts: list[str], count: int, seed: int = 0, words: tuple[int, int] = (6, 16)) -> list[str]:
-    """Prompts drawn from held-out documents: the opening words of a random paragraph."""
+def prompts_from_documents(
+    texts: list[str], count: int, seed: int = 0, words: tuple[int, int] = (6, 16), avoid: list[str] = ()
+) -> list[str]:
+    """Prompts drawn from held-out documents: the opening words of a random paragraph.
+
+    `avoid`: prompts cut earlier; no paragraph they were cut from is drawn again (a prompt is a paragraph's
+    first 6 to 16 words, so two prompts share a paragraph exactly when they share their first `words[0]`).
+    """
     rng = random.Random(seed)
-    paragraphs = [p.strip() for text in texts for p in text.split("\n\n") if len(p.split()) >= words[1] + 8]
+    taken = {tuple(p.split()[: words[0]]) for p in avoid}
+    paragraphs = [
+        p.strip()
+        for text in texts
+        for p in text.split("\n\n")
+        if len(p.split()) >= words[1] + 8 and tuple(p.split()[: words[0]]) not in taken
+    ]
     if not paragraphs:
         raise PreferenceDataError("prompts: the documents hold no paragraph long enough to cut a prompt from")
     picked = rng.sample(paragraphs, min(count, len(paragraphs)))

@@ -80,6 +80,7 @@ def run_active_loop(
     model_id: str = "bt-reward-model",
     eval_x=None,
     eval_y: np.ndarray | None = None,
+    pool_margins: bool = False,
 ) -> dict:
     """Run rounds until `budget` pairs have been requested and answered; returns figures and a state.
 
@@ -88,6 +89,8 @@ def run_active_loop(
     held-out pairs' features, or with a reward model their (a, b) response indices.
     `state` is "done", or "waiting" with `waiting_for` = labels still outstanding at a backend
     that answers later (Label Studio). Nothing is lost by returning: call again to continue.
+    `pool_margins`: when done, add the final reward model's predicted margin r(a) − r(b) of every pool pair
+    (a numpy array under "pool_margins", for the caller to use, not to serialise).
     """
     if config.budget > len(pairs):
         raise ConfigError(f"budget: {config.budget} labels asked but only {len(pairs)} candidate pairs exist")
@@ -179,7 +182,7 @@ def run_active_loop(
                     pairs[i] for i in pseudo.indices
                 ],  # their text, so export_trl(include_pseudo=True) can write them
             )
-    return _figures(
+    figures = _figures(
         "done",
         ledger=ledger,
         reward_model=reward_model,
@@ -193,6 +196,9 @@ def run_active_loop(
         evaluation=evaluation,
         curve=curve,
     )
+    if pool_margins and model.fitted:
+        figures["pool_margins"] = model.margin(pool_x)
+    return figures
 
 
 class EvalSet:

@@ -23,7 +23,7 @@ from alignment.bradley_terry import RewardModelConfig
 from alignment.candidates import CandidateConfig, generate_candidate_pairs, prompts_from_documents, read_prompts
 from alignment.errors import ConfigError, PreferenceDataError
 from alignment.features import FeatureConfig
-from alignment.gold import gold_score
+from alignment.gold import gold_components, gold_score
 from alignment.loop import ActiveLoopConfig, pair_feature_matrix, run_active_loop
 from alignment.reward_models import RewardFamilyConfig, new_reward_model, prepare_reward_inputs
 
@@ -43,6 +43,13 @@ class AlignStageConfig:
         metadata={"help": "held-out documents (JSONL with 'text', file or directory) to cut prompts from"},
     )
     num_prompts: int = field(default=64, metadata={"help": "prompts to draw from the corpus"})
+    eval_corpus: str = field(
+        default=None,
+        metadata={
+            "help": "documents to cut the gold win rate's held-out prompts from (default: the corpus; "
+            "paragraphs that gave a candidate prompt are never used)"
+        },
+    )
     ledger: str = field(default=None, metadata={"help": "label ledger (SQLite); default OUTPUT_DIR/ledger.sqlite"})
     backend: str = field(default="simulated", metadata={"help": "who labels: 'simulated' or 'labelstudio'"})
     label_studio_url: str = field(default=None, metadata={"help": "Label Studio URL (default $LABEL_STUDIO_URL)"})
@@ -76,6 +83,13 @@ class AlignStageConfig:
         },
     )
     include_pseudo: bool = field(default=False, metadata={"help": "train DPO on pseudo-labels too"})
+    reward_labelled_pairs: bool = field(
+        default=False,
+        metadata={
+            "help": "DPO also trains on pairs the final reward model labels: for every prompt, its unlabelled "
+            "pair with the largest predicted margin (best vs worst of its answers); README: what it changed"
+        },
+    )
     eval_fraction: float = field(default=0.15, metadata={"help": "labelled pairs held out from DPO to measure it"})
     dpo_beta: float = field(default=0.1, metadata={"help": "DPO β"})
     dpo_learning_rate: float = field(default=5e-4, metadata={"help": "DPO learning rate"})
@@ -110,7 +124,12 @@ def load_prompts(config: AlignStageConfig, seed: int) -> list[str]:
         return read_prompts(config.prompts_file)
     if not config.corpus:
         raise ConfigError("prompts_file or corpus: give prompts, or documents to cut them from")
-    path = Path(config.corpus)
+    return prompts_from_documents(read_documents(config.corpus), config.num_prompts, seed=seed)
+
+
+def read_documents(corpus: str) -> list[str]:
+    """The 'text' of every JSONL row in a file, or in a directory's *.jsonl files."""
+    path = Path(corpus)
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     texts = []
     for file in files:
@@ -120,7 +139,7 @@ def load_prompts(config: AlignStageConfig, seed: int) -> list[str]:
             )
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise PreferenceDataError(f"corpus: cannot read documents from {file}: {exc}") from None
-    return prompts_from_documents(texts, config.num_prompts, seed=seed)
+    return texts
 
 
 def make_backend(config: AlignStageConfig, ledger, seed: int, gold=None):
@@ -245,9 +264,17 @@ def run_align_stage(
             "candidate_pairs": len(pairs),
             "gold_eval_pairs": 0 if eval_y is None else len(eval_y),
             **run_active_loop(
-                [pairs[i] for i in pool], reward_model, backend, loop, rm_config, eval_x=eval_x, eval_y=eval_y
+                [pairs[i] for i in pool],
+                reward_model,
+                backend,
+                loop,
+                rm_config,
+                eval_x=eval_x,
+                eval_y=eval_y,
+                pool_margins=config.reward_labelled_pairs,
             ),
         }
+        margins = figures.pop("pool_margins", None)
         if figures["state"] != "done":
             log.info("waiting for %d labels; run again when they are in", figures["waiting_for"])
             return figures
@@ -257,9 +284,18 @@ def run_align_stage(
             )
         preferences = out / "preferences.jsonl"
         figures["exported_pairs"] = ledger.export_trl(preferences, include_pseudo=config.include_pseudo)
+        requested = {label.pair_id for label in ledger.labels()} | set(ledger.pending())
     if figures["exported_pairs"] < 2:
         raise PreferenceDataError(f"only {figures['exported_pairs']} usable labels: too few to train DPO")
     train_path, eval_path = split_preferences(preferences, config.eval_fraction, loop.selection_seed)
+    if margins is not None:
+        rows = reward_labelled_rows([pairs[i] for i in pool], margins, requested)
+        figures["reward_labelled_pairs"] = len(rows)
+        if config.backend == "simulated" and rows:
+            judge = gold or gold_score
+            decided = [judge(p, c) > judge(p, r) for p, c, r, _ in rows if judge(p, c) != judge(p, r)]
+            figures["reward_labelled_gold_agreement"] = round(sum(decided) / max(len(decided), 1), 4)
+        write_reward_labelled(rows, out / "reward_labelled.jsonl", train_path)
     dpo = train_dpo(config.policy_model, str(train_path), str(out / "model"), config, seed=loop.selection_seed)
     figures["dpo"] = dpo
     held_out = {}
@@ -273,7 +309,7 @@ def run_align_stage(
     figures["dpo"].update(implicit_reward_accuracies(config.policy_model, out / "model", held_out))
     if eval_path is not None:
         figures["dpo"]["heldout_pairs"] = len(held_out["heldout_implicit_reward_accuracy"])
-    if config.backend == "simulated" and config.gold_win_prompts and not config.prompts_file:
+    if config.backend == "simulated" and config.gold_win_prompts and (config.eval_corpus or config.corpus):
         figures["dpo"]["gold_win_rate"] = gold_win_rate(
             config, pairs, out / "model", gold or gold_score, candidates, loop.selection_seed
         )
@@ -283,6 +319,34 @@ def run_align_stage(
     figures["model_dir"] = str(out / "model")
     (out / "figures.json").write_text(json.dumps(figures, indent=2, default=str) + "\n", encoding="utf-8")
     return figures
+
+
+def reward_labelled_rows(pool_pairs, margins, requested: set[str]) -> list[tuple[str, str, str, float]]:
+    """(prompt, chosen, rejected, σ(margin)) for every prompt: of its within-prompt pairs that nobody
+    was asked about, the one the reward model separates most. With all K(K-1)/2 pairs of a prompt present that
+    is its best answer against its worst (margins are differences of one reward), the RLHF-lite step that turns
+    a few human labels into a DPO pair for every prompt (as rejection-sampling DPO does with a reward model)."""
+    import numpy as np
+
+    best: dict[str, tuple[float, int]] = {}
+    for i, pair in enumerate(pool_pairs):
+        if pair.pair_id in requested or pair.metadata.get("kind", "within_prompt") != "within_prompt":
+            continue
+        if margins[i] != 0 and abs(margins[i]) > abs(best.get(pair.prompt, (0.0, -1))[0]):
+            best[pair.prompt] = (float(margins[i]), i)
+    rows = []
+    for margin, i in best.values():
+        prompt, chosen, rejected = ordered(pool_pairs[i], margin > 0)
+        rows.append((prompt, chosen, rejected, round(float(1 / (1 + np.exp(-abs(margin)))), 4)))
+    return rows
+
+
+def write_reward_labelled(rows, path: Path, train_path: Path) -> None:
+    """The reward model's pairs on their own (with its confidence) and appended to DPO's training split."""
+    lines = [json.dumps({"prompt": p, "chosen": c, "rejected": r, "confidence": conf}) for p, c, r, conf in rows]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    with train_path.open("a", encoding="utf-8") as train:
+        train.writelines(json.dumps({"prompt": p, "chosen": c, "rejected": r}) + "\n" for p, c, r, _ in rows)
 
 
 def random_selection_curve(pool_pairs, reward_model, config, loop, rm_config, eval_x, eval_y, gold) -> list[dict]:
@@ -342,33 +406,46 @@ def pool_reward_model(
 def gold_win_rate(
     config: AlignStageConfig, pairs, model_dir: Path, gold, candidates: CandidateConfig, seed: int
 ) -> dict:
-    """The gold judge's win rate of the DPO'd policy's answers over the pre-DPO policy's, on corpus prompts that
-    no candidate pair used (the same sampling seed for both, so they differ only in the weights)."""
+    """The gold judge's win rate of the DPO'd policy's answers over the pre-DPO policy's, on prompts cut from
+    paragraphs that no candidate pair's prompt came from (the same sampling seed for both, so they differ only
+    in the weights)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from alignment.candidates import sample_responses
     from alignment.evaluation import win_rate
 
-    used = {p.prompt for p in pairs}
-    drawn = load_prompts(AlignStageConfig(**{**asdict(config), "num_prompts": 4 * config.gold_win_prompts}), seed + 7)
-    prompts = [p for p in dict.fromkeys(drawn) if p not in used][: config.gold_win_prompts]
-    if not prompts:
+    try:
+        prompts = prompts_from_documents(
+            read_documents(config.eval_corpus or config.corpus),
+            config.gold_win_prompts,
+            seed=seed + 7,
+            avoid=list({p.prompt for p in pairs}),
+        )
+    except PreferenceDataError:  # every paragraph gave a candidate prompt: nothing is held out
         return {"n": 0}
     tokenizer = AutoTokenizer.from_pretrained(config.policy_model)
     sampling = CandidateConfig(
         **{**asdict(candidates), "samples_per_prompt": config.gold_win_samples, "sample_seed": 1000 + seed}
     )
-    scores = {}
+    scores, terms = {}, {}
     for name, model in (
         ("dpo", load_aligned(config.policy_model, model_dir)),
         ("pre_dpo", AutoModelForCausalLM.from_pretrained(config.policy_model).eval()),
     ):
         responses = sample_responses(model, tokenizer, prompts, sampling)
         scores[name] = [sum(gold(p, r) for r in rs) / len(rs) for p, rs in zip(prompts, responses)]
+        if gold is gold_score:  # the rubric's terms: a DPO may trade one for another at no change in the sum
+            terms[name] = mean_components([gold_components(p, r) for p, rs in zip(prompts, responses) for r in rs])
     result = win_rate(scores["dpo"], scores["pre_dpo"], seed=seed)
     result["mean_gold"] = {k: round(sum(v) / len(v), 4) for k, v in scores.items()}
+    if terms:
+        result["mean_gold_terms"] = terms
     result["answers_per_prompt"] = config.gold_win_samples
     return result
+
+
+def mean_components(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {key: round(sum(row[key] for row in rows) / len(rows), 4) for key in rows[0]}
 
 
 def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:

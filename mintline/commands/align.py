@@ -92,7 +92,7 @@ def run_main(stage, candidates, loop, rm_config, family, run, options) -> Comman
     if not stage.output_dir:
         stage.output_dir = str(layout.stage_dir(run.run_dir, layout.ALIGN))
     inputs = {"policy_model": stage.policy_model}
-    for name in ("prompts_file", "corpus"):
+    for name in ("prompts_file", "corpus", "eval_corpus"):
         if getattr(stage, name):
             inputs[name] = getattr(stage, name)
     inputs = {k: v for k, v in inputs.items() if Path(v).exists()}

@@ -212,6 +212,15 @@ def _align_section(run_dir: Path, record: dict | None, out: Path):
         verdict = dpo.get("verdict") or {}
         if verdict.get("text"):  # said plainly, in bold, whichever way it went
             text.append(f"**{verdict['text']}.**")
+        terms = (dpo.get("gold_win_rate") or {}).get("mean_gold_terms")
+        if terms:  # a DPO can trade one term of the rubric for another with no change in the total
+            text.append(
+                "The gold rubric's terms, mean per answer, pre-DPO → DPO: "
+                + ", ".join(
+                    f"{k} {format_value(terms['pre_dpo'][k])} → {format_value(v)}" for k, v in terms["dpo"].items()
+                )
+                + "."
+            )
     images = []
     curve = f.get("curve") or f.get("label_efficiency")
     points = [(p["labels"], p["accuracy"]) for p in curve or [] if p.get("accuracy") is not None]
