@@ -35,6 +35,12 @@ def validation_shard(run_dir: str | Path) -> Path:
     return prepared_data(run_dir) / "validation-00000-of-00001.jsonl"
 
 
+def train_shard(run_dir: str | Path) -> Path:
+    """The first training shard (a few thousand paragraphs are all the align stage cuts prompts from)."""
+    shards = sorted(prepared_data(run_dir).glob("train-00000-of-*.jsonl"))
+    return shards[0] if shards else prepared_data(run_dir) / "train-00000-of-00001.jsonl"
+
+
 def prepared_tokenizer(run_dir: str | Path) -> Path:
     return stage_dir(run_dir, PREPARE) / "tokenizer"
 

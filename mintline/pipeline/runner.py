@@ -29,6 +29,10 @@ def _validation_shard(run_dir: Path) -> str:
     return str(layout.validation_shard(run_dir))
 
 
+def _train_shard(run_dir: Path) -> str:
+    return str(layout.train_shard(run_dir))
+
+
 PIPELINE: tuple[Stage, ...] = (
     Stage("prepare", command="prepare", prepare_argv=lambda rd: ["--run_dir", str(rd)]),
     Stage("pretrain", command="pretrain", prepare_argv=lambda rd: ["--run_dir", str(rd)]),
@@ -41,7 +45,11 @@ PIPELINE: tuple[Stage, ...] = (
             str(rd),
             "--policy_model",
             str(layout.pretrained_model(rd)),
+            # candidate prompts from the training split (thousands of paragraphs), the gold judge's held-out
+            # prompts from validation, which neither pretraining nor DPO saw
             "--corpus",
+            _train_shard(rd),
+            "--eval_corpus",
             _validation_shard(rd),
             "--output_dir",
             str(layout.stage_dir(rd, layout.ALIGN)),

@@ -28,6 +28,9 @@ align:
   budget: 10
   batch_size: 5
   dpo_epochs: 1
+  max_new_tokens: 32
+  gold_win_prompts: 16
+  gold_win_samples: 2
 watermark:
   samples: 4
   max_new_tokens: 120
