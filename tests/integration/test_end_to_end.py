@@ -31,6 +31,7 @@ align:
   max_new_tokens: 32
   gold_win_prompts: 16
   gold_win_samples: 2
+  use_peft: true           # a LoRA adapter, so the release holds a base bundle too (verified below)
 watermark:
   samples: 4
   max_new_tokens: 120
