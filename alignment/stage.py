@@ -284,16 +284,17 @@ def run_align_stage(
             )
         preferences = out / "preferences.jsonl"
         figures["exported_pairs"] = ledger.export_trl(preferences, include_pseudo=config.include_pseudo)
-        requested = {label.pair_id for label in ledger.labels()} | set(ledger.pending())
+        asked = None if margins is None else {label.pair_id for label in ledger.labels()} | set(ledger.pending())
     if figures["exported_pairs"] < 2:
         raise PreferenceDataError(f"only {figures['exported_pairs']} usable labels: too few to train DPO")
     train_path, eval_path = split_preferences(preferences, config.eval_fraction, loop.selection_seed)
     if margins is not None:
-        rows = reward_labelled_rows([pairs[i] for i in pool], margins, requested)
+        rows = reward_labelled_rows([pairs[i] for i in pool], margins, asked)
         figures["reward_labelled_pairs"] = len(rows)
         if config.backend == "simulated" and rows:
             judge = gold or gold_score
-            decided = [judge(p, c) > judge(p, r) for p, c, r, _ in rows if judge(p, c) != judge(p, r)]
+            scores = [(judge(p, c), judge(p, r)) for p, c, r, _ in rows]
+            decided = [c > r for c, r in scores if c != r]
             figures["reward_labelled_gold_agreement"] = round(sum(decided) / max(len(decided), 1), 4)
         write_reward_labelled(rows, out / "reward_labelled.jsonl", train_path)
     dpo = train_dpo(config.policy_model, str(train_path), str(out / "model"), config, seed=loop.selection_seed)
@@ -326,7 +327,7 @@ def reward_labelled_rows(pool_pairs, margins, requested: set[str]) -> list[tuple
     was asked about, the one the reward model separates most. With all K(K-1)/2 pairs of a prompt present that
     is its best answer against its worst (margins are differences of one reward), the RLHF-lite step that turns
     a few human labels into a DPO pair for every prompt (as rejection-sampling DPO does with a reward model)."""
-    import numpy as np
+    import math
 
     best: dict[str, tuple[float, int]] = {}
     for i, pair in enumerate(pool_pairs):
@@ -337,7 +338,7 @@ def reward_labelled_rows(pool_pairs, margins, requested: set[str]) -> list[tuple
     rows = []
     for margin, i in best.values():
         prompt, chosen, rejected = ordered(pool_pairs[i], margin > 0)
-        rows.append((prompt, chosen, rejected, round(float(1 / (1 + np.exp(-abs(margin)))), 4)))
+        rows.append((prompt, chosen, rejected, round(1 / (1 + math.exp(-abs(margin))), 4)))
     return rows
 
 

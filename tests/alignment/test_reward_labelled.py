@@ -62,4 +62,7 @@ def test_reward_labelled_rows_skip_pairs_people_were_asked_about(tmp_path):
     write_reward_labelled(rows, tmp_path / "reward_labelled.jsonl", train)
     lines = [json.loads(line) for line in train.read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 3 and lines[0]["chosen"] == "human" and set(lines[1]) == {"prompt", "chosen", "rejected"}
-    assert [json.loads(line)["confidence"] for line in (tmp_path / "reward_labelled.jsonl").read_text().splitlines()]
+    confidences = [
+        json.loads(line)["confidence"] for line in (tmp_path / "reward_labelled.jsonl").read_text().splitlines()
+    ]
+    assert len(confidences) == len(rows) and all(0.5 < c <= 1 for c in confidences)
