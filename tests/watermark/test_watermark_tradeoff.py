@@ -61,8 +61,9 @@ def test_default_scheme_keeps_the_model_distribution_in_expectation(tokenizer_di
     log_p = _model_distribution()
     entropy = float(-(np.exp(log_p) * log_p).sum())
     generate_key(tokenizer_dir, tmp_path / "default.json")
-    generate_key(tokenizer_dir, tmp_path / "kgw.json", scheme="kgw", gamma=0.25, delta=2.5)
-    default, kgw = load_key(tmp_path / "default.json"), load_key(tmp_path / "kgw.json")
+    for i in range(4):
+        generate_key(tokenizer_dir, tmp_path / f"kgw{i}.json", scheme="kgw", gamma=0.25, delta=2.5)
+    default = load_key(tmp_path / "default.json")
     assert default.scheme == DEFAULT_SCHEME
 
     def cross_entropy(key) -> tuple[float, float]:
@@ -71,7 +72,8 @@ def test_default_scheme_keeps_the_model_distribution_in_expectation(tokenizer_di
         return float(per_row.mean()), float(per_row.std() / math.sqrt(len(per_row)))
 
     ours, ours_se = cross_entropy(default)
-    theirs, _ = cross_entropy(kgw)
+    # KGW's cost depends on its key's green lists (one key in a CI run: 0.088 nats), so it is averaged over four
+    theirs = float(np.mean([cross_entropy(load_key(tmp_path / f"kgw{i}.json"))[0] for i in range(4)]))
     assert abs(ours - entropy) < 4 * ours_se + 1e-3, (ours, entropy, ours_se)
     # KGW delta 2.5 moves mass from likely red tokens to unlikely green ones (measured ~0.3 nats here;
     # a 64-token vocabulary gives left-hash only 64 green lists, so the bound leaves room for the key)
