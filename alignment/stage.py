@@ -96,6 +96,17 @@ class AlignStageConfig:
     dpo_epochs: float = field(default=2.0, metadata={"help": "DPO epochs"})
     dpo_batch_size: int = field(default=8, metadata={"help": "DPO per-device batch size"})
     dpo_max_length: int = field(default=128, metadata={"help": "tokens per prompt+response in DPO"})
+    dpo_ld_alpha: float = field(
+        default=None,
+        metadata={
+            "help": "LD-DPO (Liu et al., 2024): weight of the longer answer's tokens beyond the shorter one's length "
+            "in both log-probabilities (1 = plain DPO), so DPO cannot win by length alone; unset: plain DPO"
+        },
+    )
+    dpo_rpo_alpha: float = field(
+        default=0.0,
+        metadata={"help": "RPO: weight of an SFT (negative log-likelihood) term on the chosen answer (0 = off)"},
+    )
     use_peft: bool = field(
         default=True, metadata={"help": "train a LoRA adapter (saved on its own) instead of all weights"}
     )
@@ -108,6 +119,10 @@ class AlignStageConfig:
             raise ConfigError(f"backend: must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not 0 <= self.eval_fraction < 1 or not 0 <= self.flip_rate <= 1:
             raise ConfigError("eval_fraction in [0, 1) and flip_rate in [0, 1] are required")
+        if self.dpo_ld_alpha is not None and not 0.0 <= self.dpo_ld_alpha <= 1.0:
+            raise ConfigError(f"dpo_ld_alpha: must be in [0, 1], got {self.dpo_ld_alpha}")
+        if self.dpo_rpo_alpha < 0:
+            raise ConfigError(f"dpo_rpo_alpha: must be >= 0, got {self.dpo_rpo_alpha}")
         if self.gold_win_samples < 1:
             raise ConfigError(f"gold_win_samples: must be >= 1, got {self.gold_win_samples}")
         if self.backend == "simulated" and self.annotators < 1:
@@ -183,18 +198,34 @@ def candidate_pairs(config: AlignStageConfig, candidates: CandidateConfig, logit
 
 def train_dpo(policy_model: str, preferences: str, output_dir: str, config: AlignStageConfig, seed: int = 0) -> dict:
     """DPO through the TRL script's own `main`, with the stage's handful of knobs."""
-    from trl import DPOConfig, ModelConfig, ScriptArguments
+    from trl import ModelConfig, ScriptArguments
 
     from alignment.dpo import main as dpo_main
 
     script_args = ScriptArguments(dataset_name=preferences)
-    training_args = DPOConfig(
+    model_args = ModelConfig(
+        model_name_or_path=policy_model, use_peft=config.use_peft, lora_r=config.lora_r, lora_alpha=2 * config.lora_r
+    )
+    return dpo_main(script_args, dpo_training_args(output_dir, config, seed), model_args)
+
+
+def dpo_training_args(output_dir: str, config: AlignStageConfig, seed: int = 0):
+    """TRL's DPOConfig for the stage: plain sigmoid DPO, LD-DPO's length weighting, or RPO's SFT term."""
+    from trl import DPOConfig
+
+    # RPO is TRL's multi-loss form: DPO's sigmoid loss plus a weighted SFT loss on the chosen answer
+    rpo = (
+        {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, config.dpo_rpo_alpha]} if config.dpo_rpo_alpha else {}
+    )
+    return DPOConfig(
         output_dir=output_dir,
         beta=config.dpo_beta,
         learning_rate=config.dpo_learning_rate,
         num_train_epochs=config.dpo_epochs,
         per_device_train_batch_size=config.dpo_batch_size,
         max_length=config.dpo_max_length,
+        ld_alpha=config.dpo_ld_alpha,
+        **rpo,
         gradient_checkpointing=False,
         use_cpu=_no_gpu(),
         bf16=False,
@@ -204,10 +235,6 @@ def train_dpo(policy_model: str, preferences: str, output_dir: str, config: Alig
         seed=seed,
         disable_tqdm=True,
     )
-    model_args = ModelConfig(
-        model_name_or_path=policy_model, use_peft=config.use_peft, lora_r=config.lora_r, lora_alpha=2 * config.lora_r
-    )
-    return dpo_main(script_args, training_args, model_args)
 
 
 def _no_gpu() -> bool:

@@ -236,3 +236,21 @@ def test_dpo_verdict_flags_a_dpo_that_did_not_help():
     chance = dpo_verdict({"gold_implicit_reward_accuracy": 0.4886, "gold_eval_pairs": 88})
     assert chance["helped"] is False and "chance" in chance["text"]
     assert dpo_verdict({})["helped"] is False
+
+
+def test_dpo_loss_options_reach_trl_and_bad_values_are_refused(tmp_path):
+    import pytest
+
+    from alignment.errors import ConfigError
+    from alignment.stage import AlignStageConfig, dpo_training_args
+
+    base = {"policy_model": "policy", "output_dir": str(tmp_path)}
+    plain = dpo_training_args(str(tmp_path), AlignStageConfig(**base))
+    assert plain.ld_alpha is None and plain.loss_type == ["sigmoid"]
+    length_desensitised = dpo_training_args(str(tmp_path), AlignStageConfig(**base, dpo_ld_alpha=0.5))
+    assert length_desensitised.ld_alpha == 0.5
+    rpo = dpo_training_args(str(tmp_path), AlignStageConfig(**base, dpo_rpo_alpha=0.2))
+    assert rpo.loss_type == ["sigmoid", "sft"] and rpo.loss_weights == [1.0, 0.2]
+    for bad in ({"dpo_ld_alpha": 1.5}, {"dpo_ld_alpha": -0.1}, {"dpo_rpo_alpha": -1.0}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            AlignStageConfig(**base, **bad)
