@@ -242,7 +242,8 @@ def detect_reference_main(args, config, options: argparse.Namespace) -> CommandR
                 "key_id": key.key_id,
                 "mark_id": mark_id_of(key),
                 "test": "gaussmark",
-                "p_value_kind": "exact",
+                # exact for one text over the draw of the key; one key's related texts share an offset (README)
+                "p_value_kind": "exact over keys",
             }
         )
     if options.json:
@@ -262,7 +263,8 @@ def detect_reference_main(args, config, options: argparse.Namespace) -> CommandR
     ]
     text = format_table(rows) + (
         f"\nall {len(results)} inputs together: statistic {joint.statistic:.2f}, p-value {joint.p_value:.3g} "
-        f"(exact: N(0,1) for text written without the marked weights; fpr {config.fpr:g})"
+        f"(exact over keys: N(0,1) for text written without the marked weights; fpr {config.fpr:g}; "
+        "related texts share one offset per key, so a corpus can be flagged above the rate: see the README)"
     )
     data = {"results": results, "joint": joint.to_dict()}
     return CommandResult(data=data, text=text)

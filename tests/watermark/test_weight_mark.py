@@ -188,6 +188,9 @@ def test_detect_reference_finds_marked_text_and_holds_its_rate_on_human_text(
         # Known defect, issue 25 open: the statistic is exactly N(0, 1) over the draw of the key, but for one
         # fixed key human text carries a key-dependent offset (mean -0.28 over 1,000 passages for one key; a
         # fresh-clone CI run flagged 25 of 200 at 5% with another), so per-key p-values are not yet calibrated.
+        # The offset belongs to the set of texts, not only to the key (benchmarks/watermark_null.py): projecting
+        # out up to 256 principal gradient directions of 512 other passages, or standardising each key on 400
+        # held-out passages, left it in place.
         pytest.xfail(f"per-key null offset: {flagged} of {len(human)} human passages flagged at 5%")
 
 
