@@ -228,17 +228,20 @@ def calibrate_relative_scale(
         for name, p in parameters.items()
     }
     unmarked = perplexity(model)
-    trials: list[dict[str, float]] = []
+    budget = config.max_perplexity_ratio
+    trials: list[dict[str, float | bool]] = []
 
     def ratio_at(scale: float) -> float:
         with torch.no_grad():
             for name, parameter in parameters.items():
                 parameter.copy_(originals[name]).add_(scaled_noise[name], alpha=scale)
         ratio = perplexity(model) / unmarked
-        trials.append({"relative_scale": round(scale, 5), "perplexity_ratio": round(ratio, 4)})
+        # the verdict is kept beside the rounded ratio: a ratio a hair over the budget can round onto it
+        trials.append(
+            {"relative_scale": round(scale, 5), "perplexity_ratio": round(ratio, 4), "within_budget": ratio <= budget}
+        )
         return ratio
 
-    budget = config.max_perplexity_ratio
     low, high = SCALE_RANGE
     try:
         if ratio_at(high) <= budget:
