@@ -37,7 +37,7 @@ if not __package__:  # `python benchmarks/watermark_null.py`: use the repository
 
 
 def key_statistics(model, model_dir, tokenizer, key_path, scored_sets):
-    """The shipped text test with a fresh key: (statistics per set of passages)."""
+    """The shipped text test with a fresh key: its TextScores per set of passages."""
     from mintline.commands.watermark_weights import scorer_on_base
     from watermark.keys import generate_key, load_key
     from watermark.weights import EmbedConfig, embed_weight_mark
@@ -47,21 +47,24 @@ def key_statistics(model, model_dir, tokenizer, key_path, scored_sets):
     # The scale cancels in the statistic and the base is the unmarked model itself: any scale describes the mark.
     mark = embed_weight_mark(copy.deepcopy(model), key, EmbedConfig(relative_scale=0.1))
     scorer = scorer_on_base(copy.deepcopy(model), tokenizer, key, mark)
-    return [[score.statistic for score in scorer.score_texts(tokenizer, texts)[0]] for texts in scored_sets]
+    return [scorer.score_texts(tokenizer, texts)[0] for texts in scored_sets]
 
 
-def summarise(statistics, binomial_sf) -> dict:
+def summarise(scores) -> dict:
+    """One key on one set: the statistic's mean and spread, and what `detect` would flag at 5% and 1%."""
     import numpy as np
 
-    z = np.asarray(statistics)
-    flagged = {level: int((z > threshold).sum()) for level, threshold in (("5%", 1.6449), ("1%", 2.3263))}
+    from watermark.stats import binomial_sf
+
+    z = np.array([score.statistic for score in scores])
+    flagged = {rate: sum(score.p_value <= rate for score in scores) for rate in (0.05, 0.01)}
     return {
         "mean": round(float(z.mean()), 3),
         "std": round(float(z.std()), 3),
-        "flagged_5pct": flagged["5%"],
-        "flagged_1pct": flagged["1%"],
-        "binomial_tail_5pct": binomial_sf(flagged["5%"], len(z), 0.05),
-        "binomial_tail_1pct": binomial_sf(flagged["1%"], len(z), 0.01),
+        "flagged_5pct": flagged[0.05],
+        "flagged_1pct": flagged[0.01],
+        "binomial_tail_5pct": binomial_sf(flagged[0.05], len(scores), 0.05),
+        "binomial_tail_1pct": binomial_sf(flagged[0.01], len(scores), 0.01),
     }
 
 
@@ -82,7 +85,6 @@ def main(argv=None) -> int:
     from mintline.pipeline.corpus import human_passages
     from pretrain.generation import load_model_and_tokenizer
     from pretrain.reference_model import save_reference_nano
-    from watermark.stats import binomial_sf
 
     torch.set_num_threads(args.threads)
     started = time.time()
@@ -104,8 +106,8 @@ def main(argv=None) -> int:
             )
             row = {
                 "key": index,
-                **summarise(first, binomial_sf),
-                "mean_on_second_set": round(float(np.mean(other)), 3),
+                **summarise(first),
+                "mean_on_second_set": round(float(np.mean([score.statistic for score in other])), 3),
             }
             per_key.append(row)
             print(json.dumps(row), flush=True)
