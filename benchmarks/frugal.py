@@ -141,7 +141,7 @@ def default_arms(frugal: Recipe = RECIPES["frugal"], auto_precision: str = "fp32
             compile=True,
             runs_to_end=True,
         ),
-        # packing without cross-document attention gained 0.77x and 0.95x alone in two nano runs: does it in company?
+        # packing without cross-document attention in company (alone: isolated_docs); README: "measured to the loss"
         Arm(
             "frugal_prune_isolated",
             "mintline run's default + packing without cross-document attention",
